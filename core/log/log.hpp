@@ -1,0 +1,24 @@
+// Logging for rch and its core: a thin facade over spdlog so the heavy header
+// stays in one translation unit. Level from RCH_LOG_LEVEL or -v; logs go to stderr.
+#pragma once
+
+#include <string_view>
+
+namespace rch::log {
+
+enum class Level { trace, debug, info, warn, error, off };
+
+// Sets the level from RCH_LOG_LEVEL (trace|debug|info|warn|error|off) unless
+// `verbosity` (count of -v) asks for more: 1 = debug, 2+ = trace.
+void init(int verbosity);
+void set_level(Level level);
+bool enabled(Level level);
+
+void write(Level level, std::string_view message);
+inline void trace(std::string_view m) { write(Level::trace, m); }
+inline void debug(std::string_view m) { write(Level::debug, m); }
+inline void info(std::string_view m) { write(Level::info, m); }
+inline void warn(std::string_view m) { write(Level::warn, m); }
+inline void error(std::string_view m) { write(Level::error, m); }
+
+}  // namespace rch::log
