@@ -1,0 +1,306 @@
+// rch: command-line parsing (CLI11) for every command and flag of the fleet
+// and update specs, and dispatch to the Lua commands in lua/rch/commands/.
+// Exit codes: 0 success, 1 the operation failed, 2 usage or configuration error.
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/config/paths.hpp"
+#include "core/log/log.hpp"
+#include "core/version/build_info.hpp"
+#include "lua/bind/engine.hpp"
+
+namespace {
+
+using nlohmann::json;
+
+struct Globals {
+  int verbosity = 0;
+  std::vector<std::string> script_dirs;
+};
+
+struct DeployOptions {
+  std::vector<std::string> worker;
+  int parallel = 4;
+  std::optional<int> canary;
+  int canary_wait = 60;
+  bool no_toolchain = false, force = false, verify = false, drain_first = false;
+  int drain_timeout = 120;
+  bool dry_run = false, resume = false, json = false;
+  std::string version, audit_log, strategy;
+  int rolling_batch = 0, rolling_wait = 0, max_fail_percent = 0;
+};
+
+struct RollbackOptions {
+  std::vector<std::string> worker;
+  std::string to_version;
+  int parallel = 4;
+  bool verify = false, dry_run = false, json = false;
+};
+
+struct StatusOptions {
+  std::vector<std::string> worker;
+  bool json = false, watch = false;
+};
+
+struct WorkerListOptions {
+  std::vector<std::string> worker;
+  int timeout = 120;
+  bool json = false;
+};
+
+struct HistoryOptions {
+  int limit = 10;
+  std::string worker, show_id;
+  bool json = false;
+};
+
+struct StressOptions {
+  int workers = 1000, parallel = 64;
+  std::string strategy = "all";
+  double fault_rate = 0.0;
+  int latency_ms = 5;
+  unsigned long seed = 1;
+  bool json = false;
+};
+
+struct UpdateOptions {
+  bool check = false, fleet = false, rollback = false, verify = false, yes = false;
+  bool dry_run = false, no_restart = false, force = false, json = false;
+  std::string version, channel = "stable";
+  int drain_timeout = 60;
+};
+
+int not_available(const std::string& command) {
+  std::cerr << "rch: " << command << " is not available yet\n";
+  return 2;
+}
+
+rch::lua::EngineOptions engine_options(const Globals& g) {
+  rch::lua::EngineOptions options;
+  for (const auto& dir : g.script_dirs) options.script_dirs.emplace_back(dir);
+  options.config_dir = rch::Paths::from_env().config_dir;
+  options.verbosity = g.verbosity;
+  return options;
+}
+
+// Runs lua/rch/commands/<name>.lua's run(args); its number result is the exit code.
+int run_lua_command(const Globals& g, const std::string& name, const json& args) {
+  try {
+    rch::lua::Engine engine(engine_options(g));
+    auto result = engine.run_module("rch.commands." + name, args);
+    if (!result.ok()) {
+      std::cerr << "rch: " << result.error() << "\n";
+      return 1;
+    }
+    if (result.value().is_number_integer()) return result.value().get<int>();
+    return 0;
+  } catch (const std::exception& e) {
+    std::cerr << "rch: " << e.what() << "\n";
+    return 1;
+  }
+}
+
+json worker_list(const std::vector<std::string>& workers) {
+  json out = json::array();
+  for (const auto& w : workers) out.push_back(w);
+  return out;
+}
+
+int scripts_list(const Globals& g, bool as_json) {
+  const auto options = engine_options(g);
+  rch::lua::Resolver resolver(options.script_dirs, options.config_dir);
+  const auto listing = resolver.list();
+  if (as_json) {
+    json out = json::array();
+    for (const auto& item : listing) {
+      out.push_back({{"name", item.name}, {"origin", item.origin}, {"overrides_builtin", item.overrides_builtin}});
+    }
+    std::cout << json{{"scripts", out}}.dump(2) << "\n";
+    return 0;
+  }
+  std::size_t width = 4;
+  for (const auto& item : listing) width = std::max(width, item.name.size());
+  for (const auto& item : listing) {
+    std::printf("%-*s  %s%s\n", static_cast<int>(width), item.name.c_str(), item.origin.c_str(),
+                item.overrides_builtin ? "  (overrides builtin)" : "");
+  }
+  return 0;
+}
+
+int scripts_show(const Globals& g, const std::string& name) {
+  const auto options = engine_options(g);
+  rch::lua::Resolver resolver(options.script_dirs, options.config_dir);
+  auto found = resolver.find(name);
+  if (!found.ok()) {
+    std::cerr << "rch: " << found.error() << "\n";
+    return 1;
+  }
+  if (!found.value()) {
+    std::cerr << "rch: no script '" << name << "' (looked in " << resolver.describe_search_path()
+              << "); see `rch scripts list`\n";
+    return 2;
+  }
+  std::fwrite(found.value()->source.data(), 1, found.value()->source.size(), stdout);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"rch: deploy, update and manage the rch worker agent across a fleet of SSH hosts"};
+  app.set_version_flag("--version", std::string("rch ") + rch::build_version());
+  app.require_subcommand(1);
+  Globals g;
+  app.add_flag("-v,--verbose", g.verbosity, "More logging (-v debug, -vv trace); also RCH_LOG_LEVEL");
+  app.add_option("--script-dir", g.script_dirs,
+                 "Directory searched first for strategies/, hooks/ and rch/ scripts (repeatable)")
+      ->check(CLI::ExistingDirectory);
+
+  // ---- rch fleet
+  auto* fleet = app.add_subcommand("fleet", "Deploy and manage the worker agent on the fleet");
+  fleet->require_subcommand(1);
+
+  DeployOptions deploy;
+  auto* deploy_cmd = fleet->add_subcommand("deploy", "Deploy or update workers");
+  deploy_cmd->add_option("--worker", deploy.worker, "Target specific worker(s), comma-separated")->delimiter(',');
+  deploy_cmd->add_option("--parallel", deploy.parallel, "Max parallel deployments")->capture_default_str()->check(CLI::PositiveNumber);
+  deploy_cmd->add_option("--canary", deploy.canary, "Deploy to PERCENT% of workers first, wait for --canary-wait")->check(CLI::Range(1, 100));
+  deploy_cmd->add_option("--canary-wait", deploy.canary_wait, "Seconds to wait after the canary before the full rollout")->capture_default_str()->check(CLI::NonNegativeNumber);
+  deploy_cmd->add_option("--rolling-batch", deploy.rolling_batch, "Rolling strategy: workers per batch")->check(CLI::PositiveNumber);
+  deploy_cmd->add_option("--rolling-wait", deploy.rolling_wait, "Rolling strategy: seconds between batches")->capture_default_str()->check(CLI::NonNegativeNumber);
+  deploy_cmd->add_option("--max-fail-percent", deploy.max_fail_percent, "Rolling strategy: stop when more than P% of workers failed")->capture_default_str()->check(CLI::Range(0, 100));
+  deploy_cmd->add_flag("--no-toolchain", deploy.no_toolchain, "Skip rustup/toolchain sync");
+  deploy_cmd->add_flag("--force", deploy.force, "Reinstall even if version matches");
+  deploy_cmd->add_flag("--verify", deploy.verify, "Run post-install verification");
+  deploy_cmd->add_flag("--drain-first", deploy.drain_first, "Drain active builds before deploy");
+  deploy_cmd->add_option("--drain-timeout", deploy.drain_timeout, "Max seconds to wait for drain")->capture_default_str()->check(CLI::NonNegativeNumber);
+  deploy_cmd->add_flag("--dry-run", deploy.dry_run, "Show the detailed plan without executing");
+  deploy_cmd->add_flag("--resume", deploy.resume, "Resume the newest unfinished deployment");
+  deploy_cmd->add_option("--version", deploy.version, "Deploy specific version (default: this rch's version)");
+  deploy_cmd->add_flag("--json", deploy.json, "JSON output for automation");
+  deploy_cmd->add_option("--audit-log", deploy.audit_log, "Also write the deployment audit log to FILE");
+
+  RollbackOptions rollback;
+  auto* rollback_cmd = fleet->add_subcommand("rollback", "Rollback to previous version");
+  rollback_cmd->add_option("--worker", rollback.worker, "Rollback specific worker(s), comma-separated")->delimiter(',');
+  rollback_cmd->add_option("--to-version", rollback.to_version, "Rollback to specific version (default: each worker's previous)");
+  rollback_cmd->add_option("--parallel", rollback.parallel, "Max parallel rollbacks")->capture_default_str()->check(CLI::PositiveNumber);
+  rollback_cmd->add_flag("--verify", rollback.verify, "Verify after rollback");
+  rollback_cmd->add_flag("--dry-run", rollback.dry_run, "Show what would be switched, change nothing");
+  rollback_cmd->add_flag("--json", rollback.json, "JSON output");
+
+  StatusOptions status;
+  auto* status_cmd = fleet->add_subcommand("status", "Show fleet deployment status");
+  status_cmd->add_option("--worker", status.worker, "Show specific worker(s), comma-separated")->delimiter(',');
+  status_cmd->add_flag("--json", status.json, "JSON output");
+  status_cmd->add_flag("--watch", status.watch, "Continuous update (1s interval)");
+
+  WorkerListOptions verify;
+  auto* verify_cmd = fleet->add_subcommand("verify", "Verify worker installations");
+  verify_cmd->add_option("--worker", verify.worker, "Verify specific worker(s), comma-separated")->delimiter(',');
+  verify_cmd->add_flag("--json", verify.json, "JSON output");
+
+  WorkerListOptions drain;
+  auto* drain_cmd = fleet->add_subcommand("drain", "Drain workers before maintenance");
+  drain_cmd->add_option("--worker", drain.worker, "Drain specific worker(s), comma-separated")->delimiter(',');
+  drain_cmd->add_option("--timeout", drain.timeout, "Max seconds to wait for active builds")->capture_default_str()->check(CLI::NonNegativeNumber);
+  drain_cmd->add_flag("--json", drain.json, "JSON output");
+
+  WorkerListOptions undrain;
+  auto* undrain_cmd = fleet->add_subcommand("undrain", "Accept builds again after a drain");
+  undrain_cmd->add_option("--worker", undrain.worker, "Undrain specific worker(s), comma-separated")->delimiter(',');
+  undrain_cmd->add_flag("--json", undrain.json, "JSON output");
+
+  HistoryOptions history;
+  auto* history_cmd = fleet->add_subcommand("history", "Show deployment history");
+  history_cmd->add_option("--limit", history.limit, "Number of deployments to show")->capture_default_str()->check(CLI::PositiveNumber);
+  history_cmd->add_option("--worker", history.worker, "Filter by worker");
+  history_cmd->add_flag("--json", history.json, "JSON output");
+  auto* history_show = history_cmd->add_subcommand("show", "Show one deployment's per-worker steps and errors");
+  history_show->add_option("ID", history.show_id, "Deployment id")->required();
+
+  std::string audit_file;
+  auto* audit_cmd = fleet->add_subcommand("audit", "Audit log tools");
+  audit_cmd->require_subcommand(1);
+  auto* audit_verify = audit_cmd->add_subcommand("verify", "Check the hash chain of an audit log");
+  audit_verify->add_option("FILE", audit_file, "Audit log (JSONL)")->required();
+
+  StressOptions stress;
+  auto* stress_cmd = fleet->add_subcommand("stress", "Run the real executor against simulated workers and check invariants");
+  stress_cmd->add_option("--workers", stress.workers, "Number of simulated workers")->capture_default_str()->check(CLI::PositiveNumber);
+  stress_cmd->add_option("--parallel", stress.parallel, "Max parallel deployments")->capture_default_str()->check(CLI::PositiveNumber);
+  stress_cmd->add_option("--strategy", stress.strategy, "all | canary | rolling")->capture_default_str()->check(CLI::IsMember({"all", "canary", "rolling"}));
+  stress_cmd->add_option("--fault-rate", stress.fault_rate, "Fraction of workers given a fault")->capture_default_str()->check(CLI::Range(0.0, 1.0));
+  stress_cmd->add_option("--latency-ms", stress.latency_ms, "Simulated latency per remote command")->capture_default_str()->check(CLI::NonNegativeNumber);
+  stress_cmd->add_option("--seed", stress.seed, "Random seed")->capture_default_str();
+  stress_cmd->add_flag("--json", stress.json, "JSON output");
+
+  // ---- rch update
+  UpdateOptions update;
+  auto* update_cmd = app.add_subcommand("update", "Update rch, rchd and rch-wkr from signed releases");
+  update_cmd->add_flag("--check", update.check, "Check for updates without installing");
+  update_cmd->add_option("--version", update.version, "Install specific version (e.g., v0.2.0)");
+  update_cmd->add_option("--channel", update.channel, "Release channel: stable, beta, nightly")->capture_default_str()->check(CLI::IsMember({"stable", "beta", "nightly"}));
+  update_cmd->add_flag("--fleet", update.fleet, "Also deploy the new rch-wkr to all configured workers");
+  update_cmd->add_flag("--rollback", update.rollback, "Restore previous version from backup");
+  update_cmd->add_flag("--verify", update.verify, "Verify current installation integrity");
+  update_cmd->add_flag("--yes", update.yes, "Skip confirmation prompts");
+  update_cmd->add_flag("--dry-run", update.dry_run, "Show planned actions without executing");
+  update_cmd->add_flag("--no-restart", update.no_restart, "Update binaries but don't restart daemon");
+  update_cmd->add_option("--drain-timeout", update.drain_timeout, "Wait up to N seconds for builds to complete")->capture_default_str()->check(CLI::NonNegativeNumber);
+  update_cmd->add_flag("--force", update.force, "Skip version check, reinstall current version");
+  update_cmd->add_flag("--json", update.json, "Output results as JSON");
+
+  // ---- rch scripts
+  auto* scripts_cmd = app.add_subcommand("scripts", "Show which Lua scripts (strategies, hooks, engine) resolve where");
+  scripts_cmd->require_subcommand(1);
+  bool scripts_json = false;
+  auto* scripts_list_cmd = scripts_cmd->add_subcommand("list", "List every script name and the file it resolves to");
+  scripts_list_cmd->add_flag("--json", scripts_json, "JSON output");
+  std::string show_name;
+  auto* scripts_show_cmd = scripts_cmd->add_subcommand("show", "Print the script NAME resolves to (copy it to override)");
+  scripts_show_cmd->add_option("NAME", show_name, "e.g. strategies/canary or rch/init.lua")->required();
+
+  // ---- rch run
+  std::string run_file;
+  std::vector<std::string> run_args;
+  auto* run_cmd = app.add_subcommand("run", "Run a maintenance script with the rch Lua API");
+  run_cmd->add_option("FILE", run_file, "Lua script")->required();
+  run_cmd->add_option("ARGS", run_args, "Arguments passed to the script as ...");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    return code == 0 ? 0 : 2;
+  }
+  rch::log::init(g.verbosity);
+
+  if (*fleet) {
+    if (*deploy_cmd) return not_available("fleet deploy");
+    if (*rollback_cmd) return not_available("fleet rollback");
+    if (*status_cmd) {
+      if (status.watch) return not_available("fleet status --watch");
+      return run_lua_command(g, "status", {{"worker", worker_list(status.worker)}, {"json", status.json}});
+    }
+    if (*verify_cmd) return not_available("fleet verify");
+    if (*drain_cmd) return not_available("fleet drain");
+    if (*undrain_cmd) return not_available("fleet undrain");
+    if (*history_cmd) return not_available("fleet history");
+    if (*audit_cmd) return not_available("fleet audit verify");
+    if (*stress_cmd) return not_available("fleet stress");
+  }
+  if (*update_cmd) return not_available("update");
+  if (*scripts_cmd) {
+    if (*scripts_list_cmd) return scripts_list(g, scripts_json);
+    if (*scripts_show_cmd) return scripts_show(g, show_name);
+  }
+  if (*run_cmd) return not_available("run");
+  return 2;
+}

@@ -1,0 +1,596 @@
+// Lease registry and drain of the worker agent. A lease is a file held with
+// flock(LOCK_EX) by the running job; the lock dies with the last process that
+// holds it, so a crashed job can never keep a worker "busy" forever.
+#include "core/agent/agent.hpp"
+
+#include <fcntl.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <thread>
+
+#include "core/version/build_info.hpp"
+
+extern char** environ;
+
+namespace rch {
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string errno_text(int err) { return std::strerror(err); }
+
+// Owns one file descriptor.
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  UniqueFd(UniqueFd&& o) noexcept : fd_(o.release()) {}
+  UniqueFd& operator=(UniqueFd&& o) noexcept {
+    if (this != &o) reset(o.release());
+    return *this;
+  }
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+  ~UniqueFd() { reset(); }
+
+  int get() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
+  int release() { return std::exchange(fd_, -1); }
+  void reset(int fd = -1) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = fd;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+std::string random_hex(size_t bytes) {
+  static constexpr char digits[] = "0123456789abcdef";
+  std::random_device rd;
+  std::string out;
+  out.reserve(bytes * 2);
+  for (size_t i = 0; i < bytes; ++i) {
+    unsigned v = rd() & 0xffu;
+    out += digits[v >> 4];
+    out += digits[v & 0xf];
+  }
+  return out;
+}
+
+std::string utc_now_iso8601() {
+  std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+Result<void> write_all(int fd, std::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return make_error(errno_text(errno));
+    }
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return {};
+}
+
+// tmp + fsync + rename + fsync(dir): readers see the old file or the new one.
+Result<void> write_atomic(const fs::path& path, std::string_view contents, mode_t mode) {
+  fs::path tmp = path;
+  tmp += ".tmp." + std::to_string(::getpid()) + "." + random_hex(4);
+  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode));
+  if (!fd.valid()) return make_error("cannot create " + tmp.string() + ": " + errno_text(errno));
+  auto fail = [&](const std::string& what) {
+    ::unlink(tmp.c_str());
+    return make_error(what + " " + tmp.string() + ": " + errno_text(errno));
+  };
+  if (auto w = write_all(fd.get(), contents); !w) {
+    ::unlink(tmp.c_str());
+    return make_error("cannot write " + tmp.string() + ": " + w.error());
+  }
+  if (::fsync(fd.get()) != 0) return fail("cannot fsync");
+  if (::close(fd.release()) != 0) return fail("cannot close");
+  if (::rename(tmp.c_str(), path.c_str()) != 0) return fail("cannot rename");
+  UniqueFd dir(::open(path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dir.valid()) ::fsync(dir.get());
+  return {};
+}
+
+std::string user_at_host() {
+  std::string user;
+  if (const passwd* pw = ::getpwuid(::geteuid())) user = pw->pw_name;
+  if (user.empty()) user = "uid" + std::to_string(::geteuid());
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) != 0) std::strcpy(host, "unknown");
+  return user + "@" + host;
+}
+
+// The lease's one JSON line. job_pid is added once the job has been forked,
+// so an operator can find the process that holds the lease.
+std::string lease_json(const std::vector<std::string>& argv, const std::string& started,
+                       std::optional<pid_t> job_pid) {
+  std::string s = "{\"pid\":" + std::to_string(::getpid());
+  if (job_pid) s += ",\"job_pid\":" + std::to_string(*job_pid);
+  s += ",\"argv\":[";
+  for (size_t i = 0; i < argv.size(); ++i) {
+    if (i) s += ',';
+    s += json_quote(argv[i]);
+  }
+  s += "],\"started\":" + json_quote(started) + "}\n";
+  return s;
+}
+
+void rewrite_lease(int fd, const std::string& line) {
+  // Best effort: the lock, not the contents, is what makes the lease.
+  if (::ftruncate(fd, 0) != 0) return;
+  std::string_view rest = line;
+  off_t off = 0;
+  while (!rest.empty()) {
+    ssize_t n = ::pwrite(fd, rest.data(), rest.size(), off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;
+    rest.remove_prefix(static_cast<size_t>(n));
+    off += n;
+  }
+}
+
+// A held lease: unlinked (while still locked, so no counter can mistake it
+// for a dead one) and closed when the job is over.
+struct Lease {
+  fs::path path;
+  UniqueFd fd;
+
+  Lease(fs::path p, UniqueFd f) : path(std::move(p)), fd(std::move(f)) {}
+  Lease(Lease&&) = default;
+  ~Lease() {
+    if (fd.valid()) ::unlink(path.c_str());
+  }
+};
+
+Result<Lease> acquire_lease(const fs::path& dir) {
+  for (int attempt = 0; attempt < 16; ++attempt) {
+    fs::path path = dir / (std::to_string(::getpid()) + "-" + random_hex(8) + ".lease");
+    UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+    if (!fd.valid()) {
+      if (errno == EEXIST) continue;
+      return make_error("cannot create lease " + path.string() + ": " + errno_text(errno));
+    }
+    while (::flock(fd.get(), LOCK_EX) != 0) {
+      if (errno != EINTR) return make_error("cannot lock lease " + path.string() + ": " + errno_text(errno));
+    }
+    // Between open and flock a counter may have found our file unlocked,
+    // taken it for a dead lease and unlinked it: then the path no longer
+    // names our inode and the lease would be invisible. Start over.
+    struct stat held{}, named{};
+    if (::fstat(fd.get(), &held) == 0 && ::stat(path.c_str(), &named) == 0 && held.st_dev == named.st_dev &&
+        held.st_ino == named.st_ino) {
+      return Lease(std::move(path), std::move(fd));
+    }
+  }
+  return make_error("cannot create a lease in " + dir.string() + ": it keeps disappearing");
+}
+
+// Absolute path of the program argv0 would run, searched in $PATH like
+// execvp does; resolved before fork so the child only calls execve.
+std::optional<std::string> find_program(const std::string& argv0) {
+  if (argv0.find('/') != std::string::npos) return argv0;
+  const char* env_path = std::getenv("PATH");
+  std::string_view path = env_path && *env_path ? env_path : "/usr/local/bin:/usr/bin:/bin";
+  while (true) {
+    size_t colon = path.find(':');
+    std::string_view entry = path.substr(0, colon);
+    std::string candidate = (entry.empty() ? std::string(".") : std::string(entry)) + "/" + argv0;
+    struct stat st{};
+    if (::stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(candidate.c_str(), X_OK) == 0) {
+      return candidate;
+    }
+    if (colon == std::string_view::npos) break;
+    path.remove_prefix(colon + 1);
+  }
+  return std::nullopt;
+}
+
+// Forwarding of SIGINT/SIGTERM/SIGHUP to running jobs. The handler only reads
+// a fixed table of atomics, so it is async-signal-safe; the table allows
+// several concurrent run_job calls (rchd) in one process.
+constexpr std::array<int, 3> k_forwarded = {SIGINT, SIGTERM, SIGHUP};
+constexpr size_t k_max_forwarded_jobs = 64;
+std::atomic<pid_t> g_job_pids[k_max_forwarded_jobs];
+std::mutex g_forward_mu;
+int g_forward_users = 0;
+struct sigaction g_saved_actions[k_forwarded.size()];
+bool g_installed[k_forwarded.size()];
+
+extern "C" void forward_to_jobs(int sig, siginfo_t* info, void*) {
+  // A terminal's Ctrl-C (sent by the kernel) already reaches the job, which
+  // shares our process group; forwarding it too would deliver it twice.
+  if (info != nullptr && info->si_code > 0) return;
+  int saved_errno = errno;
+  for (auto& slot : g_job_pids) {
+    pid_t pid = slot.load(std::memory_order_relaxed);
+    if (pid > 0) ::kill(pid, sig);
+  }
+  errno = saved_errno;
+}
+
+// Installs the forwarding handlers for as long as one job runs; a signal
+// that was ignored (nohup) stays ignored.
+class SignalForwarding {
+ public:
+  SignalForwarding() {
+    std::lock_guard lock(g_forward_mu);
+    if (g_forward_users++ > 0) return;
+    for (size_t i = 0; i < k_forwarded.size(); ++i) {
+      g_installed[i] = false;
+      if (::sigaction(k_forwarded[i], nullptr, &g_saved_actions[i]) != 0) continue;
+      if (!(g_saved_actions[i].sa_flags & SA_SIGINFO) && g_saved_actions[i].sa_handler == SIG_IGN) continue;
+      struct sigaction sa{};
+      sa.sa_sigaction = forward_to_jobs;
+      sa.sa_flags = SA_SIGINFO | SA_RESTART;
+      sigemptyset(&sa.sa_mask);
+      g_installed[i] = ::sigaction(k_forwarded[i], &sa, nullptr) == 0;
+    }
+  }
+  ~SignalForwarding() {
+    if (slot_) slot_->store(0);
+    std::lock_guard lock(g_forward_mu);
+    if (--g_forward_users > 0) return;
+    for (size_t i = 0; i < k_forwarded.size(); ++i) {
+      if (g_installed[i]) ::sigaction(k_forwarded[i], &g_saved_actions[i], nullptr);
+    }
+  }
+  SignalForwarding(const SignalForwarding&) = delete;
+  SignalForwarding& operator=(const SignalForwarding&) = delete;
+
+  void track(pid_t pid) {
+    for (auto& slot : g_job_pids) {
+      pid_t expected = 0;
+      if (slot.compare_exchange_strong(expected, pid)) {
+        slot_ = &slot;
+        return;
+      }
+    }
+  }
+
+  // Called in the forked child before exec: the job gets the dispositions
+  // this process had before we installed ours.
+  static void restore_in_child() {
+    for (size_t i = 0; i < k_forwarded.size(); ++i) {
+      if (!g_installed[i]) continue;
+      struct sigaction dfl{};
+      dfl.sa_handler = SIG_DFL;
+      sigemptyset(&dfl.sa_mask);
+      ::sigaction(k_forwarded[i], &dfl, nullptr);
+    }
+  }
+
+ private:
+  std::atomic<pid_t>* slot_ = nullptr;
+};
+
+// Blocks the forwarded signals from fork until the job's pid is tracked, so a
+// signal in between is forwarded rather than lost.
+class BlockForwarded {
+ public:
+  BlockForwarded() {
+    sigset_t set;
+    sigemptyset(&set);
+    for (int sig : k_forwarded) sigaddset(&set, sig);
+    ::pthread_sigmask(SIG_BLOCK, &set, &old_);
+  }
+  ~BlockForwarded() { release(); }
+  BlockForwarded(const BlockForwarded&) = delete;
+  BlockForwarded& operator=(const BlockForwarded&) = delete;
+
+  void release() {
+    if (active_) ::pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+    active_ = false;
+  }
+  const sigset_t& old_mask() const { return old_; }
+
+ private:
+  sigset_t old_;
+  bool active_ = true;
+};
+
+std::string plural_builds(int n) { return std::to_string(n) + (n == 1 ? " active build" : " active builds"); }
+
+// Counts held leases in dir and deletes dead ones; err gets a message when
+// the directory exists but cannot be read.
+int count_leases(const fs::path& dir, std::string* err) {
+  std::error_code ec;
+  fs::directory_iterator it(dir, ec);
+  if (ec) {
+    if (ec != std::errc::no_such_file_or_directory && err) {
+      *err = "cannot read " + dir.string() + ": " + ec.message();
+    }
+    return 0;
+  }
+  int active = 0;
+  for (; it != fs::directory_iterator(); it.increment(ec)) {
+    const fs::path& path = it->path();
+    if (path.extension() != ".lease") continue;
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+    if (!fd.valid()) continue;  // removed by its owner meanwhile
+    if (::flock(fd.get(), LOCK_EX | LOCK_NB) == 0) {
+      // Nobody holds it: its job is gone. Unlink while we hold the lock.
+      ::unlink(path.c_str());
+    } else {
+      ++active;  // EWOULDBLOCK, or an error we cannot judge: assume busy
+    }
+    if (ec) break;
+  }
+  return active;
+}
+
+// Length of the well-formed UTF-8 sequence starting at s[i], 0 if there is none.
+size_t utf8_sequence_length(std::string_view s, size_t i) {
+  auto byte = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
+  const unsigned char lead = byte(i);
+  if (lead < 0x80) return 1;
+  size_t n = 0;
+  uint32_t cp = 0;
+  if ((lead & 0xe0) == 0xc0) {
+    n = 2, cp = lead & 0x1f;
+  } else if ((lead & 0xf0) == 0xe0) {
+    n = 3, cp = lead & 0x0f;
+  } else if ((lead & 0xf8) == 0xf0) {
+    n = 4, cp = lead & 0x07;
+  } else {
+    return 0;
+  }
+  if (i + n > s.size()) return 0;
+  for (size_t k = 1; k < n; ++k) {
+    if ((byte(i + k) & 0xc0) != 0x80) return 0;
+    cp = (cp << 6) | (byte(i + k) & 0x3f);
+  }
+  static constexpr uint32_t min_for_length[] = {0, 0, 0x80, 0x800, 0x10000};
+  // Overlong forms, surrogates and values past U+10FFFF are not UTF-8.
+  if (cp < min_for_length[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
+  return n;
+}
+
+}  // namespace
+
+std::string json_quote(std::string_view s) {
+  std::string out;
+  out.reserve(s.size() + 2);
+  out += '"';
+  for (size_t i = 0; i < s.size();) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    switch (c) {
+      case '"': out += "\\\""; ++i; continue;
+      case '\\': out += "\\\\"; ++i; continue;
+      case '\n': out += "\\n"; ++i; continue;
+      case '\r': out += "\\r"; ++i; continue;
+      case '\t': out += "\\t"; ++i; continue;
+      case '\b': out += "\\b"; ++i; continue;
+      case '\f': out += "\\f"; ++i; continue;
+      default: break;
+    }
+    if (c < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", c);
+      out += buf;
+      ++i;
+      continue;
+    }
+    // Arbitrary bytes (a job's argv, a path) must still make valid JSON.
+    if (size_t len = utf8_sequence_length(s, i); len > 0) {
+      out.append(s.substr(i, len));
+      i += len;
+    } else {
+      out += "\\ufffd";
+      ++i;
+    }
+  }
+  out += '"';
+  return out;
+}
+
+std::string health_json(const AgentHealth& h) {
+  std::string s = "{\"version\":" + json_quote(h.version);
+  s += ",\"draining\":";
+  s += h.draining ? "true" : "false";
+  s += ",\"active_builds\":" + std::to_string(h.active_builds);
+  s += ",\"disk_free_mb\":" + std::to_string(h.disk_free_mb);
+  s += ",\"ok\":";
+  s += h.ok ? "true" : "false";
+  s += ",\"root\":" + json_quote(h.root);
+  if (!h.ok) s += ",\"error\":" + json_quote(h.error);
+  s += "}";
+  return s;
+}
+
+Agent::Agent(fs::path root)
+    : root_(std::move(root)), leases_dir_(root_ / "state" / "leases"), drain_path_(root_ / "state" / "drain") {}
+
+AgentHealth Agent::health() const {
+  AgentHealth h;
+  h.version = build_version();
+  h.root = root_.string();
+  h.draining = draining();
+  std::string lease_error;
+  h.active_builds = count_leases(leases_dir_, &lease_error);
+  struct statvfs st{};
+  if (::statvfs(root_.c_str(), &st) != 0) {
+    h.error = "cannot read free space of " + root_.string() + ": " + errno_text(errno);
+    return h;
+  }
+  h.disk_free_mb = static_cast<uint64_t>(st.f_bavail) * st.f_frsize / (1024 * 1024);
+  if (!lease_error.empty()) {
+    h.error = lease_error;
+    return h;
+  }
+  h.ok = true;
+  return h;
+}
+
+bool Agent::draining() const {
+  std::error_code ec;
+  return fs::exists(drain_path_, ec);
+}
+
+Result<void> Agent::set_draining() {
+  std::error_code ec;
+  fs::create_directories(drain_path_.parent_path(), ec);
+  if (ec) return make_error("cannot create " + drain_path_.parent_path().string() + ": " + ec.message());
+  if (draining()) return {};
+  std::string marker = "{\"by\":" + json_quote(user_at_host()) + ",\"pid\":" + std::to_string(::getpid()) +
+                       ",\"since\":" + json_quote(utc_now_iso8601()) + "}\n";
+  return write_atomic(drain_path_, marker, 0644);
+}
+
+Result<void> Agent::undrain() {
+  if (::unlink(drain_path_.c_str()) != 0 && errno != ENOENT) {
+    return make_error("cannot remove " + drain_path_.string() + ": " + errno_text(errno));
+  }
+  return {};
+}
+
+int Agent::active_leases() const { return count_leases(leases_dir_, nullptr); }
+
+Result<void> Agent::drain(std::chrono::seconds timeout, const std::function<void(int)>& progress) {
+  using clock = std::chrono::steady_clock;
+  // The marker goes first, the count second (see run_job for the other half).
+  if (auto r = set_draining(); !r) return r;
+  const auto start = clock::now();
+  const auto deadline = start + timeout;
+  auto next_progress = start;
+  while (true) {
+    int n = active_leases();
+    if (n == 0) return {};
+    auto now = clock::now();
+    if (now >= deadline) {
+      return make_error("drain timed out after " + std::to_string(timeout.count()) + "s: " + plural_builds(n) +
+                        " still running");
+    }
+    if (progress && now >= next_progress) {
+      progress(n);
+      next_progress = now + std::chrono::seconds(1);
+    }
+    // Poll finely so a drain ends soon after the last job, report coarsely.
+    std::this_thread::sleep_for(std::min<clock::duration>(std::chrono::milliseconds(100), deadline - now));
+  }
+}
+
+Result<int> Agent::run_job(const std::vector<std::string>& argv) {
+  if (argv.empty() || argv[0].empty()) return make_error("no command given");
+  auto program = find_program(argv[0]);
+  if (!program) return make_error("command not found: " + argv[0]);
+
+  std::error_code ec;
+  fs::create_directories(leases_dir_, ec);
+  if (ec) return make_error("cannot create " + leases_dir_.string() + ": " + ec.message());
+
+  // Lease first, drain check second; drain() does marker first, count
+  // second. Whatever the interleaving, either this check sees the marker
+  // (and the job is refused), or the lease was already held when the marker
+  // was written, so drain's count includes it: no job starts unseen by drain.
+  auto lease = acquire_lease(leases_dir_);
+  if (!lease) return make_error(lease.error());
+  const std::string started = utc_now_iso8601();
+  rewrite_lease(lease->fd.get(), lease_json(argv, started, std::nullopt));
+  if (draining()) return make_error(std::string(k_job_refused_draining));  // ~Lease removes it
+
+  // Everything the child needs is prepared before fork: between fork and
+  // exec only async-signal-safe calls are allowed (the process may have threads).
+  std::vector<char*> cargv;
+  cargv.reserve(argv.size() + 1);
+  for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
+  cargv.push_back(nullptr);
+
+  int pipe_fds[2];
+  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) return make_error("cannot create pipe: " + errno_text(errno));
+  UniqueFd exec_err_read(pipe_fds[0]), exec_err_write(pipe_fds[1]);
+
+  SignalForwarding forwarding;
+  BlockForwarded blocked;
+  const int lease_fd = lease->fd.get();
+  pid_t pid = ::fork();
+  if (pid < 0) return make_error("cannot fork: " + errno_text(errno));
+  if (pid == 0) {
+    SignalForwarding::restore_in_child();
+    ::pthread_sigmask(SIG_SETMASK, &blocked.old_mask(), nullptr);
+    // The job alone inherits the lease: it keeps it held even if this agent
+    // is killed, and releases it when it dies.
+    ::fcntl(lease_fd, F_SETFD, 0);
+    ::execve(program->c_str(), cargv.data(), environ);
+    int err = errno;
+    ssize_t ignored = ::write(exec_err_write.get(), &err, sizeof err);
+    (void)ignored;
+    ::_exit(127);
+  }
+  forwarding.track(pid);
+  blocked.release();
+  exec_err_write.reset();
+  rewrite_lease(lease_fd, lease_json(argv, started, pid));
+
+  int exec_errno = 0;
+  ssize_t n;
+  do {
+    n = ::read(exec_err_read.get(), &exec_errno, sizeof exec_errno);
+  } while (n < 0 && errno == EINTR);
+
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) return make_error("cannot wait for job: " + errno_text(errno));
+  }
+  if (n == static_cast<ssize_t>(sizeof exec_errno)) {
+    return make_error("cannot run " + *program + ": " + errno_text(exec_errno));
+  }
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return WEXITSTATUS(status);
+}
+
+fs::path resolve_agent_root(const std::string& root_flag, const char* env_root, const fs::path& exe_path,
+                            const fs::path& home) {
+  if (!root_flag.empty()) return fs::absolute(root_flag);
+  if (env_root != nullptr && *env_root != '\0') return fs::absolute(env_root);
+  // An installed agent lives at <root>/versions/v<ver>/rch-wkr.
+  const fs::path version_dir = exe_path.parent_path();
+  const std::string version_name = version_dir.filename().string();
+  if (exe_path.filename() == "rch-wkr" && version_name.size() > 1 && version_name[0] == 'v' &&
+      version_dir.parent_path().filename() == "versions") {
+    return version_dir.parent_path().parent_path();
+  }
+  return home / ".rch";
+}
+
+fs::path discover_agent_root(const std::string& root_flag) {
+  std::error_code ec;
+  fs::path exe = fs::canonical("/proc/self/exe", ec);
+  if (ec) exe.clear();
+  fs::path home;
+  if (const char* h = std::getenv("HOME"); h != nullptr && *h != '\0') {
+    home = h;
+  } else if (const passwd* pw = ::getpwuid(::getuid()); pw != nullptr) {
+    home = pw->pw_dir;
+  } else {
+    home = "/";
+  }
+  return resolve_agent_root(root_flag, std::getenv("RCH_WKR_ROOT"), exe, home);
+}
+
+}  // namespace rch

@@ -1,0 +1,307 @@
+// config.toml: each section is a list of fields (key → validator), checked in
+// file order so the first problem reported is the first one in the file.
+#include "core/config/config.hpp"
+
+#include <algorithm>
+#include <functional>
+#include <system_error>
+#include <toml++/toml.h>
+#include <utility>
+#include <vector>
+
+#include "core/config/paths.hpp"
+#include "core/config/suggest.hpp"
+#include "core/store/atomic_file.hpp"
+
+namespace rch {
+namespace {
+
+template <class E>
+using Choices = std::vector<std::pair<std::string_view, E>>;
+
+const Choices<HostKeyPolicy> kHostKeyPolicies{{"strict", HostKeyPolicy::strict},
+                                              {"accept-new", HostKeyPolicy::accept_new}};
+const Choices<Requirement> kRequirements{{"required", Requirement::required},
+                                         {"optional", Requirement::optional},
+                                         {"ignore", Requirement::ignore}};
+const Choices<UpdateChannel> kChannels{{"stable", UpdateChannel::stable},
+                                       {"beta", UpdateChannel::beta},
+                                       {"nightly", UpdateChannel::nightly}};
+
+template <class E>
+std::string_view name_of(const Choices<E>& choices, E value) {
+  for (const auto& [name, v] : choices) {
+    if (v == value) return name;
+  }
+  return "?";
+}
+
+constexpr std::int64_t kDay = 86400;
+
+bool toolchain_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+         c == '_' || c == '-';
+}
+
+bool base64_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '+' ||
+         c == '/' || c == '=';
+}
+
+// Plain http is allowed only to this machine (test servers); anything
+// remote must be TLS, even though signatures are checked as well.
+bool acceptable_url(std::string_view url) {
+  if (std::any_of(url.begin(), url.end(), [](char c) { return static_cast<unsigned char>(c) <= ' '; })) {
+    return false;
+  }
+  if (url.starts_with("https://")) return url.size() > 8;
+  if (!url.starts_with("http://")) return false;
+  std::string_view host = url.substr(7);
+  host = host.substr(0, host.find_first_of("/?#"));
+  if (host.find('@') != std::string_view::npos) return false;
+  if (host.starts_with("[::1]")) return host.size() == 5 || host[5] == ':';
+  host = host.substr(0, host.find(':'));
+  return host == "localhost" || host == "127.0.0.1";
+}
+
+struct Field {
+  std::string_view key;
+  std::function<Result<void>(const toml::node&)> apply;
+};
+
+class Parser {
+ public:
+  explicit Parser(std::string_view source) : source_(source) {
+    const std::filesystem::path p(source);
+    base_dir_ = p.has_parent_path() ? p.parent_path() : std::filesystem::path();
+  }
+
+  Result<Config> run(std::string_view text) {
+    toml::table root;
+    try {
+      root = toml::parse(text, source_);
+    } catch (const toml::parse_error& e) {
+      return at(e.source(), std::string(e.description()));
+    }
+    Config c = default_config();
+    std::vector<Field> sections{
+        {"defaults", [&](const toml::node& n) { return section("defaults", n, defaults_fields(c.defaults)); }},
+        {"preflight", [&](const toml::node& n) { return section("preflight", n, preflight_fields(c.preflight)); }},
+        {"toolchain", [&](const toml::node& n) { return section("toolchain", n, toolchain_fields(c.toolchain)); }},
+        {"canary", [&](const toml::node& n) { return section("canary", n, canary_fields(c.canary)); }},
+        {"update", [&](const toml::node& n) { return section("update", n, update_fields(c.update)); }},
+    };
+    if (auto r = apply_fields(root, "", sections); !r) return Error{r.error()};
+    return c;
+  }
+
+ private:
+  Error at(const toml::source_region& where, const std::string& message) const {
+    return make_error(std::string(source_) + ":" + std::to_string(where.begin.line) + ":" +
+                      std::to_string(where.begin.column) + ": " + message);
+  }
+
+  static std::string where(std::string_view section) {
+    return section.empty() ? std::string() : " in [" + std::string(section) + "]";
+  }
+
+  // Runs each entry of `t` through its field, in file order.
+  Result<void> apply_fields(const toml::table& t, std::string_view section_name,
+                            const std::vector<Field>& fields) const {
+    std::vector<std::pair<const toml::key*, const toml::node*>> entries;
+    for (const auto& [k, v] : t) entries.emplace_back(&k, &v);
+    std::sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) {
+      const auto& x = a.first->source().begin;
+      const auto& y = b.first->source().begin;
+      return x.line != y.line ? x.line < y.line : x.column < y.column;
+    });
+    std::vector<std::string_view> names;
+    for (const auto& f : fields) names.push_back(f.key);
+    for (const auto& [k, v] : entries) {
+      const auto f = std::find_if(fields.begin(), fields.end(),
+                                  [&](const Field& x) { return x.key == k->str(); });
+      if (f == fields.end()) {
+        return at(k->source(), "unknown key '" + std::string(k->str()) + "'" + where(section_name) +
+                                   did_you_mean(k->str(), names));
+      }
+      if (auto r = f->apply(*v); !r) return r;
+    }
+    return {};
+  }
+
+  Result<void> section(std::string_view name, const toml::node& n, const std::vector<Field>& fields) const {
+    const toml::table* t = n.as_table();
+    if (t == nullptr) return at(n.source(), "'" + std::string(name) + "' must be a table ([" + std::string(name) + "])");
+    return apply_fields(*t, name, fields);
+  }
+
+  // Field makers: each validates one value and stores it.
+
+  Field integer(std::string_view section, std::string_view key, int& out, std::int64_t lo, std::int64_t hi) const {
+    return {key, [=, this, &out](const toml::node& n) -> Result<void> {
+              const auto* i = n.as_integer();
+              if (i == nullptr || i->get() < lo || i->get() > hi) {
+                return at(n.source(), std::string(key) + where(section) + " must be an integer between " +
+                                          std::to_string(lo) + " and " + std::to_string(hi));
+              }
+              out = static_cast<int>(i->get());
+              return {};
+            }};
+  }
+
+  Field seconds(std::string_view section, std::string_view key, std::chrono::seconds& out, std::int64_t lo,
+                std::int64_t hi) const {
+    return {key, [=, this, &out](const toml::node& n) -> Result<void> {
+              const auto* i = n.as_integer();
+              if (i == nullptr || i->get() < lo || i->get() > hi) {
+                return at(n.source(), std::string(key) + where(section) +
+                                          " must be an integer number of seconds between " +
+                                          std::to_string(lo) + " and " + std::to_string(hi));
+              }
+              out = std::chrono::seconds(i->get());
+              return {};
+            }};
+  }
+
+  // A string checked by `valid`, which returns an empty string or the complaint.
+  Field string(std::string_view section, std::string_view key, std::string& out,
+               std::function<std::string(const std::string&)> valid) const {
+    return {key, [=, this, &out](const toml::node& n) -> Result<void> {
+              const auto* s = n.as_string();
+              if (s == nullptr) return at(n.source(), std::string(key) + where(section) + " must be a string");
+              if (const std::string why = valid(s->get()); !why.empty()) {
+                return at(n.source(), std::string(key) + where(section) + " " + why);
+              }
+              out = s->get();
+              return {};
+            }};
+  }
+
+  // Empty keeps `fallback`; otherwise "~/" expanded and relative to the file.
+  Field path(std::string_view section, std::string_view key, std::filesystem::path& out,
+             std::filesystem::path fallback) const {
+    return {key, [=, this, &out](const toml::node& n) -> Result<void> {
+              const auto* s = n.as_string();
+              if (s == nullptr) return at(n.source(), std::string(key) + where(section) + " must be a string (a path)");
+              if (s->get().empty()) {
+                out = fallback;
+                return {};
+              }
+              std::filesystem::path p = expand_user(s->get());
+              if (p.is_relative() && !base_dir_.empty()) p = base_dir_ / p;
+              out = p.lexically_normal();
+              return {};
+            }};
+  }
+
+  template <class E>
+  Field choice(std::string_view section, std::string_view key, E& out, const Choices<E>& choices) const {
+    return {key, [=, this, &out, &choices](const toml::node& n) -> Result<void> {
+              std::vector<std::string_view> names;
+              std::string listed;
+              for (const auto& [name, v] : choices) {
+                names.push_back(name);
+                listed += (listed.empty() ? "\"" : ", \"") + std::string(name) + "\"";
+              }
+              const auto* s = n.as_string();
+              if (s != nullptr) {
+                for (const auto& [name, v] : choices) {
+                  if (name == s->get()) {
+                    out = v;
+                    return {};
+                  }
+                }
+              }
+              std::string msg = std::string(key) + where(section) + " must be one of " + listed;
+              if (s != nullptr) msg += " (got \"" + s->get() + "\")" + did_you_mean(s->get(), names);
+              return at(n.source(), msg);
+            }};
+  }
+
+  std::vector<Field> defaults_fields(Config::Defaults& d) const {
+    const std::string_view s = "defaults";
+    return {integer(s, "parallel", d.parallel, 1, 10000),
+            seconds(s, "connect_timeout", d.connect_timeout, 1, kDay),
+            seconds(s, "command_timeout", d.command_timeout, 1, 7 * kDay),
+            choice(s, "host_key_policy", d.host_key_policy, kHostKeyPolicies),
+            path(s, "known_hosts", d.known_hosts, d.known_hosts),
+            path(s, "ssh_config", d.ssh_config, d.ssh_config)};
+  }
+
+  std::vector<Field> preflight_fields(Config::Preflight& p) const {
+    const std::string_view s = "preflight";
+    return {integer(s, "min_disk_mb", p.min_disk_mb, 0, 1'000'000'000),
+            choice(s, "rsync", p.rsync, kRequirements), choice(s, "zstd", p.zstd, kRequirements),
+            choice(s, "rustup", p.rustup, kRequirements)};
+  }
+
+  std::vector<Field> toolchain_fields(Config::Toolchain& t) const {
+    // The name reaches a remote `rustup` command line.
+    return {string("toolchain", "rust", t.rust, [](const std::string& v) -> std::string {
+      if (v.empty() || v[0] == '-' || !std::all_of(v.begin(), v.end(), toolchain_char)) {
+        return "must be a rustup toolchain name (letters, digits, '.', '_' and '-', not starting with '-')";
+      }
+      return {};
+    })};
+  }
+
+  std::vector<Field> canary_fields(Config::Canary& c) const {
+    const std::string_view s = "canary";
+    return {integer(s, "percent", c.percent, 1, 100), seconds(s, "wait", c.wait, 0, kDay)};
+  }
+
+  std::vector<Field> update_fields(Config::Update& u) const {
+    const std::string_view s = "update";
+    return {string(s, "url", u.url,
+                   [](const std::string& v) -> std::string {
+                     return acceptable_url(v) ? std::string()
+                                              : "must be an https:// URL (http:// only to localhost)";
+                   }),
+            choice(s, "channel", u.channel, kChannels),
+            string(s, "minisign_pubkey", u.minisign_pubkey,
+                   [](const std::string& v) -> std::string {
+                     // Ed25519 public key: base64 of "Ed" + 8-byte key id + 32 bytes.
+                     if (v.empty()) return {};
+                     if (v.size() == 56 && v.starts_with("RW") && std::all_of(v.begin(), v.end(), base64_char)) {
+                       return {};
+                     }
+                     return "must be the key line of a minisign public key (56 base64 characters "
+                            "starting with 'RW'), not its comment line";
+                   }),
+            path(s, "ca_file", u.ca_file, {}),
+            integer(s, "keep", u.keep, 1, 1000),
+            seconds(s, "connect_timeout", u.connect_timeout, 1, kDay),
+            seconds(s, "transfer_timeout", u.transfer_timeout, 1, 7 * kDay)};
+  }
+
+  std::string_view source_;
+  std::filesystem::path base_dir_;
+};
+
+}  // namespace
+
+std::string_view to_string(HostKeyPolicy policy) { return name_of(kHostKeyPolicies, policy); }
+std::string_view to_string(Requirement requirement) { return name_of(kRequirements, requirement); }
+std::string_view to_string(UpdateChannel channel) { return name_of(kChannels, channel); }
+
+Config default_config() {
+  Config c;
+  c.defaults.known_hosts = expand_user("~/.ssh/known_hosts");
+  c.defaults.ssh_config = expand_user("~/.ssh/config");
+  return c;
+}
+
+Result<Config> parse_config(std::string_view text, std::string_view source_name) {
+  return Parser(source_name).run(text);
+}
+
+Result<Config> load_config(const std::filesystem::path& path) {
+  std::error_code ec;
+  const auto st = std::filesystem::status(path, ec);
+  if (st.type() == std::filesystem::file_type::not_found) return default_config();
+  auto text = read_file(path);
+  if (!text) return Error{text.error()};
+  return parse_config(*text, path.string());
+}
+
+}  // namespace rch

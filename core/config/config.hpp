@@ -1,0 +1,70 @@
+// rch's settings, config.toml: fleet defaults, preflight requirements,
+// toolchain, canary, and the update source. A missing file means defaults.
+// Every error reads "<file>:<line>:<col>: <message>".
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+#include "core/util/result.hpp"
+
+namespace rch {
+
+enum class HostKeyPolicy { strict, accept_new };
+enum class Requirement { required, optional, ignore };
+enum class UpdateChannel { stable, beta, nightly };
+
+// The spelling used in config.toml ("accept-new", "optional", "beta").
+std::string_view to_string(HostKeyPolicy policy);
+std::string_view to_string(Requirement requirement);
+std::string_view to_string(UpdateChannel channel);
+
+// Paths are absolute or relative to the working directory once loaded:
+// relative ones in the file resolve against the file's directory, "~/" is expanded.
+struct Config {
+  struct Defaults {
+    int parallel = 4;
+    std::chrono::seconds connect_timeout{10};
+    std::chrono::seconds command_timeout{300};
+    HostKeyPolicy host_key_policy = HostKeyPolicy::strict;
+    std::filesystem::path known_hosts;  // empty in the file: ~/.ssh/known_hosts
+    std::filesystem::path ssh_config;   // empty in the file: ~/.ssh/config
+  } defaults;
+
+  struct Preflight {
+    int min_disk_mb = 500;
+    Requirement rsync = Requirement::optional;
+    Requirement zstd = Requirement::optional;
+    Requirement rustup = Requirement::optional;
+  } preflight;
+
+  struct Toolchain {
+    std::string rust = "stable";  // rustup toolchain name
+  } toolchain;
+
+  struct Canary {
+    int percent = 10;  // 1..100
+    std::chrono::seconds wait{60};
+  } canary;
+
+  struct Update {
+    std::string url = "https://api.github.com/repos/rch-dev/rch/releases";
+    UpdateChannel channel = UpdateChannel::stable;
+    std::string minisign_pubkey;  // base64 key line; empty: signatures not required
+    std::filesystem::path ca_file;  // empty: the system CA store
+    int keep = 3;  // installed versions kept as backups
+    std::chrono::seconds connect_timeout{15};
+    std::chrono::seconds transfer_timeout{600};
+  } update;
+};
+
+// Defaults with ~/.ssh paths filled in, as when config.toml does not exist.
+Config default_config();
+
+Result<Config> load_config(const std::filesystem::path& path);
+// `source_name` prefixes errors and, if it has a directory, anchors relative paths.
+Result<Config> parse_config(std::string_view text, std::string_view source_name);
+
+}  // namespace rch

@@ -1,0 +1,210 @@
+// workers.toml validation. Values reach ssh command lines and remote shells,
+// so anything that could turn into an option ('-') or break a line is
+// refused here, with the file position, before any connection is made.
+#include "core/config/workers.hpp"
+
+#include <algorithm>
+#include <array>
+#include <map>
+#include <toml++/toml.h>
+
+#include "core/config/paths.hpp"
+#include "core/config/suggest.hpp"
+#include "core/store/atomic_file.hpp"
+
+namespace rch {
+namespace {
+
+constexpr std::array<std::string_view, 1> kTopKeys{"workers"};
+constexpr std::array<std::string_view, 7> kWorkerKeys{"id",  "host", "user", "port",
+                                                      "identity_file", "root", "tags"};
+
+class Parser {
+ public:
+  explicit Parser(std::string_view source) : source_(source) {
+    const std::filesystem::path p(source);
+    base_dir_ = p.has_parent_path() ? p.parent_path() : std::filesystem::path();
+  }
+
+  Error at(const toml::source_region& where, const std::string& message) const {
+    return make_error(std::string(source_) + ":" + std::to_string(where.begin.line) + ":" +
+                      std::to_string(where.begin.column) + ": " + message);
+  }
+
+  Result<std::vector<WorkerConfig>> run(std::string_view text) {
+    toml::table root;
+    try {
+      root = toml::parse(text, source_);
+    } catch (const toml::parse_error& e) {
+      return at(e.source(), std::string(e.description()));
+    }
+    for (const auto& [key, node] : root) {
+      if (key.str() != "workers") {
+        return at(key.source(), "unknown key '" + std::string(key.str()) + "'" +
+                                    did_you_mean(key.str(), kTopKeys));
+      }
+    }
+    std::vector<WorkerConfig> workers;
+    const toml::node* node = root.get("workers");
+    if (node == nullptr) return workers;
+    const toml::array* arr = node->as_array();
+    const bool tables =
+        arr != nullptr && std::all_of(arr->begin(), arr->end(), [](const toml::node& n) { return n.is_table(); });
+    if (!tables) return at(node->source(), "workers must be an array of tables ([[workers]])");
+
+    std::map<std::string, std::uint32_t> first_line;  // id → line of its definition
+    for (const toml::node& el : *arr) {
+      auto w = worker(*el.as_table());
+      if (!w) return Error{w.error()};
+      const toml::node& id_node = *el.as_table()->get("id");
+      const auto [it, fresh] = first_line.emplace(w->id, id_node.source().begin.line);
+      if (!fresh) {
+        return at(id_node.source(), "duplicate worker id '" + w->id + "' (first defined at line " +
+                                        std::to_string(it->second) + ")");
+      }
+      workers.push_back(std::move(*w));
+    }
+    return workers;
+  }
+
+ private:
+  static bool safe_id_char(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-';
+  }
+  static bool has_space_or_control(std::string_view s) {
+    return std::any_of(s.begin(), s.end(),
+                       [](char c) { return static_cast<unsigned char>(c) <= ' ' || c == 0x7f; });
+  }
+  static bool has_control(std::string_view s) {
+    return std::any_of(s.begin(), s.end(),
+                       [](char c) { return static_cast<unsigned char>(c) < ' ' || c == 0x7f; });
+  }
+
+  Result<std::string> string_of(std::string_view key, const toml::node& v) const {
+    if (const auto* s = v.as_string()) return s->get();
+    return at(v.source(), std::string(key) + " must be a string");
+  }
+
+  Result<WorkerConfig> worker(const toml::table& t) {
+    WorkerConfig w;
+    w.line = static_cast<int>(t.source().begin.line);
+
+    // toml::table is ordered by key; report the first problem in file order.
+    std::vector<std::pair<const toml::key*, const toml::node*>> entries;
+    for (const auto& [k, v] : t) entries.emplace_back(&k, &v);
+    std::sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) {
+      const auto& x = a.first->source().begin;
+      const auto& y = b.first->source().begin;
+      return x.line != y.line ? x.line < y.line : x.column < y.column;
+    });
+
+    const toml::node* id_node = nullptr;
+    const toml::node* host_node = nullptr;
+    const toml::node* user_node = nullptr;
+    const toml::node* root_node = nullptr;
+    for (const auto& [kp, vp] : entries) {
+      const std::string_view key = kp->str();
+      const toml::node& v = *vp;
+      if (key == "id" || key == "host" || key == "user" || key == "identity_file" || key == "root") {
+        auto s = string_of(key, v);
+        if (!s) return Error{s.error()};
+        if (key == "id") {
+          w.id = std::move(*s);
+          id_node = &v;
+        } else if (key == "host") {
+          w.host = std::move(*s);
+          host_node = &v;
+        } else if (key == "user") {
+          w.user = std::move(*s);
+          user_node = &v;
+        } else if (key == "root") {
+          w.root = std::move(*s);
+          root_node = &v;
+        } else {
+          if (s->empty()) return at(v.source(), "identity_file must not be empty (omit it to use ssh's default)");
+          std::filesystem::path p = expand_user(*s);
+          if (p.is_relative() && !base_dir_.empty()) p = base_dir_ / p;
+          w.identity_file = p.string();
+        }
+      } else if (key == "port") {
+        const auto* i = v.as_integer();
+        if (i == nullptr || i->get() < 1 || i->get() > 65535) {
+          return at(v.source(), "port must be an integer between 1 and 65535");
+        }
+        w.port = static_cast<int>(i->get());
+      } else if (key == "tags") {
+        const auto* a = v.as_array();
+        if (a == nullptr) return at(v.source(), "tags must be an array of strings");
+        for (const toml::node& tag : *a) {
+          const auto* s = tag.as_string();
+          if (s == nullptr) return at(tag.source(), "tags must be an array of strings");
+          const std::string& name = s->get();
+          if (name.empty() || name[0] == '-' || !std::all_of(name.begin(), name.end(), safe_id_char)) {
+            return at(tag.source(), "invalid tag '" + name +
+                                        "': use only letters, digits, '.', '_' and '-', not starting with '-'");
+          }
+          w.tags.push_back(name);
+        }
+      } else {
+        return at(kp->source(), "unknown key '" + std::string(key) + "' in [[workers]]" +
+                                    did_you_mean(key, kWorkerKeys));
+      }
+    }
+
+    if (id_node == nullptr) return at(t.source(), "missing id in [[workers]]");
+    if (w.id.empty()) return at(id_node->source(), "empty id in [[workers]]");
+    if (!std::all_of(w.id.begin(), w.id.end(), safe_id_char)) {
+      return at(id_node->source(),
+                "invalid worker id '" + w.id + "': use only letters, digits, '.', '_' and '-'");
+    }
+    if (w.id[0] == '-') return at(id_node->source(), "invalid worker id '" + w.id + "': must not begin with '-'");
+
+    const std::string for_worker = " for worker '" + w.id + "'";
+    if (host_node == nullptr) return at(t.source(), "missing host" + for_worker);
+    if (w.host.empty()) return at(host_node->source(), "empty host" + for_worker);
+    if (w.host[0] == '-') {
+      return at(host_node->source(), "invalid host '" + w.host + "'" + for_worker + ": must not begin with '-'");
+    }
+    if (has_space_or_control(w.host)) {
+      return at(host_node->source(), "invalid host '" + w.host + "'" + for_worker + ": contains whitespace");
+    }
+    if (user_node != nullptr) {
+      if (w.user.empty()) return at(user_node->source(), "empty user" + for_worker + " (omit it for ssh's default)");
+      if (w.user[0] == '-') {
+        return at(user_node->source(), "invalid user '" + w.user + "'" + for_worker + ": must not begin with '-'");
+      }
+      if (has_space_or_control(w.user) || w.user.find('@') != std::string::npos) {
+        return at(user_node->source(),
+                  "invalid user '" + w.user + "'" + for_worker + ": contains whitespace or '@'");
+      }
+    }
+    if (root_node != nullptr) {
+      if (w.root.empty()) return at(root_node->source(), "empty root" + for_worker);
+      if (w.root[0] == '-') {
+        return at(root_node->source(), "invalid root '" + w.root + "'" + for_worker + ": must not begin with '-'");
+      }
+      if (has_control(w.root)) {
+        return at(root_node->source(), "invalid root" + for_worker + ": contains control characters");
+      }
+    }
+    return w;
+  }
+
+  std::string_view source_;
+  std::filesystem::path base_dir_;
+};
+
+}  // namespace
+
+Result<std::vector<WorkerConfig>> parse_workers(std::string_view text, std::string_view source_name) {
+  return Parser(source_name).run(text);
+}
+
+Result<std::vector<WorkerConfig>> load_workers(const std::filesystem::path& path) {
+  auto text = read_file(path);
+  if (!text) return Error{text.error()};
+  return parse_workers(*text, path.string());
+}
+
+}  // namespace rch

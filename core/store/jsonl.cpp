@@ -1,0 +1,189 @@
+// JsonlWriter: appends hold flock(LOCK_EX) on the journal itself, so two rch
+// processes appending to one audit log never interleave, and a failed partial
+// write can be truncated away before anyone appends after it.
+#include "core/store/jsonl.hpp"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+#include <system_error>
+#include <utility>
+
+#include "core/store/atomic_file.hpp"
+
+namespace rch {
+namespace {
+
+Error fail(const std::filesystem::path& path, const char* step, int err) {
+  return make_error("cannot append to " + path.string() + ": " + step + ": " + std::strerror(err));
+}
+
+// Holds LOCK_EX for one append (or the open-time repair).
+class FlockGuard {
+ public:
+  explicit FlockGuard(int fd) : fd_(fd) {
+    while ((rc_ = ::flock(fd_, LOCK_EX)) != 0 && errno == EINTR) {
+    }
+  }
+  FlockGuard(const FlockGuard&) = delete;
+  FlockGuard& operator=(const FlockGuard&) = delete;
+  ~FlockGuard() {
+    if (rc_ == 0) ::flock(fd_, LOCK_UN);
+  }
+  bool ok() const { return rc_ == 0; }
+
+ private:
+  int fd_;
+  int rc_ = -1;
+};
+
+// Cuts the file back to just after its last '\n' if it ends mid-line.
+Result<void> drop_torn_tail(int fd, const std::filesystem::path& path) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return fail(path, "fstat", errno);
+  off_t end = st.st_size;
+  if (end == 0) return {};
+  // The fd is O_WRONLY|O_APPEND, so the tail is read through a second one.
+  const int rfd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (rfd < 0) return fail(path, "open for repair", errno);
+  char buf[4096];
+  off_t keep = -1;
+  while (end > 0 && keep < 0) {
+    const off_t start = end > static_cast<off_t>(sizeof buf) ? end - static_cast<off_t>(sizeof buf) : 0;
+    const ssize_t n = ::pread(rfd, buf, static_cast<std::size_t>(end - start), start);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      const int err = errno;
+      ::close(rfd);
+      return fail(path, "read for repair", err);
+    }
+    if (n == 0) break;
+    for (ssize_t i = n; i > 0; --i) {
+      if (buf[i - 1] == '\n') {
+        keep = start + i;
+        break;
+      }
+    }
+    end = start;
+  }
+  ::close(rfd);
+  if (keep < 0) keep = 0;  // no newline at all: the whole file is one torn line
+  if (keep == st.st_size) return {};
+  if (::ftruncate(fd, keep) != 0) return fail(path, "truncate torn line", errno);
+  if (::fsync(fd) != 0) return fail(path, "fsync", errno);
+  return {};
+}
+
+}  // namespace
+
+Result<JsonlWriter> JsonlWriter::open(const std::filesystem::path& path) {
+  std::error_code ec;
+  if (path.has_parent_path()) {
+    std::filesystem::create_directories(path.parent_path(), ec);
+    if (ec) return make_error("cannot create directory " + path.parent_path().string() + ": " + ec.message());
+  }
+  const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return make_error("cannot open " + path.string() + ": " + std::strerror(errno));
+  JsonlWriter writer(fd, path);
+  {
+    FlockGuard lock(fd);
+    if (!lock.ok()) return fail(path, "flock", errno);
+    if (auto r = drop_torn_tail(fd, path); !r) return Error{r.error()};
+  }
+  // A new file's directory entry must be durable too, or the journal can vanish.
+  const std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : ".";
+  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+  return writer;
+}
+
+JsonlWriter::JsonlWriter(JsonlWriter&& other) noexcept
+    : fd_(std::exchange(other.fd_, -1)), path_(std::move(other.path_)) {}
+
+JsonlWriter& JsonlWriter::operator=(JsonlWriter&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = std::exchange(other.fd_, -1);
+    path_ = std::move(other.path_);
+  }
+  return *this;
+}
+
+JsonlWriter::~JsonlWriter() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+Result<void> JsonlWriter::append(std::string_view line) {
+  if (line.find('\n') != std::string_view::npos) {
+    return make_error("cannot append to " + path_.string() + ": line contains a newline");
+  }
+  std::string buf;
+  buf.reserve(line.size() + 1);
+  buf.append(line);
+  buf += '\n';
+  return write_locked(buf);
+}
+
+Result<void> JsonlWriter::append_batch(const std::vector<std::string>& lines) {
+  std::size_t total = 0;
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    if (lines[i].find('\n') != std::string::npos) {
+      return make_error("cannot append to " + path_.string() + ": line " + std::to_string(i + 1) +
+                        " of the batch contains a newline");
+    }
+    total += lines[i].size() + 1;
+  }
+  if (lines.empty()) return {};
+  std::string buf;
+  buf.reserve(total);
+  for (const auto& l : lines) {
+    buf.append(l);
+    buf += '\n';
+  }
+  return write_locked(buf);
+}
+
+Result<void> JsonlWriter::write_locked(std::string_view bytes) {
+  if (fd_ < 0) throw std::logic_error("JsonlWriter used after move");
+  FlockGuard lock(fd_);
+  if (!lock.ok()) return fail(path_, "flock", errno);
+  struct stat st {};
+  if (::fstat(fd_, &st) != 0) return fail(path_, "fstat", errno);
+  std::string_view rest = bytes;
+  while (!rest.empty()) {
+    // One write(2) in practice; the loop only continues a short write.
+    const ssize_t n = ::write(fd_, rest.data(), rest.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      const int err = errno;
+      // Remove the partial line, so the next append starts on a clean line.
+      if (rest.size() != bytes.size()) (void)::ftruncate(fd_, st.st_size);
+      return fail(path_, "write", err);
+    }
+    rest.remove_prefix(static_cast<std::size_t>(n));
+  }
+  if (::fsync(fd_) != 0) return fail(path_, "fsync", errno);
+  return {};
+}
+
+Result<std::vector<std::string>> read_jsonl_lines(const std::filesystem::path& path) {
+  auto text = read_file(path);
+  if (!text) return Error{text.error()};
+  std::vector<std::string> lines;
+  std::string_view rest = *text;
+  for (std::size_t eol; (eol = rest.find('\n')) != std::string_view::npos;) {
+    lines.emplace_back(rest.substr(0, eol));
+    rest.remove_prefix(eol + 1);
+  }
+  return lines;
+}
+
+}  // namespace rch

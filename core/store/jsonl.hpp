@@ -1,0 +1,48 @@
+// Append-only JSON Lines journals (deployment journal, history, audit): every
+// append is one write(2) plus fsync, so a crash leaves at most a torn last
+// line, which the reader drops. Lines are opaque strings here.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/util/result.hpp"
+
+namespace rch {
+
+class JsonlWriter {
+ public:
+  // Opens for append (creating the file 0644 and its parent directories). A
+  // torn last line left by a crashed writer is cut off, so the next append
+  // does not glue onto it.
+  static Result<JsonlWriter> open(const std::filesystem::path& path);
+
+  JsonlWriter(JsonlWriter&& other) noexcept;
+  JsonlWriter& operator=(JsonlWriter&& other) noexcept;
+  JsonlWriter(const JsonlWriter&) = delete;
+  JsonlWriter& operator=(const JsonlWriter&) = delete;
+  ~JsonlWriter();
+
+  // Durable when it returns. Rejects a line containing '\n'.
+  Result<void> append(std::string_view line);
+  // Group commit: all lines in one write(2) and one fsync; nothing is written
+  // if any line contains '\n'.
+  Result<void> append_batch(const std::vector<std::string>& lines);
+
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  JsonlWriter(int fd, std::filesystem::path path) : fd_(fd), path_(std::move(path)) {}
+  Result<void> write_locked(std::string_view bytes);
+
+  int fd_ = -1;
+  std::filesystem::path path_;
+};
+
+// The complete lines of the file, without their '\n'. A final line without
+// '\n' (a crash mid-write) is dropped, not an error.
+Result<std::vector<std::string>> read_jsonl_lines(const std::filesystem::path& path);
+
+}  // namespace rch

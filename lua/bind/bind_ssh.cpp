@@ -1,0 +1,185 @@
+// Module rch.ssh: libssh sessions for Lua. connect/exec/home run on the pool
+// (libssh blocks) and yield the calling task; a session is used by one pool
+// job at a time, and a job in flight keeps its session alive even if Lua
+// drops the userdata.
+#include <memory>
+
+#include "core/ssh/quote.hpp"
+#include "core/ssh/session.hpp"
+#include "lua/bind/bind_util.hpp"
+
+namespace rch::lua {
+namespace {
+
+const char kSessionMeta[] = "rch.ssh.session";
+
+struct SessionBox {
+  std::shared_ptr<SshSession> session;
+  std::string label;  // user@host:port, for messages
+  bool busy = false;
+};
+
+SessionBox& check_session(lua_State* L) {
+  auto* box = static_cast<SessionBox*>(luaL_checkudata(L, 1, kSessionMeta));
+  if (!box->session) throw Misuse("rch.ssh: session " + box->label + " is closed");
+  if (box->busy) throw Misuse("rch.ssh: session " + box->label + " is already running a command in another task");
+  return *box;
+}
+
+// The box is written by the completion: keep the userdata (arg 1) from being
+// collected while a job on it is in flight.
+int pin(lua_State* L) {
+  lua_pushvalue(L, 1);
+  return luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+void unpin(lua_State* L, int ref) { luaL_unref(L, LUA_REGISTRYINDEX, ref); }
+
+// connect{host=, port=, user=, identity_file=, known_hosts=, ssh_config=,
+//         host_key_policy="strict"|"accept-new", connect_timeout=} -> session | nil, err
+int l_ssh_connect(lua_State* L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  SshTarget target;
+  target.host = opt_string_field(L, 1, "host", "");
+  if (target.host.empty()) throw Misuse("rch.ssh.connect: host is required");
+  target.port = static_cast<int>(opt_number_field(L, 1, "port", 22));
+  target.user = opt_string_field(L, 1, "user", "");
+  target.identity_file = opt_string_field(L, 1, "identity_file", "");
+  target.known_hosts_file = opt_string_field(L, 1, "known_hosts", "");
+  target.ssh_config_file = opt_string_field(L, 1, "ssh_config", "");
+  target.connect_timeout_s = static_cast<int>(opt_number_field(L, 1, "connect_timeout", 10));
+  const std::string policy = opt_string_field(L, 1, "host_key_policy", "strict");
+  if (policy == "strict") target.host_key_policy = HostKeyPolicy::strict;
+  else if (policy == "accept-new") target.host_key_policy = HostKeyPolicy::accept_new;
+  else throw Misuse("rch.ssh.connect: host_key_policy must be \"strict\" or \"accept-new\"");
+  const std::string label =
+      (target.user.empty() ? "" : target.user + "@") + target.host + ":" + std::to_string(target.port);
+  using Connected = Result<std::unique_ptr<SshSession>>;
+  return yield_blocking<std::shared_ptr<Connected>>(
+      L, "rch.ssh.connect",
+      [target] { return std::make_shared<Connected>(SshSession::connect(target)); },
+      [label](lua_State* co, std::shared_ptr<Connected>& r) {
+        if (!r->ok()) return push_failure(co, r->error());
+        auto* box = static_cast<SessionBox*>(lua_newuserdata(co, sizeof(SessionBox)));
+        new (box) SessionBox{std::shared_ptr<SshSession>(std::move(r->value())), label, false};
+        luaL_getmetatable(co, kSessionMeta);
+        lua_setmetatable(co, -2);
+        return 1;
+      });
+}
+
+// session:exec(argv | command [, {timeout=, stdin=}]) -> {code=, out=, err=, timed_out=} | nil, err
+// A table argv is quoted word by word (the only way to build remote commands
+// from values); a string is passed to the remote shell as written.
+int l_ssh_exec(lua_State* L) {
+  SessionBox& box = check_session(L);
+  std::string command;
+  if (lua_type(L, 2) == LUA_TTABLE) {
+    command = shell_join(check_string_list(L, 2));
+  } else {
+    command = check_std_string(L, 2);
+  }
+  const int timeout = static_cast<int>(opt_number_field(L, 3, "timeout", 300));
+  const std::string input = opt_string_field(L, 3, "stdin", "");
+  box.busy = true;
+  auto session = box.session;
+  auto* boxp = &box;
+  const int ref = pin(L);
+  return yield_blocking<Result<ExecResult>>(
+      L, "rch.ssh.exec", [session, command, timeout, input] { return session->exec(command, timeout, input); },
+      [boxp, ref](lua_State* co, Result<ExecResult>& r) {
+        unpin(co, ref);
+        boxp->busy = false;
+        if (!r.ok()) return push_failure(co, boxp->label + ": " + r.error());
+        lua_createtable(co, 0, 4);
+        lua_pushinteger(co, r->exit_code);
+        lua_setfield(co, -2, "code");
+        lua_pushlstring(co, r->out.data(), r->out.size());
+        lua_setfield(co, -2, "out");
+        lua_pushlstring(co, r->err.data(), r->err.size());
+        lua_setfield(co, -2, "err");
+        lua_pushboolean(co, r->timed_out);
+        lua_setfield(co, -2, "timed_out");
+        return 1;
+      });
+}
+
+// session:home() -> the remote $HOME, resolved on the worker
+int l_ssh_home(lua_State* L) {
+  SessionBox& box = check_session(L);
+  box.busy = true;
+  auto session = box.session;
+  auto* boxp = &box;
+  const int ref = pin(L);
+  return yield_blocking<Result<std::string>>(
+      L, "rch.ssh.home", [session]() -> Result<std::string> { return session->remote_home(); },
+      [boxp, ref](lua_State* co, Result<std::string>& r) {
+        unpin(co, ref);
+        boxp->busy = false;
+        if (!r.ok()) return push_failure(co, boxp->label + ": " + r.error());
+        lua_pushlstring(co, r->data(), r->size());
+        return 1;
+      });
+}
+
+int l_ssh_alive(lua_State* L) {
+  auto* box = static_cast<SessionBox*>(luaL_checkudata(L, 1, kSessionMeta));
+  lua_pushboolean(L, box->session && box->session->alive());
+  return 1;
+}
+
+int l_ssh_close(lua_State* L) {
+  auto* box = static_cast<SessionBox*>(luaL_checkudata(L, 1, kSessionMeta));
+  if (box->busy) throw Misuse("rch.ssh: cannot close " + box->label + " while a command runs on it");
+  box->session.reset();
+  return 0;
+}
+
+int l_ssh_label(lua_State* L) {
+  auto* box = static_cast<SessionBox*>(luaL_checkudata(L, 1, kSessionMeta));
+  lua_pushstring(L, box->label.c_str());
+  return 1;
+}
+
+int l_ssh_gc(lua_State* L) {
+  auto* box = static_cast<SessionBox*>(luaL_checkudata(L, 1, kSessionMeta));
+  box->~SessionBox();
+  return 0;
+}
+
+// quote(s) -> s quoted for a POSIX shell; join(argv) -> quoted command line
+int l_ssh_quote(lua_State* L) {
+  lua_pushstring(L, shell_quote(check_std_string(L, 1)).c_str());
+  return 1;
+}
+
+int l_ssh_join(lua_State* L) {
+  lua_pushstring(L, shell_join(check_string_list(L, 1)).c_str());
+  return 1;
+}
+
+}  // namespace
+
+int luaopen_rch_ssh(lua_State* L) {
+  static const luaL_Reg methods[] = {
+      {"exec", guarded<l_ssh_exec>},   {"home", guarded<l_ssh_home>},   {"alive", guarded<l_ssh_alive>},
+      {"close", guarded<l_ssh_close>}, {"label", guarded<l_ssh_label>}, {nullptr, nullptr},
+  };
+  luaL_newmetatable(L, kSessionMeta);
+  lua_pushcfunction(L, l_ssh_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_newtable(L);
+  set_functions(L, methods);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+
+  static const luaL_Reg functions[] = {
+      {"connect", guarded<l_ssh_connect>}, {"quote", guarded<l_ssh_quote>},
+      {"join", guarded<l_ssh_join>},       {nullptr, nullptr},
+  };
+  lua_newtable(L);
+  set_functions(L, functions);
+  return 1;
+}
+
+}  // namespace rch::lua

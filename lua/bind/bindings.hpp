@@ -1,0 +1,21 @@
+// The C++ modules exposed to Lua, one binding file each (bind_<module>.cpp),
+// registered in package.preload so `require "rch.ssh"` finds them.
+#pragma once
+
+struct lua_State;
+
+namespace rch::lua {
+
+int luaopen_rch_sched(lua_State* L);
+int luaopen_rch_json(lua_State* L);
+int luaopen_rch_log(lua_State* L);
+int luaopen_rch_fs(lua_State* L);
+int luaopen_rch_crypto(lua_State* L);
+int luaopen_rch_version(lua_State* L);
+int luaopen_rch_config(lua_State* L);
+int luaopen_rch_ssh(lua_State* L);
+
+// Fills package.preload with every module above.
+void open_bindings(lua_State* L);
+
+}  // namespace rch::lua

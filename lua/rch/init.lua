@@ -1,0 +1,69 @@
+--- The `rch` module: what strategies, hooks, commands and user scripts use.
+-- C++ primitives come from the rch.* binding modules; this file adds the
+-- scheduling helpers written in Lua on top of them.
+local sched = require "rch.sched"
+
+local M = {
+  sched = sched,
+  json = require "rch.json",
+  log = require "rch.log",
+  fs = require "rch.fs",
+  crypto = require "rch.crypto",
+  version = require "rch.version",
+  config = require "rch.config",
+  ssh = require "rch.ssh",
+}
+
+M.sleep = sched.sleep
+M.spawn = sched.spawn
+M.join = sched.join
+M.now = sched.now
+M.monotonic = sched.monotonic
+
+local function traceback(err)
+  if type(err) ~= "string" then err = tostring(err) end
+  if M.log.enabled("debug") then return debug.traceback(err, 2) end
+  return err
+end
+
+--- Runs fn(item, index) for every item, never more than n at once.
+-- Each call runs in its own task, so a call that waits on I/O lets the
+-- others proceed. A call that raises does not stop the rest.
+-- @param items list of values
+-- @param n maximum number of calls in flight (>= 1)
+-- @param fn function(item, index) -> value
+-- @return results (results[i] = fn's first value), errors (errors[i] = message
+--   when call i raised), or nil when every call succeeded
+function M.parallel(items, n, fn)
+  assert(type(items) == "table", "rch.parallel: items must be a list")
+  assert(type(fn) == "function", "rch.parallel: fn must be a function")
+  n = math.floor(tonumber(n) or 1)
+  if n < 1 then error("rch.parallel: n must be >= 1", 2) end
+  local count = #items
+  local results, errors = {}, nil
+  local next_index = 1
+  -- n runners pull the next index until the list is exhausted: the cap holds
+  -- by construction, and a slow item never blocks the others.
+  local function runner()
+    while next_index <= count do
+      local i = next_index
+      next_index = next_index + 1
+      local ok, value = xpcall(fn, traceback, items[i], i)
+      if ok then
+        results[i] = value
+      else
+        errors = errors or {}
+        errors[i] = value
+      end
+    end
+  end
+  local runners = {}
+  for _ = 1, math.min(n, count) do runners[#runners + 1] = sched.spawn(runner) end
+  for _, id in ipairs(runners) do
+    local ok, err = sched.join(id)
+    if not ok then error(err, 0) end
+  end
+  return results, errors
+end
+
+return M

@@ -1,0 +1,35 @@
+--- Worker-side paths and the agent commands, built from quoted arguments only.
+local M = {}
+
+--- The worker's install root with "~" resolved on the worker itself.
+-- @param session an rch.ssh session
+-- @param worker worker table (root defaults to "~/.rch")
+-- @return absolute root, or nil, err
+function M.root(session, worker)
+  local root = worker.root or "~/.rch"
+  if root == "~" or root:sub(1, 2) == "~/" then
+    local home, err = session:home()
+    if not home then return nil, err end
+    root = home .. root:sub(2)
+  end
+  if root:sub(1, 1) ~= "/" then
+    return nil, ("worker '%s': root '%s' must be absolute or start with ~/"):format(worker.id, root)
+  end
+  return root
+end
+
+--- `<root>/bin/rch-wkr --version` on the worker.
+-- @return version string, or false when no agent is installed, or nil, err
+function M.installed_version(session, root, timeout)
+  local r, err = session:exec({ root .. "/bin/rch-wkr", "--version" }, { timeout = timeout or 30 })
+  if not r then return nil, err end
+  if r.code == 127 or r.code == 126 then return false end
+  if r.code ~= 0 then
+    return nil, ("rch-wkr --version exited %d: %s"):format(r.code, (r.err or ""):gsub("%s+$", ""))
+  end
+  local version = require("rch.version").extract(r.out)
+  if not version then return nil, "rch-wkr --version printed no version: " .. r.out end
+  return version
+end
+
+return M
