@@ -18,12 +18,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <ctime>
 #include <mutex>
 #include <optional>
-#include <random>
 #include <thread>
 
+#include "core/store/atomic_file.hpp"
+#include "core/util/time.hpp"
+#include "core/util/uuid.hpp"
 #include "core/version/build_info.hpp"
 
 extern char** environ;
@@ -63,58 +64,15 @@ class UniqueFd {
 
 std::string random_hex(size_t bytes) {
   static constexpr char digits[] = "0123456789abcdef";
-  std::random_device rd;
+  std::vector<unsigned char> raw(bytes);
+  fill_random(raw.data(), raw.size());
   std::string out;
   out.reserve(bytes * 2);
-  for (size_t i = 0; i < bytes; ++i) {
-    unsigned v = rd() & 0xffu;
+  for (unsigned char v : raw) {
     out += digits[v >> 4];
     out += digits[v & 0xf];
   }
   return out;
-}
-
-std::string utc_now_iso8601() {
-  std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
-Result<void> write_all(int fd, std::string_view data) {
-  while (!data.empty()) {
-    ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return make_error(errno_text(errno));
-    }
-    data.remove_prefix(static_cast<size_t>(n));
-  }
-  return {};
-}
-
-// tmp + fsync + rename + fsync(dir): readers see the old file or the new one.
-Result<void> write_atomic(const fs::path& path, std::string_view contents, mode_t mode) {
-  fs::path tmp = path;
-  tmp += ".tmp." + std::to_string(::getpid()) + "." + random_hex(4);
-  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode));
-  if (!fd.valid()) return make_error("cannot create " + tmp.string() + ": " + errno_text(errno));
-  auto fail = [&](const std::string& what) {
-    ::unlink(tmp.c_str());
-    return make_error(what + " " + tmp.string() + ": " + errno_text(errno));
-  };
-  if (auto w = write_all(fd.get(), contents); !w) {
-    ::unlink(tmp.c_str());
-    return make_error("cannot write " + tmp.string() + ": " + w.error());
-  }
-  if (::fsync(fd.get()) != 0) return fail("cannot fsync");
-  if (::close(fd.release()) != 0) return fail("cannot close");
-  if (::rename(tmp.c_str(), path.c_str()) != 0) return fail("cannot rename");
-  UniqueFd dir(::open(path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (dir.valid()) ::fsync(dir.get());
-  return {};
 }
 
 std::string user_at_host() {
@@ -458,8 +416,8 @@ Result<void> Agent::set_draining() {
   if (ec) return make_error("cannot create " + drain_path_.parent_path().string() + ": " + ec.message());
   if (draining()) return {};
   std::string marker = "{\"by\":" + json_quote(user_at_host()) + ",\"pid\":" + std::to_string(::getpid()) +
-                       ",\"since\":" + json_quote(utc_now_iso8601()) + "}\n";
-  return write_atomic(drain_path_, marker, 0644);
+                       ",\"since\":" + json_quote(iso8601_utc_now()) + "}\n";
+  return write_file_atomic(drain_path_, marker, 0644);
 }
 
 Result<void> Agent::undrain() {
@@ -510,7 +468,7 @@ Result<int> Agent::run_job(const std::vector<std::string>& argv) {
   // was written, so drain's count includes it: no job starts unseen by drain.
   auto lease = acquire_lease(leases_dir_);
   if (!lease) return make_error(lease.error());
-  const std::string started = utc_now_iso8601();
+  const std::string started = iso8601_utc_now();
   rewrite_lease(lease->fd.get(), lease_json(argv, started, std::nullopt));
   if (draining()) return make_error(std::string(k_job_refused_draining));  // ~Lease removes it
 

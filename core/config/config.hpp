@@ -52,9 +52,9 @@ struct Config {
   struct Update {
     std::string url = "https://api.github.com/repos/rch-dev/rch/releases";
     UpdateChannel channel = UpdateChannel::stable;
-    std::string minisign_pubkey;  // base64 key line; empty: signatures not required
+    std::string minisign_pubkey;    // base64 key line; empty: signatures not required
     std::filesystem::path ca_file;  // empty: the system CA store
-    int keep = 3;  // installed versions kept as backups
+    int keep = 3;                   // installed versions kept as backups
     std::chrono::seconds connect_timeout{15};
     std::chrono::seconds transfer_timeout{600};
   } update;

@@ -3,10 +3,12 @@
 // refused here, with the file position, before any connection is made.
 #include "core/config/workers.hpp"
 
+#include <toml++/toml.h>
+
 #include <algorithm>
 #include <array>
+#include <cstdint>
 #include <map>
-#include <toml++/toml.h>
 
 #include "core/config/paths.hpp"
 #include "core/config/suggest.hpp"
@@ -16,8 +18,8 @@ namespace rch {
 namespace {
 
 constexpr std::array<std::string_view, 1> kTopKeys{"workers"};
-constexpr std::array<std::string_view, 7> kWorkerKeys{"id",  "host", "user", "port",
-                                                      "identity_file", "root", "tags"};
+constexpr std::array<std::string_view, 7> kWorkerKeys{"id",   "host", "user", "port", "identity_file",
+                                                      "root", "tags"};
 
 class Parser {
  public:
@@ -40,16 +42,16 @@ class Parser {
     }
     for (const auto& [key, node] : root) {
       if (key.str() != "workers") {
-        return at(key.source(), "unknown key '" + std::string(key.str()) + "'" +
-                                    did_you_mean(key.str(), kTopKeys));
+        return at(key.source(),
+                  "unknown key '" + std::string(key.str()) + "'" + did_you_mean(key.str(), kTopKeys));
       }
     }
     std::vector<WorkerConfig> workers;
     const toml::node* node = root.get("workers");
     if (node == nullptr) return workers;
     const toml::array* arr = node->as_array();
-    const bool tables =
-        arr != nullptr && std::all_of(arr->begin(), arr->end(), [](const toml::node& n) { return n.is_table(); });
+    const bool tables = arr != nullptr && std::all_of(arr->begin(), arr->end(),
+                                                      [](const toml::node& n) { return n.is_table(); });
     if (!tables) return at(node->source(), "workers must be an array of tables ([[workers]])");
 
     std::map<std::string, std::uint32_t> first_line;  // id → line of its definition
@@ -122,7 +124,8 @@ class Parser {
           w.root = std::move(*s);
           root_node = &v;
         } else {
-          if (s->empty()) return at(v.source(), "identity_file must not be empty (omit it to use ssh's default)");
+          if (s->empty())
+            return at(v.source(), "identity_file must not be empty (omit it to use ssh's default)");
           std::filesystem::path p = expand_user(*s);
           if (p.is_relative() && !base_dir_.empty()) p = base_dir_ / p;
           w.identity_file = p.string();
@@ -141,14 +144,15 @@ class Parser {
           if (s == nullptr) return at(tag.source(), "tags must be an array of strings");
           const std::string& name = s->get();
           if (name.empty() || name[0] == '-' || !std::all_of(name.begin(), name.end(), safe_id_char)) {
-            return at(tag.source(), "invalid tag '" + name +
-                                        "': use only letters, digits, '.', '_' and '-', not starting with '-'");
+            return at(tag.source(),
+                      "invalid tag '" + name +
+                          "': use only letters, digits, '.', '_' and '-', not starting with '-'");
           }
           w.tags.push_back(name);
         }
       } else {
-        return at(kp->source(), "unknown key '" + std::string(key) + "' in [[workers]]" +
-                                    did_you_mean(key, kWorkerKeys));
+        return at(kp->source(),
+                  "unknown key '" + std::string(key) + "' in [[workers]]" + did_you_mean(key, kWorkerKeys));
       }
     }
 
@@ -158,21 +162,25 @@ class Parser {
       return at(id_node->source(),
                 "invalid worker id '" + w.id + "': use only letters, digits, '.', '_' and '-'");
     }
-    if (w.id[0] == '-') return at(id_node->source(), "invalid worker id '" + w.id + "': must not begin with '-'");
+    if (w.id[0] == '-')
+      return at(id_node->source(), "invalid worker id '" + w.id + "': must not begin with '-'");
 
     const std::string for_worker = " for worker '" + w.id + "'";
     if (host_node == nullptr) return at(t.source(), "missing host" + for_worker);
     if (w.host.empty()) return at(host_node->source(), "empty host" + for_worker);
     if (w.host[0] == '-') {
-      return at(host_node->source(), "invalid host '" + w.host + "'" + for_worker + ": must not begin with '-'");
+      return at(host_node->source(),
+                "invalid host '" + w.host + "'" + for_worker + ": must not begin with '-'");
     }
     if (has_space_or_control(w.host)) {
       return at(host_node->source(), "invalid host '" + w.host + "'" + for_worker + ": contains whitespace");
     }
     if (user_node != nullptr) {
-      if (w.user.empty()) return at(user_node->source(), "empty user" + for_worker + " (omit it for ssh's default)");
+      if (w.user.empty())
+        return at(user_node->source(), "empty user" + for_worker + " (omit it for ssh's default)");
       if (w.user[0] == '-') {
-        return at(user_node->source(), "invalid user '" + w.user + "'" + for_worker + ": must not begin with '-'");
+        return at(user_node->source(),
+                  "invalid user '" + w.user + "'" + for_worker + ": must not begin with '-'");
       }
       if (has_space_or_control(w.user) || w.user.find('@') != std::string::npos) {
         return at(user_node->source(),
@@ -182,7 +190,8 @@ class Parser {
     if (root_node != nullptr) {
       if (w.root.empty()) return at(root_node->source(), "empty root" + for_worker);
       if (w.root[0] == '-') {
-        return at(root_node->source(), "invalid root '" + w.root + "'" + for_worker + ": must not begin with '-'");
+        return at(root_node->source(),
+                  "invalid root '" + w.root + "'" + for_worker + ": must not begin with '-'");
       }
       if (has_control(w.root)) {
         return at(root_node->source(), "invalid root" + for_worker + ": contains control characters");

@@ -16,7 +16,7 @@ struct WorkerConfig {
   std::string host;  // not starting with '-' (it reaches ssh's argv)
   std::string user;  // empty: ssh's default
   int port = 22;
-  std::string identity_file;  // local path, "~/" expanded, relative to the file's directory
+  std::string identity_file;    // local path, "~/" expanded, relative to the file's directory
   std::string root = "~/.rch";  // remote install root, expanded by the remote shell
   std::vector<std::string> tags;
   int line = 0;  // line of the worker's [[workers]] header, for later messages

@@ -31,9 +31,7 @@ std::string to_hex(const unsigned char* bytes, std::size_t n) {
   return out;
 }
 
-bool is_hex(char c) {
-  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
+bool is_hex(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
 
 char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
 
@@ -126,8 +124,7 @@ Result<void> verify_sha256(std::string_view data, std::string_view expected_hex)
   bool well_formed = expected_hex.size() == 64;
   for (char c : expected_hex) well_formed = well_formed && is_hex(c);
   if (!well_formed) {
-    return make_error("invalid expected sha256 '" + std::string(expected_hex) +
-                      "': need 64 hex digits");
+    return make_error("invalid expected sha256 '" + std::string(expected_hex) + "': need 64 hex digits");
   }
   const std::string actual = sha256_hex(data);
   if (actual != to_lower(expected_hex)) {

@@ -71,8 +71,7 @@ bool write_all(int fd, std::string_view data) {
 
 }  // namespace
 
-Result<void> write_file_atomic(const std::filesystem::path& path, std::string_view contents,
-                               unsigned mode) {
+Result<void> write_file_atomic(const std::filesystem::path& path, std::string_view contents, unsigned mode) {
   const std::filesystem::path name = path.filename();
   if (name.empty() || name == "." || name == "..") {
     return make_error("cannot write " + path.string() + ": not a file name");

@@ -51,8 +51,8 @@ std::string one_line(std::string_view s) {
 
 std::string holder_line(std::string_view purpose) {
   return "pid=" + std::to_string(::getpid()) + " user=" + one_line(current_user()) +
-         " host=" + one_line(host_name()) + " since=" + iso8601_utc_now() +
-         " purpose=" + one_line(purpose) + "\n";
+         " host=" + one_line(host_name()) + " since=" + iso8601_utc_now() + " purpose=" + one_line(purpose) +
+         "\n";
 }
 
 // "pid=1 user=u host=h since=t purpose=free text" → fields; purpose takes the
@@ -105,8 +105,8 @@ Result<FileLock> FileLock::lock_once(const std::filesystem::path& path, std::str
     std::error_code ec;
     std::filesystem::create_directories(path.parent_path(), ec);
     if (ec) {
-      return make_error("cannot lock " + path.string() + ": create " +
-                        path.parent_path().string() + ": " + ec.message());
+      return make_error("cannot lock " + path.string() + ": create " + path.parent_path().string() + ": " +
+                        ec.message());
     }
   }
   const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);

@@ -100,7 +100,7 @@ std::strong_ordering operator<=>(const Version& a, const Version& b) {
   if (auto c = a.patch <=> b.patch; c != 0) return c;
   // A pre-release ranks below the release itself.
   if (a.prerelease.empty() || b.prerelease.empty()) {
-    return b.prerelease.empty() <=> a.prerelease.empty();
+    return a.prerelease.empty() <=> b.prerelease.empty();
   }
   const std::size_t n = std::min(a.prerelease.size(), b.prerelease.size());
   for (std::size_t i = 0; i < n; ++i) {

@@ -1,5 +1,7 @@
 // Unit tests of core/crypto/sha256: known vectors, streaming, files, checksum
 // verification and checksums.txt parsing.
+#include "core/crypto/sha256.hpp"
+
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -8,8 +10,6 @@
 #include <fstream>
 #include <random>
 #include <string>
-
-#include "core/crypto/sha256.hpp"
 
 namespace fs = std::filesystem;
 
@@ -128,7 +128,8 @@ TEST_CASE("verify_sha256", "[sha256]") {
 
 TEST_CASE("parse_checksums", "[sha256]") {
   SECTION("spec example") {
-    const auto parsed = rch::parse_checksums("abc123  rch-v0.1.0-linux.tar.gz\ndef456  rch-v0.1.0-darwin.tar.gz");
+    const auto parsed =
+        rch::parse_checksums("abc123  rch-v0.1.0-linux.tar.gz\ndef456  rch-v0.1.0-darwin.tar.gz");
     REQUIRE(parsed.size() == 2);
     CHECK(parsed.at("rch-v0.1.0-linux.tar.gz") == "abc123");
     CHECK(parsed.at("rch-v0.1.0-darwin.tar.gz") == "def456");
@@ -148,7 +149,8 @@ TEST_CASE("parse_checksums", "[sha256]") {
   }
   SECTION("malformed lines are skipped") {
     const auto parsed = rch::parse_checksums(
-        "abc123 single-space.tar.gz\nnothex  x.tar.gz\nabc123  \nabc123\n  leading.tar.gz\nabc123  good.tar.gz");
+        "abc123 single-space.tar.gz\nnothex  x.tar.gz\nabc123  \nabc123\n  leading.tar.gz\nabc123  "
+        "good.tar.gz");
     CHECK(parsed.size() == 1);
     CHECK(parsed.count("good.tar.gz") == 1);
   }

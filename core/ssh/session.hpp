@@ -1,0 +1,76 @@
+// SshSession: one authenticated SSH connection to a worker (libssh, kept out
+// of this header) and remote command execution with stdin, captured output
+// and a deadline. Host keys are checked against a known_hosts file.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "core/util/result.hpp"
+
+namespace rch {
+
+enum class HostKeyPolicy {
+  strict,      // an unknown host is refused
+  accept_new,  // an unknown host is added to known_hosts; a changed key is still refused
+};
+
+struct SshTarget {
+  std::string host;  // a name, an address or a Host alias of the ssh config
+  int port = 22;     // 22 leaves the ssh config's Port (if any) in charge
+  std::string user;  // empty: ssh config's User, else the local user name
+  std::string identity_file;     // empty: ssh-agent, then the default keys
+  std::string known_hosts_file;  // empty = ~/.ssh/known_hosts
+  std::string ssh_config_file;   // empty = ~/.ssh/config; "none" = don't read
+  HostKeyPolicy host_key_policy = HostKeyPolicy::strict;
+  int connect_timeout_s = 10;  // TCP connect + handshake + auth, and each channel open
+};
+
+struct ExecResult {
+  // The command's exit status; 128+N when killed by signal N (as sh reports
+  // it); -1 when it timed out or the server sent no status.
+  int exit_code = -1;
+  std::string out, err;
+  bool timed_out = false;
+};
+
+class SshSession {  // one authenticated libssh session; use from one thread at a time
+ public:
+  // Connects, verifies the host key, authenticates. Errors name user@host:port.
+  static Result<std::unique_ptr<SshSession>> connect(const SshTarget& target);
+
+  // Runs `command` through the remote user's shell, feeds it `stdin_data`
+  // then EOF, and collects stdout and stderr until it exits. After
+  // `timeout_s` seconds (<= 0: none) the command gets SIGTERM, its channel is
+  // closed and the result says timed_out; the session stays usable. A
+  // non-zero exit is a value, not an error; a lost connection is an error.
+  Result<ExecResult> exec(const std::string& command, int timeout_s, std::string_view stdin_data = {});
+
+  // Streams a local file into the command's stdin (e.g. `cat > tmp`), for uploads.
+  Result<ExecResult> exec_with_input_file(const std::string& command, const std::filesystem::path& file,
+                                          int timeout_s);
+
+  // False once the connection is known to be gone (peer closed or errored);
+  // cheap, sends nothing.
+  bool alive() const;
+
+  // $HOME of the remote user, resolved on the worker once and cached; empty
+  // if it could not be resolved (not cached then).
+  const std::string& remote_home();
+
+  // "user@host:port" as resolved through the ssh config, for messages.
+  const std::string& where() const;
+
+  SshSession(const SshSession&) = delete;
+  SshSession& operator=(const SshSession&) = delete;
+  ~SshSession();
+
+ private:
+  struct Impl;
+  explicit SshSession(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace rch
