@@ -3,6 +3,7 @@
 // without raising. RCH_SCRIPT_DIR adds a --script-dir.
 #include <cstdlib>
 #include <iostream>
+#include <nlohmann/json.hpp>
 
 #include "core/config/paths.hpp"
 #include "core/log/log.hpp"

@@ -366,6 +366,7 @@ Result<ExecResult> SshSession::Impl::run(const std::string& command, int timeout
   // Opening the channel is bounded by the connect timeout (or the deadline, if sooner).
   set_blocking_timeout(std::min<long>(connect_timeout_s * 1000L, has_deadline ? remaining_ms() : LONG_MAX));
 
+  if (std::getenv("RCH_BENCH_QUICKACK")) { int one = 1; setsockopt(ssh_get_fd(s), IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one); }
   ExecChannel channel(s);
   ssh_channel ch = channel.get();
   if (ch == nullptr) return fail("cannot create a channel");
@@ -425,6 +426,7 @@ Result<ExecResult> SshSession::Impl::run(const std::string& command, int timeout
       break;
     }
     if (!progress) {
+      if (std::getenv("RCH_BENCH_QUICKACK")) { int one = 1; setsockopt(ssh_get_fd(s), IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one); }
       pollfd p{ssh_get_fd(s), POLLIN, 0};
       const int wait_ms = static_cast<int>(std::clamp(remaining_ms(), 1L, static_cast<long>(kMaxIdleWaitMs)));
       if (poll(&p, 1, wait_ms) < 0 && errno != EINTR) return make_error("poll failed (" + where + ")");

@@ -8,6 +8,8 @@ namespace rch::lua {
 
 namespace {
 const char kArrayMeta[] = "rch.json.array";
+// rch.json.null: a value that encodes as JSON null (a Lua nil cannot sit in a table).
+const char kNullSentinel = 0;
 }
 
 void push_json(lua_State* L, const nlohmann::json& value) {
@@ -52,6 +54,9 @@ nlohmann::json to_json(lua_State* L, int idx) {
   idx = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
   switch (lua_type(L, idx)) {
     case LUA_TNIL: return nullptr;
+    case LUA_TLIGHTUSERDATA:
+      if (lua_touserdata(L, idx) == &kNullSentinel) return nullptr;
+      throw Misuse("rch.json: cannot encode a light userdata");
     case LUA_TBOOLEAN: return lua_toboolean(L, idx) != 0;
     case LUA_TNUMBER: {
       const double n = lua_tonumber(L, idx);
@@ -225,6 +230,8 @@ int luaopen_rch_json(lua_State* L) {
   };
   lua_newtable(L);
   set_functions(L, functions);
+  lua_pushlightuserdata(L, const_cast<char*>(&kNullSentinel));
+  lua_setfield(L, -2, "null");
   return 1;
 }
 

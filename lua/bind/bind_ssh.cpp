@@ -112,7 +112,11 @@ int l_ssh_home(lua_State* L) {
   auto* boxp = &box;
   const int ref = pin(L);
   return yield_blocking<Result<std::string>>(
-      L, "rch.ssh.home", [session]() -> Result<std::string> { return session->remote_home(); },
+      L, "rch.ssh.home", [session]() -> Result<std::string> {
+        const std::string& home = session->remote_home();
+        if (home.empty()) return make_error("cannot resolve the remote $HOME");
+        return home;
+      },
       [boxp, ref](lua_State* co, Result<std::string>& r) {
         unpin(co, ref);
         boxp->busy = false;

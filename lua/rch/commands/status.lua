@@ -63,8 +63,21 @@ function M.run(opts)
   pool.close_all()
 
   if opts.json then
+    local null = rch.json.null
     local list = rch.json.array()
-    for i = 1, #workers do list[i] = results[i] end
+    for i = 1, #workers do
+      local r = results[i]
+      list[i] = {
+        id = r.id,
+        host = r.host,
+        port = r.port,
+        user = r.user,
+        reachable = r.reachable,
+        root = r.root or null,
+        version = r.version or null,
+        error = r.error or null,
+      }
+    end
     io.stdout:write(rch.json.encode({ workers = list }, { pretty = true }), "\n")
     return 0
   end

@@ -1,0 +1,17 @@
+# Shared helpers for the shell tests: every check fails the test with a message.
+set -euo pipefail
+: "${RCH:?RCH must point at the rch binary}"
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+# expect_exit CODE CMD…: runs CMD, captures stdout/stderr in $OUT/$ERR, checks the exit code.
+expect_exit() {
+  local want=$1; shift
+  set +e
+  "$@" >"$TMP/out" 2>"$TMP/err"
+  local got=$?
+  set -e
+  OUT=$(cat "$TMP/out"); ERR=$(cat "$TMP/err")
+  [[ $got == "$want" ]] || fail "exit $got (want $want) from: $* | stdout: $OUT | stderr: $ERR"
+}
+contains() { [[ $1 == *"$2"* ]] || fail "expected '$2' in: $1"; }
