@@ -172,6 +172,7 @@ int main(int argc, char** argv) {
   deploy_cmd->add_option("--parallel", deploy.parallel, "Max parallel deployments")->capture_default_str()->check(CLI::PositiveNumber);
   deploy_cmd->add_option("--canary", deploy.canary, "Deploy to PERCENT% of workers first, wait for --canary-wait")->check(CLI::Range(1, 100));
   deploy_cmd->add_option("--canary-wait", deploy.canary_wait, "Seconds to wait after the canary before the full rollout")->capture_default_str()->check(CLI::NonNegativeNumber);
+  deploy_cmd->add_option("--strategy", deploy.strategy, "Strategy script (strategies/NAME.lua); default from --canary/--rolling-batch, else all_at_once");
   deploy_cmd->add_option("--rolling-batch", deploy.rolling_batch, "Rolling strategy: workers per batch")->check(CLI::PositiveNumber);
   deploy_cmd->add_option("--rolling-wait", deploy.rolling_wait, "Rolling strategy: seconds between batches")->capture_default_str()->check(CLI::NonNegativeNumber);
   deploy_cmd->add_option("--max-fail-percent", deploy.max_fail_percent, "Rolling strategy: stop when more than P% of workers failed")->capture_default_str()->check(CLI::Range(0, 100));
@@ -283,7 +284,17 @@ int main(int argc, char** argv) {
   rch::log::init(g.verbosity);
 
   if (*fleet) {
-    if (*deploy_cmd) return not_available("fleet deploy");
+    if (*deploy_cmd) {
+      json args = {{"worker", worker_list(deploy.worker)}, {"parallel", deploy.parallel},
+                   {"canary_wait", deploy.canary_wait}, {"no_toolchain", deploy.no_toolchain},
+                   {"force", deploy.force}, {"verify", deploy.verify}, {"drain_first", deploy.drain_first},
+                   {"drain_timeout", deploy.drain_timeout}, {"dry_run", deploy.dry_run}, {"resume", deploy.resume},
+                   {"json", deploy.json}, {"version", deploy.version}, {"audit_log", deploy.audit_log},
+                   {"strategy", deploy.strategy}, {"rolling_batch", deploy.rolling_batch},
+                   {"rolling_wait", deploy.rolling_wait}, {"max_fail_percent", deploy.max_fail_percent}};
+      if (deploy.canary) args["canary"] = *deploy.canary;
+      return run_lua_command(g, "deploy", args);
+    }
     if (*rollback_cmd) return not_available("fleet rollback");
     if (*status_cmd) {
       if (status.watch) return not_available("fleet status --watch");

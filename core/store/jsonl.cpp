@@ -186,4 +186,37 @@ Result<std::vector<std::string>> read_jsonl_lines(const std::filesystem::path& p
   return lines;
 }
 
+Result<std::string> read_last_jsonl_line(const std::filesystem::path& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return std::string();
+    return Error{"cannot open " + path.string() + ": " + std::strerror(errno)};
+  }
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return Error{"cannot stat " + path.string() + ": " + std::strerror(errno)};
+  // Walk back in blocks until the newline before the last complete line.
+  std::string tail;
+  off_t end = st.st_size;
+  constexpr off_t kBlock = 4096;
+  while (end > 0) {
+    const off_t start = end > kBlock ? end - kBlock : 0;
+    std::string block(static_cast<std::size_t>(end - start), '\0');
+    if (::pread(fd, block.data(), block.size(), start) != static_cast<ssize_t>(block.size())) {
+      return Error{"cannot read " + path.string() + ": " + std::strerror(errno)};
+    }
+    tail = block + tail;
+    end = start;
+    const std::size_t last_nl = tail.rfind('\n');
+    if (last_nl == std::string::npos) continue;  // torn tail only so far
+    const std::size_t prev_nl = last_nl == 0 ? std::string::npos : tail.rfind('\n', last_nl - 1);
+    if (prev_nl != std::string::npos) return tail.substr(prev_nl + 1, last_nl - prev_nl - 1);
+    if (end == 0) return tail.substr(0, last_nl);
+  }
+  return std::string();
+}
+
 }  // namespace rch

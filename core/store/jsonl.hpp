@@ -45,4 +45,8 @@ class JsonlWriter {
 // '\n' (a crash mid-write) is dropped, not an error.
 Result<std::vector<std::string>> read_jsonl_lines(const std::filesystem::path& path);
 
+// The last complete line of a JSONL file ("" when the file is missing or has
+// none), read backwards from the end so a long audit log costs nothing.
+Result<std::string> read_last_jsonl_line(const std::filesystem::path& path);
+
 }  // namespace rch

@@ -35,6 +35,19 @@ int pin(lua_State* L) {
 
 void unpin(lua_State* L, int ref) { luaL_unref(L, LUA_REGISTRYINDEX, ref); }
 
+int push_exec_result(lua_State* L, const ExecResult& r) {
+  lua_createtable(L, 0, 4);
+  lua_pushinteger(L, r.exit_code);
+  lua_setfield(L, -2, "code");
+  lua_pushlstring(L, r.out.data(), r.out.size());
+  lua_setfield(L, -2, "out");
+  lua_pushlstring(L, r.err.data(), r.err.size());
+  lua_setfield(L, -2, "err");
+  lua_pushboolean(L, r.timed_out);
+  lua_setfield(L, -2, "timed_out");
+  return 1;
+}
+
 // connect{host=, port=, user=, identity_file=, known_hosts=, ssh_config=,
 //         host_key_policy="strict"|"accept-new", connect_timeout=} -> session | nil, err
 int l_ssh_connect(lua_State* L) {
@@ -91,16 +104,29 @@ int l_ssh_exec(lua_State* L) {
         unpin(co, ref);
         boxp->busy = false;
         if (!r.ok()) return push_failure(co, boxp->label + ": " + r.error());
-        lua_createtable(co, 0, 4);
-        lua_pushinteger(co, r->exit_code);
-        lua_setfield(co, -2, "code");
-        lua_pushlstring(co, r->out.data(), r->out.size());
-        lua_setfield(co, -2, "out");
-        lua_pushlstring(co, r->err.data(), r->err.size());
-        lua_setfield(co, -2, "err");
-        lua_pushboolean(co, r->timed_out);
-        lua_setfield(co, -2, "timed_out");
-        return 1;
+        return push_exec_result(co, *r);
+      });
+}
+
+// session:upload(local_path, argv, {timeout=}) -> {code=, out=, err=, timed_out=} | nil, err
+// Streams the local file into stdin of the remote command built from argv.
+int l_ssh_upload(lua_State* L) {
+  SessionBox& box = check_session(L);
+  const std::string path = check_std_string(L, 2);
+  const std::string command = shell_join(check_string_list(L, 3));
+  const int timeout = static_cast<int>(opt_number_field(L, 4, "timeout", 600));
+  box.busy = true;
+  auto session = box.session;
+  auto* boxp = &box;
+  const int ref = pin(L);
+  return yield_blocking<Result<ExecResult>>(
+      L, "rch.ssh.upload",
+      [session, command, path, timeout] { return session->exec_with_input_file(command, path, timeout); },
+      [boxp, ref](lua_State* co, Result<ExecResult>& r) {
+        unpin(co, ref);
+        boxp->busy = false;
+        if (!r.ok()) return push_failure(co, boxp->label + ": " + r.error());
+        return push_exec_result(co, *r);
       });
 }
 
@@ -166,7 +192,7 @@ int l_ssh_join(lua_State* L) {
 
 int luaopen_rch_ssh(lua_State* L) {
   static const luaL_Reg methods[] = {
-      {"exec", guarded<l_ssh_exec>},   {"home", guarded<l_ssh_home>},   {"alive", guarded<l_ssh_alive>},
+      {"exec", guarded<l_ssh_exec>},   {"upload", guarded<l_ssh_upload>}, {"home", guarded<l_ssh_home>},   {"alive", guarded<l_ssh_alive>},
       {"close", guarded<l_ssh_close>}, {"label", guarded<l_ssh_label>}, {nullptr, nullptr},
   };
   luaL_newmetatable(L, kSessionMeta);

@@ -11,6 +11,8 @@ void open_bindings(lua_State* L) {
       {"rch.log", luaopen_rch_log},       {"rch.fs", luaopen_rch_fs},
       {"rch.crypto", luaopen_rch_crypto}, {"rch.version", luaopen_rch_version},
       {"rch.config", luaopen_rch_config}, {"rch.ssh", luaopen_rch_ssh},
+      {"rch.sys", luaopen_rch_sys},       {"rch.store", luaopen_rch_store},
+      {"rch.resolver", luaopen_rch_resolver},
       {nullptr, nullptr},
   };
   // Tables decoded from JSON arrays carry this so `[]` round-trips.

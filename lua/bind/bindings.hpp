@@ -14,6 +14,9 @@ int luaopen_rch_crypto(lua_State* L);
 int luaopen_rch_version(lua_State* L);
 int luaopen_rch_config(lua_State* L);
 int luaopen_rch_ssh(lua_State* L);
+int luaopen_rch_sys(lua_State* L);
+int luaopen_rch_store(lua_State* L);
+int luaopen_rch_resolver(lua_State* L);
 
 // Fills package.preload with every module above.
 void open_bindings(lua_State* L);

@@ -12,6 +12,8 @@ local M = {
   version = require "rch.version",
   config = require "rch.config",
   ssh = require "rch.ssh",
+  sys = require "rch.sys",
+  store = require "rch.store",
 }
 
 M.sleep = sched.sleep

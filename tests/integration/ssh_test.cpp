@@ -6,7 +6,10 @@
 #include <netinet/in.h>
 #include <pwd.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <csignal>
 
 #include <catch2/catch.hpp>
 
@@ -192,6 +195,14 @@ TEST_CASE("exec feeds stdin and collects large output without deadlock", "[ssh]"
     CHECK(r.out.size() == 20000000);
     CHECK(r.err.size() == 5000000);
   }
+  SECTION("stdin keeps flowing after the command closed stdout and stderr") {
+    const std::string input(3 * 1024 * 1024, 'y');
+    const std::string file = rch::shell_quote(w.root + "/stdin-after-eof");
+    const auto r = exec_ok(*s, "exec >/dev/null 2>&1; cat > " + file, 30, input);
+    CHECK(r.exit_code == 0);
+    CHECK_FALSE(r.timed_out);
+    CHECK(exec_ok(*s, "wc -c < " + file + "; rm -f " + file).out == std::to_string(input.size()) + "\n");
+  }
   SECTION("a command that ignores its stdin") {
     const auto r = exec_ok(*s, "echo ignored", 30, std::string(4 * 1024 * 1024, 'x'));
     CHECK(r.exit_code == 0);
@@ -200,6 +211,19 @@ TEST_CASE("exec feeds stdin and collects large output without deadlock", "[ssh]"
   SECTION("killed by a signal reads as 128+N") {
     const auto r = exec_ok(*s, "kill -TERM $$");
     CHECK(r.exit_code == 128 + 15);
+  }
+}
+
+TEST_CASE("many short commands on one session keep every byte and status", "[ssh]") {
+  const auto w = testbed_workers().front();
+  auto s = connect_ok(target_for(w));
+  // Output, EOF, exit status and close often arrive in one read: none may be lost.
+  for (int i = 0; i < 100; ++i) {
+    CAPTURE(i);
+    const auto r = exec_ok(*s, "echo out" + std::to_string(i) + "; echo err >&2; exit " + std::to_string(i % 5));
+    REQUIRE(r.out == "out" + std::to_string(i) + "\n");
+    REQUIRE(r.err == "err\n");
+    REQUIRE(r.exit_code == i % 5);
   }
 }
 
@@ -318,6 +342,27 @@ TEST_CASE("a changed host key is refused, also under accept_new", "[ssh][hostkey
   CHECK(read_file(kh) == forged + "\n");  // never "fixed" silently
 }
 
+TEST_CASE("a known_hosts entry of another key type is refused as a changed key", "[ssh][hostkey]") {
+  const auto w = testbed_workers().front();
+  TempDir tmp;
+  const fs::path key = tmp.path / "ecdsa";
+  const std::string keygen = "ssh-keygen -q -t ecdsa -N '' -f " + rch::shell_quote(key.string());
+  REQUIRE(std::system(keygen.c_str()) == 0);
+  std::string pub = read_file(key.string() + ".pub");
+  pub = pub.substr(0, pub.find(' ', pub.find(' ') + 1));  // "ecdsa-sha2-nistp256 AAAA..."
+  const fs::path kh = tmp.path / "known_hosts";
+  write_file(kh, "[" + w.host + "]:" + std::to_string(w.port) + " " + pub + "\n");
+
+  auto t = target_for(w);
+  t.known_hosts_file = kh.string();
+  t.host_key_policy = rch::HostKeyPolicy::accept_new;
+  auto s = rch::SshSession::connect(t);
+  REQUIRE_FALSE(s.ok());
+  CHECK_THAT(s.error(), Catch::Contains(host_port(w)));
+  CHECK_THAT(s.error(), Catch::Contains("CHANGED"));
+  CHECK_THAT(s.error(), Catch::Contains("man-in-the-middle"));
+}
+
 TEST_CASE("accept_new records an unknown host, then strict accepts it", "[ssh][hostkey]") {
   const auto w = testbed_workers()[2 % testbed_workers().size()];
   TempDir tmp;
@@ -363,6 +408,17 @@ TEST_CASE("authentication failures are clear errors", "[ssh][auth]") {
     CHECK_THAT(s.error(), Catch::Contains("no_such_key"));
     CHECK_THAT(s.error(), Catch::Contains(host_port(w)));
   }
+  SECTION("no identity file, no agent, no authorized default key") {
+    const char* agent = std::getenv("SSH_AUTH_SOCK");
+    const std::string saved = agent != nullptr ? agent : "";
+    unsetenv("SSH_AUTH_SOCK");
+    t.identity_file.clear();
+    auto s = rch::SshSession::connect(t);
+    if (agent != nullptr) setenv("SSH_AUTH_SOCK", saved.c_str(), 1);
+    REQUIRE_FALSE(s.ok());
+    CHECK_THAT(s.error(), Catch::Contains("authentication"));
+    CHECK_THAT(s.error(), Catch::Contains("default keys"));
+  }
   SECTION("an identity file that is not a key") {
     const fs::path junk = tmp.path / "junk_key";
     write_file(junk, "not a key\n");
@@ -371,6 +427,40 @@ TEST_CASE("authentication failures are clear errors", "[ssh][auth]") {
     REQUIRE_FALSE(s.ok());
     CHECK_THAT(s.error(), Catch::Contains("junk_key"));
   }
+}
+
+TEST_CASE("without an identity file the key comes from ssh-agent", "[ssh][auth]") {
+  const auto w = testbed_workers().front();
+  TempDir tmp;
+  const std::string sock = (tmp.path / "agent.sock").string();
+  const pid_t agent = fork();
+  REQUIRE(agent >= 0);
+  if (agent == 0) {
+    execlp("ssh-agent", "ssh-agent", "-D", "-a", sock.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  // Stops the agent (by its pid) and restores SSH_AUTH_SOCK however the test ends.
+  struct AgentGuard {
+    pid_t pid;
+    std::string saved;
+    bool had;
+    ~AgentGuard() {
+      kill(pid, SIGTERM);
+      waitpid(pid, nullptr, 0);
+      if (had) setenv("SSH_AUTH_SOCK", saved.c_str(), 1); else unsetenv("SSH_AUTH_SOCK");
+    }
+  } guard{agent, std::getenv("SSH_AUTH_SOCK") ? std::getenv("SSH_AUTH_SOCK") : "",
+          std::getenv("SSH_AUTH_SOCK") != nullptr};
+  for (int i = 0; i < 200 && !fs::exists(sock); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  REQUIRE(fs::exists(sock));
+  setenv("SSH_AUTH_SOCK", sock.c_str(), 1);
+  const std::string add = "ssh-add -q " + rch::shell_quote(w.identity_file) + " 2>/dev/null";
+  REQUIRE(std::system(add.c_str()) == 0);
+
+  auto t = target_for(w);
+  t.identity_file.clear();
+  auto s = connect_ok(t);
+  CHECK(exec_ok(*s, "id -un").out == w.user + "\n");
 }
 
 TEST_CASE("connection failures come back within the connect timeout", "[ssh][connect]") {

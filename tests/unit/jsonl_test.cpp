@@ -182,3 +182,22 @@ TEST_CASE("a partial append is rolled back so the journal stays line-aligned", "
   CHECK(WEXITSTATUS(status) == 0);
   CHECK(rch::read_file(path).value() == "first\n");
 }
+
+TEST_CASE("read_last_jsonl_line finds the last complete line", "[jsonl]") {
+  const auto dir = std::filesystem::temp_directory_path() / ("rch-lastline-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const auto file = dir / "a.jsonl";
+  CHECK(rch::read_last_jsonl_line(file).value().empty());  // missing file
+  REQUIRE(rch::write_file_atomic(file, "").ok());
+  CHECK(rch::read_last_jsonl_line(file).value().empty());
+  REQUIRE(rch::write_file_atomic(file, "{\"a\":1}\n").ok());
+  CHECK(rch::read_last_jsonl_line(file).value() == "{\"a\":1}");
+  // Many long lines: the answer spans a block boundary.
+  std::string text;
+  for (int i = 0; i < 500; ++i) text += std::string(37 + i % 50, 'x') + std::to_string(i) + "\n";
+  const std::string last = std::string(9000, 'y') + "last";
+  text += last + "\n" + "{\"torn";
+  REQUIRE(rch::write_file_atomic(file, text).ok());
+  CHECK(rch::read_last_jsonl_line(file).value() == last);
+  std::filesystem::remove_all(dir);
+}

@@ -1,0 +1,25 @@
+--- Hook canary_health: decides, after --canary-wait, whether the canaries are
+-- still healthy. A finished deploy step is not proof of health, so the
+-- built-in re-probes each canary: reachable, `rch-wkr health --json` says ok,
+-- and it reports the target version.
+-- Replace it for a site policy (error rates, a metrics query, …); call
+-- builtin(ctx) to keep these checks.
+-- @param ctx { canaries = list of workers, target_version,
+--   probe = function(worker) -> {version, health = {ok, version, draining, …}} | nil, err,
+--   log = rch.log }
+-- @return true, or false, "reason"
+return function(ctx)
+  for _, worker in ipairs(ctx.canaries) do
+    local probe, err = ctx.probe(worker)
+    if not probe then return false, ("canary %s unreachable: %s"):format(worker.id, err) end
+    local health = probe.health or {}
+    if health.ok ~= true then
+      return false, ("canary %s reports unhealthy: %s"):format(worker.id, tostring(health.error or "ok=false"))
+    end
+    if health.version ~= ctx.target_version then
+      return false, ("canary %s runs %s, expected %s"):format(worker.id, tostring(health.version),
+        ctx.target_version)
+    end
+  end
+  return true
+end

@@ -1,0 +1,63 @@
+--- Hook preflight: turns the facts probed on a worker into issues. An issue
+-- of severity "error" blocks the deploy on that worker; "warning" is shown.
+-- Replace it to add site checks; call builtin(ctx) to keep these.
+-- @param ctx { worker, facts = {arch, disk_free_mb, writable, rsync, zstd, rustup,
+--   current_version, current_link, versions, target_sha256, draining}, settings (config.toml),
+--   artifact = {arch, size, sha256}, options = deploy options }
+-- @return list of { severity, check, message, remediation }
+local ARCH_ALIASES = {
+  x86_64 = "x86_64", amd64 = "x86_64",
+  aarch64 = "aarch64", arm64 = "aarch64",
+  armv7l = "arm", armv6l = "arm",
+  i686 = "x86", i386 = "x86",
+  riscv64 = "riscv64",
+}
+
+return function(ctx)
+  local issues = {}
+  local facts, settings = ctx.facts, ctx.settings
+  local function add(severity, check, message, remediation)
+    issues[#issues + 1] = { severity = severity, check = check, message = message, remediation = remediation }
+  end
+
+  local min_disk = settings.preflight.min_disk_mb
+  if not facts.disk_free_mb then
+    add("error", "disk_space", "could not read free disk space", "check that df works on the worker")
+  elseif facts.disk_free_mb < min_disk then
+    add("error", "disk_space", ("%d MB free, %d MB required"):format(facts.disk_free_mb, min_disk),
+      "free space under the worker root or lower [preflight] min_disk_mb")
+  end
+  if not facts.writable then
+    add("error", "root_writable", "the install root (or its nearest existing parent) is not writable",
+      "fix ownership of the worker root")
+  end
+
+  for _, tool in ipairs({ "rsync", "zstd", "rustup" }) do
+    local need = settings.preflight[tool]
+    if need ~= "ignore" and not facts[tool] then
+      local toolchain_needed = tool ~= "rustup" or not ctx.options.no_toolchain
+      if need == "required" and toolchain_needed then
+        add("error", tool, tool .. " is not installed", "install " .. tool .. " on the worker")
+      elseif toolchain_needed then
+        add("warning", tool, tool .. " is not installed",
+          tool == "rustup" and "toolchain sync will be skipped; install rustup or pass --no-toolchain"
+            or "install " .. tool .. " for faster builds")
+      end
+    end
+  end
+
+  local worker_arch = ARCH_ALIASES[facts.arch or ""] or facts.arch
+  if ctx.artifact.arch and worker_arch and worker_arch ~= ctx.artifact.arch then
+    add("error", "architecture", ("worker is %s, the rch-wkr artifact is built for %s"):format(
+      tostring(facts.arch), ctx.artifact.arch), "deploy an artifact built for " .. tostring(facts.arch))
+  end
+
+  if facts.agent_present and not facts.current_version then
+    add("warning", "current_version", "an rch-wkr is installed but does not report a version",
+      "it will be replaced; check " .. ctx.worker.id .. " if this persists")
+  end
+  if facts.draining then
+    add("info", "draining", "the worker is draining", "it stays drained until `rch-wkr undrain`")
+  end
+  return issues
+end

@@ -1,0 +1,184 @@
+// Module rch.store: durable state for deployments. Journals group-commit:
+// appends made in the same loop turn (or while a flush runs) share one
+// write+fsync on the pool, and each appending task resumes only once its
+// line is on disk — durable before the worker's next step, without one disk
+// flush per event.
+#include <memory>
+
+#include "core/store/file_lock.hpp"
+#include "core/store/jsonl.hpp"
+#include "lua/bind/bind_util.hpp"
+
+namespace rch::lua {
+namespace {
+
+const char kJournalMeta[] = "rch.store.journal";
+const char kLockMeta[] = "rch.store.lock";
+
+struct JournalBox {
+  std::shared_ptr<JsonlWriter> writer;
+  std::vector<std::string> pending;
+  std::vector<int> waiters;  // tasks whose lines are in `pending`
+  bool flushing = false;
+  bool scheduled = false;
+  int self_ref = LUA_NOREF;  // pins the userdata while lines are in flight
+};
+
+void start_flush(lua_State* L, JournalBox* box);
+
+void schedule_flush(lua_State* L, JournalBox* box) {
+  if (box->scheduled || box->flushing) return;
+  box->scheduled = true;
+  Engine& engine = engine_of(L);
+  lua_State* main = engine.state();
+  // Posted: every append made before the loop gets here joins this batch.
+  engine.executor().post([main, box] {
+    box->scheduled = false;
+    start_flush(main, box);
+  });
+}
+
+void start_flush(lua_State* L, JournalBox* box) {
+  if (box->pending.empty()) {
+    luaL_unref(L, LUA_REGISTRYINDEX, box->self_ref);
+    box->self_ref = LUA_NOREF;
+    return;
+  }
+  box->flushing = true;
+  auto lines = std::make_shared<std::vector<std::string>>(std::move(box->pending));
+  auto waiters = std::make_shared<std::vector<int>>(std::move(box->waiters));
+  box->pending.clear();
+  box->waiters.clear();
+  Engine& engine = engine_of(L);
+  auto writer = box->writer;
+  engine.executor().run_blocking([&engine, L, box, writer, lines, waiters]() {
+    auto result = std::make_shared<Result<void>>(writer->append_batch(*lines));
+    return Executor::Completion([&engine, L, box, result, waiters]() {
+      box->flushing = false;
+      for (int task : *waiters) {
+        engine.resume_later(task, [result](lua_State* co) {
+          if (!result->ok()) return push_failure(co, result->error());
+          lua_pushboolean(co, 1);
+          return 1;
+        });
+      }
+      if (!box->pending.empty()) start_flush(L, box);
+      else {
+        luaL_unref(L, LUA_REGISTRYINDEX, box->self_ref);
+        box->self_ref = LUA_NOREF;
+      }
+    });
+  });
+}
+
+// open_journal(path) -> journal | nil, err
+int l_store_open_journal(lua_State* L) {
+  auto writer = JsonlWriter::open(check_std_string(L, 1));
+  if (!writer.ok()) return push_failure(L, writer.error());
+  auto* box = static_cast<JournalBox*>(lua_newuserdata(L, sizeof(JournalBox)));
+  new (box) JournalBox{};
+  box->writer = std::make_shared<JsonlWriter>(std::move(writer.value()));
+  luaL_getmetatable(L, kJournalMeta);
+  lua_setmetatable(L, -2);
+  return 1;
+}
+
+// journal:append(line) -> true | nil, err, once the line is fsync'd (yields)
+int l_journal_append(lua_State* L) {
+  auto* box = static_cast<JournalBox*>(luaL_checkudata(L, 1, kJournalMeta));
+  std::string line = check_std_string(L, 2);
+  if (line.find('\n') != std::string::npos) throw Misuse("rch.store: a journal line cannot contain a newline");
+  const int task = require_task(L, "rch.store journal:append");
+  if (box->self_ref == LUA_NOREF) {
+    lua_pushvalue(L, 1);
+    box->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  box->pending.push_back(std::move(line));
+  box->waiters.push_back(task);
+  schedule_flush(L, box);
+  return lua_yield(L, 0);
+}
+
+int l_journal_path(lua_State* L) {
+  auto* box = static_cast<JournalBox*>(luaL_checkudata(L, 1, kJournalMeta));
+  lua_pushstring(L, box->writer->path().c_str());
+  return 1;
+}
+
+int l_journal_gc(lua_State* L) {
+  auto* box = static_cast<JournalBox*>(luaL_checkudata(L, 1, kJournalMeta));
+  box->~JournalBox();
+  return 0;
+}
+
+// read_lines(path) -> list of complete lines | nil, err
+int l_store_read_lines(lua_State* L) {
+  auto lines = read_jsonl_lines(check_std_string(L, 1));
+  if (!lines.ok()) return push_failure(L, lines.error());
+  lua_createtable(L, static_cast<int>(lines->size()), 0);
+  for (std::size_t i = 0; i < lines->size(); ++i) {
+    lua_pushlstring(L, (*lines)[i].data(), (*lines)[i].size());
+    lua_rawseti(L, -2, static_cast<int>(i + 1));
+  }
+  return 1;
+}
+
+// last_line(path) -> last complete line ("" if none) | nil, err
+int l_store_last_line(lua_State* L) {
+  auto line = read_last_jsonl_line(check_std_string(L, 1));
+  if (!line.ok()) return push_failure(L, line.error());
+  lua_pushlstring(L, line->data(), line->size());
+  return 1;
+}
+
+// lock(path, purpose) -> lock | nil, err naming the holder. Never waits.
+int l_store_lock(lua_State* L) {
+  auto lock = FileLock::try_acquire(check_std_string(L, 1), check_std_string(L, 2));
+  if (!lock.ok()) return push_failure(L, lock.error());
+  auto* slot = static_cast<FileLock**>(lua_newuserdata(L, sizeof(FileLock*)));
+  *slot = new FileLock(std::move(lock.value()));
+  luaL_getmetatable(L, kLockMeta);
+  lua_setmetatable(L, -2);
+  return 1;
+}
+
+int l_lock_release(lua_State* L) {
+  auto* slot = static_cast<FileLock**>(luaL_checkudata(L, 1, kLockMeta));
+  delete *slot;
+  *slot = nullptr;
+  return 0;
+}
+
+}  // namespace
+
+int luaopen_rch_store(lua_State* L) {
+  luaL_newmetatable(L, kJournalMeta);
+  lua_pushcfunction(L, l_journal_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_newtable(L);
+  static const luaL_Reg journal_methods[] = {
+      {"append", guarded<l_journal_append>}, {"path", guarded<l_journal_path>}, {nullptr, nullptr}};
+  set_functions(L, journal_methods);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+
+  luaL_newmetatable(L, kLockMeta);
+  lua_pushcfunction(L, l_lock_release);
+  lua_setfield(L, -2, "__gc");
+  lua_newtable(L);
+  static const luaL_Reg lock_methods[] = {{"release", guarded<l_lock_release>}, {nullptr, nullptr}};
+  set_functions(L, lock_methods);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+
+  static const luaL_Reg functions[] = {
+      {"open_journal", guarded<l_store_open_journal>}, {"read_lines", guarded<l_store_read_lines>},
+      {"last_line", guarded<l_store_last_line>},       {"lock", guarded<l_store_lock>},
+      {nullptr, nullptr},
+  };
+  lua_newtable(L);
+  set_functions(L, functions);
+  return 1;
+}
+
+}  // namespace rch::lua

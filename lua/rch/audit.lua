@@ -1,0 +1,99 @@
+--- The deployment audit log: JSONL entries with the spec's fields
+-- (timestamp, deployment_id, event_type, worker_id, details, user, machine)
+-- plus prev_hash, the sha256 of the previous line, so an edited, removed or
+-- reordered entry breaks the chain. Written to state/audit.jsonl and to the
+-- --audit-log file when given; each line is fsync'd (group commit).
+local json = require "rch.json"
+local crypto = require "rch.crypto"
+local store = require "rch.store"
+local sys = require "rch.sys"
+
+local M = {}
+M.__index = M
+
+local GENESIS = ("0"):rep(64)
+
+local function open_chain(path)
+  local last, err = store.last_line(path)
+  if not last then return nil, err end
+  local journal
+  journal, err = store.open_journal(path)
+  if not journal then return nil, err end
+  return { journal = journal, prev = last == "" and GENESIS or crypto.sha256(last) }
+end
+
+--- Opens the audit sinks.
+-- @param paths list of file paths (state/audit.jsonl, optional --audit-log)
+-- @return logger, or nil, err
+function M.open(paths, deployment_id)
+  local self = setmetatable({
+    chains = {},
+    deployment_id = deployment_id,
+    user = sys.user(),
+    machine = sys.hostname() or "unknown",
+    counts = {},
+    started = require("rch.sched").monotonic(),
+  }, M)
+  for _, path in ipairs(paths) do
+    local chain, err = open_chain(path)
+    if not chain then return nil, ("audit log %s: %s"):format(path, err) end
+    self.chains[#self.chains + 1] = chain
+  end
+  return self
+end
+
+--- Appends one event to every sink; returns once it is durable. Yields.
+-- @param event_type one of the spec's AuditEventType names
+-- @param worker_id worker id or nil
+-- @param details table
+function M:log(event_type, worker_id, details)
+  self.counts[event_type] = (self.counts[event_type] or 0) + 1
+  for _, chain in ipairs(self.chains) do
+    local entry = {
+      timestamp = require("rch.util").iso_now(),
+      deployment_id = self.deployment_id,
+      event_type = event_type,
+      worker_id = worker_id or json.null,
+      details = details or {},
+      user = self.user,
+      machine = self.machine,
+      prev_hash = chain.prev,
+    }
+    local line = json.encode(entry)
+    chain.prev = crypto.sha256(line)
+    local ok, err = chain.journal:append(line)
+    if not ok then error("audit log " .. chain.journal:path() .. ": " .. err, 0) end
+  end
+end
+
+--- The spec's AuditSummary of what this logger wrote.
+function M:summary()
+  local total = 0
+  for _, n in pairs(self.counts) do total = total + n end
+  return {
+    total_events = total,
+    workers_deployed = self.counts.WorkerInstallCompleted or 0,
+    workers_failed = self.counts.WorkerFailed or 0,
+    duration_secs = require("rch.sched").monotonic() - self.started,
+  }
+end
+
+--- Checks the hash chain of an audit log file.
+-- @return true, count, or false, message naming the first bad line
+function M.verify_file(path)
+  local lines, err = store.read_lines(path)
+  if not lines then return false, err end
+  local prev = GENESIS
+  for i, line in ipairs(lines) do
+    local entry = json.decode(line)
+    if type(entry) ~= "table" then return false, ("%s:%d: not a JSON object"):format(path, i) end
+    if entry.prev_hash ~= prev then
+      return false, ("%s:%d: hash chain broken: this entry (or the one before it) was altered, removed or reordered")
+        :format(path, i)
+    end
+    prev = crypto.sha256(line)
+  end
+  return true, #lines
+end
+
+return M

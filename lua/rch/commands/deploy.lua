@@ -1,0 +1,283 @@
+--- rch fleet deploy: plan, lock, run the strategy over the per-worker
+-- pipeline, write result/history, print the summary. Also --dry-run and
+-- --resume. Exit 0 only when every targeted worker completed or was already
+-- at the target version.
+local rch = require "rch"
+local pool = require "rch.pool"
+local ui = require "rch.ui"
+local util = require "rch.util"
+local scripts = require "rch.scripts"
+local workers_mod = require "rch.workers"
+local artifact_mod = require "rch.deploy.artifact"
+local state_mod = require "rch.deploy.state"
+local pipeline = require "rch.deploy.pipeline"
+local executor = require "rch.deploy.executor"
+local dry_run = require "rch.deploy.dry_run"
+local audit_mod = require "rch.audit"
+local progress_mod = require "rch.progress"
+
+local M = {}
+
+local function strategy_name_for(opts)
+  if opts.strategy and opts.strategy ~= "" then return opts.strategy end
+  if opts.canary then return "canary" end
+  if opts.rolling_batch and opts.rolling_batch > 0 then return "rolling" end
+  return "all_at_once"
+end
+
+-- The spec's DeploymentStrategy, as recorded in plan.json.
+local function strategy_record(name, o)
+  if name == "canary" then
+    return { type = "Canary", percent = o.canary, wait_secs = o.canary_wait, auto_promote = true, script = name }
+  elseif name == "rolling" then
+    return { type = "Rolling", batch_size = o.rolling_batch, wait_between = o.rolling_wait,
+      max_fail_percent = o.max_fail_percent, script = name }
+  elseif name == "all_at_once" then
+    return { type = "AllAtOnce", parallelism = o.parallel, script = name }
+  end
+  return { type = "Custom", script = name, parallelism = o.parallel }
+end
+
+local function worker_result(ws)
+  local null = rch.json.null
+  local steps = rch.json.array()
+  for i, s in ipairs(ws.steps) do
+    steps[i] = { name = s.name, status = s.status, started_at = s.started_at or null,
+      completed_at = s.completed_at or null, output = s.output or null }
+  end
+  return {
+    worker_id = ws.id, status = ws.status, current_version = ws.current_version or null,
+    target_version = ws.target_version, started_at = ws.started_at or null,
+    completed_at = ws.completed_at or null, error = ws.error or ws.skip_reason or null, steps = steps,
+  }
+end
+
+local function usage(message)
+  ui.error(message)
+  return 2
+end
+
+local function validate(opts)
+  if opts.canary and opts.rolling_batch and opts.rolling_batch > 0 then
+    return "--canary and --rolling-batch choose different strategies; pass one"
+  end
+  local name = strategy_name_for(opts)
+  if name == "rolling" and not (opts.rolling_batch and opts.rolling_batch > 0) then
+    return "the rolling strategy needs --rolling-batch N"
+  end
+  if name == "canary" and not opts.canary then
+    return "the canary strategy needs --canary PERCENT"
+  end
+end
+
+-- Workers of a resumed plan, looked up in today's workers.toml.
+local function plan_workers(plan)
+  local ids = {}
+  for i, w in ipairs(plan.workers) do ids[i] = w.worker_id end
+  return workers_mod.select(ids)
+end
+
+function M.run(opts)
+  local settings, err = rch.config.settings()
+  if not settings then return usage(err) end
+  local bad = validate(opts)
+  if bad then return usage(bad) end
+
+  local resumed, deployment, plan
+  if opts.resume then
+    local id = state_mod.newest_unfinished()
+    if not id then
+      ui.error("--resume: no unfinished deployment in " .. state_mod.deployments_dir())
+      return 1
+    end
+    deployment, err = state_mod.load(id)
+    if not deployment then return usage(err) end
+    plan = deployment.plan
+    resumed = true
+    -- The plan's choices win; only output flags come from this command line.
+    local keep = { json = opts.json, audit_log = opts.audit_log, dry_run = opts.dry_run }
+    opts = plan.options
+    for k, v in pairs(keep) do opts[k] = v end
+    opts.resume = true
+  end
+
+  local workers
+  if resumed then workers, err = plan_workers(plan) else workers, err = workers_mod.select(opts.worker) end
+  if not workers then return usage(err) end
+  if #workers == 0 then return usage("no workers configured in " .. rch.config.paths().config_dir .. "/workers.toml") end
+
+  local strategy_name = strategy_name_for(opts)
+  local strategy
+  strategy, err = scripts.load("strategies", strategy_name)
+  if not strategy then return usage(err) end
+  if type(strategy) ~= "table" or type(strategy.run) ~= "function" then
+    return usage(("strategy '%s' must return a table with run(d)"):format(strategy_name))
+  end
+  local describe = strategy.describe and strategy.describe(opts) or strategy_name
+
+  local artifact
+  artifact, err = artifact_mod.resolve(resumed and plan.target_version or opts.version)
+  if not artifact then return usage(err) end
+  if resumed and artifact.sha256 ~= plan.artifact.sha256 then
+    ui.error(("--resume: %s changed since the deployment started (sha256 %s, plan has %s)"):format(artifact.path,
+      artifact.sha256, plan.artifact.sha256))
+    return 1
+  end
+
+  plan = plan or {
+    id = rch.sys.uuid(),
+    created_at = util.iso_now(),
+    target_version = artifact.version,
+    strategy = strategy_record(strategy_name, opts),
+    options = opts,
+    artifact = { path = artifact.path, sha256 = artifact.sha256, size = artifact.size, arch = artifact.arch },
+    workers = {},
+  }
+  if #plan.workers == 0 then
+    for i, w in ipairs(workers) do
+      plan.workers[i] = { worker_id = w.id, current_version = rch.json.null, target_version = artifact.version,
+        status = "Pending", steps = rch.json.array(), started_at = rch.json.null, completed_at = rch.json.null,
+        error = rch.json.null }
+    end
+  end
+
+  local paths = rch.config.paths()
+  local audit_paths = { paths.state_dir .. "/audit.jsonl" }
+  if opts.audit_log and opts.audit_log ~= "" then audit_paths[#audit_paths + 1] = opts.audit_log end
+
+  if opts.dry_run then
+    local audit
+    audit, err = audit_mod.open(audit_paths, plan.id)
+    if not audit then return usage(err) end
+    audit:log("DeploymentStarted", nil, { dry_run = true, target_version = plan.target_version,
+      worker_count = #workers, strategy = describe })
+    local result = dry_run.compute({ workers = workers, settings = settings, options = opts, artifact = artifact,
+      target_version = artifact.version, strategy_name = strategy_name, plan = plan,
+      timeout = settings.defaults.command_timeout })
+    for _, p in ipairs(result.predictions) do
+      audit:log("WorkerPreflight", p.worker_id, { dry_run = true, action = p.action,
+        current_version = p.current_version or rch.json.null, issues = p.preflight_issues })
+    end
+    audit:log("DeploymentCompleted", nil, { dry_run = true, success = true, summary = audit:summary() })
+    pool.close_all()
+    if opts.json then
+      io.stdout:write(rch.json.encode(result, { pretty = true }), "\n")
+    else
+      dry_run.display(result, describe)
+    end
+    return 0
+  end
+
+  local lock
+  lock, err = rch.store.lock(paths.data_dir .. "/fleet.lock", "rch fleet deploy " .. plan.id)
+  if not lock then
+    ui.error("another fleet operation is running: " .. err)
+    return 1
+  end
+
+  if not deployment then
+    deployment, err = state_mod.create(plan)
+    if not deployment then
+      lock:release()
+      ui.error(err)
+      return 1
+    end
+  end
+  local audit
+  audit, err = audit_mod.open(audit_paths, plan.id)
+  if not audit then
+    lock:release()
+    return usage(err)
+  end
+
+  local states = {}
+  local replayed, events = {}, {}
+  if resumed then replayed, events = deployment:replay() end
+  for i, w in ipairs(workers) do
+    local ws = pipeline.new_state(w, plan.target_version)
+    local r = replayed[w.id]
+    if r then
+      if r.status == "Completed" or (r.status == "Skipped" and not r.aborted) then
+        ws.status = r.status
+      else
+        ws.resuming = r.status ~= nil and r.status ~= "Skipped"
+        ws.previous_link = r.previous_link
+      end
+    end
+    states[i] = ws
+  end
+  local pending = {}
+  for _, ws in ipairs(states) do
+    if not pipeline.TERMINAL[ws.status] then pending[#pending + 1] = ws end
+  end
+
+  local progress = progress_mod.new(progress_mod.mode_for(opts.json), #pending)
+  local d = executor.new({
+    id = plan.id, plan = plan, options = opts, settings = settings, artifact = artifact,
+    target_version = plan.target_version, state = deployment, audit = audit, progress = progress,
+    workers = pending, events = events,
+  })
+  local started = rch.monotonic()
+  progress:note(("%s %s to %d worker%s (%s), deployment %s"):format(resumed and "resuming deploy of" or "deploying",
+    plan.target_version, #pending, #pending == 1 and "" or "s", describe, plan.id))
+  audit:log("DeploymentStarted", nil, { target_version = plan.target_version, worker_count = #pending,
+    strategy = describe, resumed = resumed or false })
+
+  local ok, strategy_err = xpcall(strategy.run, debug.traceback, d)
+  if not ok then
+    d.failed_reason = "strategy " .. strategy_name .. " raised: " .. tostring(strategy_err)
+    ui.error(d.failed_reason)
+    d:abort(pending, "strategy failed")
+  end
+  -- A strategy that forgot workers leaves them pending: that is a failure too.
+  d:abort(pending, "not deployed by strategy " .. strategy_name)
+
+  local counts = executor.counts(states)
+  local aborted = 0
+  for _, ws in ipairs(states) do if ws.aborted then aborted = aborted + 1 end end
+  local success = counts.Failed == 0 and counts.RolledBack == 0 and aborted == 0
+  audit:log(success and "DeploymentCompleted" or "DeploymentFailed", nil, {
+    success = success, reason = d.failed_reason or rch.json.null, summary = audit:summary(),
+    counts = { completed = counts.Completed, failed = counts.Failed, skipped = counts.Skipped,
+      rolled_back = counts.RolledBack },
+  })
+  pool.close_all()
+
+  local results = rch.json.array()
+  local by_worker = {}
+  for i, ws in ipairs(states) do
+    results[i] = worker_result(ws)
+    by_worker[ws.id] = ws.status
+  end
+  local duration = rch.monotonic() - started
+  local result = {
+    id = plan.id, target_version = plan.target_version, strategy = plan.strategy, created_at = plan.created_at,
+    completed_at = util.iso_now(), duration_secs = duration, outcome = success and "completed" or "failed",
+    reason = d.failed_reason or rch.json.null, resumed = resumed or false, peak_parallelism = d.peak_in_flight,
+    counts = { completed = counts.Completed, failed = counts.Failed, skipped = counts.Skipped,
+      rolled_back = counts.RolledBack, aborted = aborted },
+    workers = results,
+  }
+  local finished
+  finished, err = deployment:finish(result, {
+    id = plan.id, started_at = plan.created_at, completed_at = result.completed_at, duration_secs = duration,
+    user = rch.sys.user(), machine = rch.sys.hostname(), target_version = plan.target_version,
+    strategy = strategy_name, outcome = result.outcome, counts = result.counts, workers = by_worker,
+  })
+  lock:release()
+  if not finished then ui.error("could not write the deployment result: " .. tostring(err)) end
+  progress:close()
+
+  if opts.json then
+    io.stdout:write(rch.json.encode(result, { pretty = true }), "\n")
+  else
+    local line = ("Deployment %s %s: %d completed, %d failed, %d skipped, %d rolled back in %.1fs"):format(plan.id,
+      success and ui.paint("green", "completed") or ui.paint("red", "failed"), counts.Completed, counts.Failed,
+      counts.Skipped, counts.RolledBack, duration)
+    io.stdout:write(line, "\n")
+    if d.failed_reason then io.stdout:write("Reason: ", d.failed_reason, "\n") end
+  end
+  return (success and finished) and 0 or 1
+end
+
+return M

@@ -1,0 +1,157 @@
+--- rch fleet deploy --dry-run: probes each worker read-only (the same
+-- preflight probe and hook as a deploy) and predicts what a deploy would do,
+-- how much it would transfer and how long it would take. Changes nothing.
+local rch = require "rch"
+local pool = require "rch.pool"
+local remote = require "rch.remote"
+local hooks = require "rch.hooks"
+local steps = require "rch.deploy.remote_steps"
+local executor = require "rch.deploy.executor"
+
+local M = {}
+
+-- Rough cost model, in seconds: connect + probe, then MB at an assumed link
+-- speed, then install + verify. Predictions, not promises.
+local SETUP_SECS, FINISH_SECS, ASSUMED_MB_PER_SEC = 1, 1, 50
+
+--- The spec's compute_action.
+function M.compute_action(current, target, force)
+  if not current then return "Install" end
+  local c = rch.version.compare(current, target)
+  if c < 0 then return "Upgrade" end
+  if c > 0 then return "Downgrade" end
+  return force and "Reinstall" or "Skip"
+end
+
+--- Makespan of `times` run in plan order on `slots` parallel slots.
+function M.makespan(times, slots)
+  local free = {}
+  for i = 1, math.max(1, slots) do free[i] = 0 end
+  for _, t in ipairs(times) do
+    local best = 1
+    for i = 2, #free do if free[i] < free[best] then best = i end end
+    free[best] = free[best] + t
+  end
+  local finish = 0
+  for _, f in ipairs(free) do finish = math.max(finish, f) end
+  return finish
+end
+
+--- The spec's estimate_total_duration for a strategy.
+function M.estimate_total(times, strategy_name, options)
+  local p = options.parallel
+  if strategy_name == "canary" then
+    local count = executor.canary_count(#times, options.canary)
+    local first, rest = {}, {}
+    for i, t in ipairs(times) do if i <= count then first[#first + 1] = t else rest[#rest + 1] = t end end
+    return M.makespan(first, p) + options.canary_wait + M.makespan(rest, p), math.min(p, math.max(count, #rest))
+  elseif strategy_name == "rolling" then
+    local total, batches, peak = 0, 0, 0
+    for i = 1, #times, options.rolling_batch do
+      local batch = {}
+      for j = i, math.min(i + options.rolling_batch - 1, #times) do batch[#batch + 1] = times[j] end
+      total = total + M.makespan(batch, math.min(p, #batch))
+      batches = batches + 1
+      peak = math.max(peak, math.min(p, #batch))
+    end
+    return total + math.max(0, batches - 1) * options.rolling_wait, peak
+  end
+  return M.makespan(times, p), math.min(p, #times)
+end
+
+local function predict(worker, ctx)
+  local p = { worker_id = worker.id, target_version = ctx.target_version, preflight_issues = {} }
+  local function blocked(message, check, remediation)
+    p.action = "Blocked"
+    p.estimated_transfer_mb, p.estimated_time_secs = 0, SETUP_SECS
+    p.preflight_issues[#p.preflight_issues + 1] = message
+    ctx.issues[#ctx.issues + 1] = { severity = "error", worker_id = worker.id, check = check, issue = message,
+      recommendation = remediation }
+    return p
+  end
+  local session, err = pool.get(worker, ctx.settings)
+  if not session then return blocked(err, "ssh", "verify the SSH key, known_hosts and host configuration") end
+  local root
+  root, err = remote.root(session, worker)
+  if not root then return blocked(err, "root", "fix the worker's root in workers.toml") end
+  local facts
+  facts, err = steps.preflight(session, root, ctx.target_version, ctx.timeout)
+  if not facts then return blocked(err, "preflight", "check the worker's shell and coreutils") end
+  p.current_version = facts.current_version
+  local issues = hooks.get("preflight").call({ worker = worker, facts = facts, settings = ctx.settings,
+    artifact = ctx.artifact, options = ctx.options })
+  local blocking = false
+  for _, issue in ipairs(issues) do
+    p.preflight_issues[#p.preflight_issues + 1] = issue.message
+    if issue.severity == "error" then blocking = true end
+    if issue.severity == "error" or issue.severity == "warning" then
+      ctx.issues[#ctx.issues + 1] = { severity = issue.severity, worker_id = worker.id, check = issue.check,
+        issue = issue.check .. ": " .. issue.message, recommendation = issue.remediation or "" }
+    end
+  end
+  p.action = blocking and "Blocked" or M.compute_action(facts.current_version, ctx.target_version, ctx.options.force)
+  local needs_upload = p.action ~= "Skip" and p.action ~= "Blocked" and facts.target_sha256 ~= ctx.artifact.sha256
+  p.estimated_transfer_mb = needs_upload and ctx.artifact.size / 1e6 or 0
+  p.estimated_time_secs = SETUP_SECS
+  if p.action ~= "Skip" and p.action ~= "Blocked" then
+    p.estimated_time_secs = math.ceil(SETUP_SECS + p.estimated_transfer_mb / ASSUMED_MB_PER_SEC + FINISH_SECS
+      + (ctx.options.drain_first and facts.agent_present and 1 or 0))
+  end
+  return p
+end
+
+--- Computes the dry run. @return result table (the --json shape)
+function M.compute(ctx)
+  ctx.issues = {}
+  local results = rch.parallel(ctx.workers, math.max(ctx.options.parallel, 16), function(w) return predict(w, ctx) end)
+  local predictions, times, total_mb = {}, {}, 0
+  for i = 1, #ctx.workers do
+    local p = results[i]
+    predictions[i] = p
+    times[i] = p.estimated_time_secs
+    total_mb = total_mb + p.estimated_transfer_mb
+  end
+  local duration, peak = M.estimate_total(times, ctx.strategy_name, ctx.options)
+  return {
+    dry_run = true,
+    plan = ctx.plan,
+    predictions = predictions,
+    estimated_duration_secs = duration,
+    potential_issues = ctx.issues,
+    resource_requirements = { total_transfer_mb = total_mb, peak_parallelism = peak },
+  }
+end
+
+--- Prints the human report (the spec's display_dry_run).
+function M.display(result, strategy_description)
+  local out = io.stdout
+  out:write("=== Deployment Dry Run ===\n\n")
+  out:write("Strategy: ", strategy_description, "\n")
+  out:write("Target version: ", result.plan.target_version, "\n")
+  out:write("Workers: ", #result.predictions, "\n")
+  out:write(("Estimated duration: %ds\n\n"):format(result.estimated_duration_secs))
+  local changing = 0
+  out:write("Worker Actions:\n")
+  for _, p in ipairs(result.predictions) do
+    if p.action ~= "Skip" and p.action ~= "Blocked" then changing = changing + 1 end
+    out:write(("  %-11s %s %s -> %s (~%.1fMB, ~%ds)\n"):format("[" .. p.action:upper() .. "]", p.worker_id,
+      p.current_version or "none", p.target_version, p.estimated_transfer_mb, p.estimated_time_secs))
+  end
+  if #result.potential_issues > 0 then
+    out:write("\nPotential Issues:\n")
+    for _, issue in ipairs(result.potential_issues) do
+      local prefix = issue.severity == "error" and "ERROR" or (issue.severity == "warning" and "WARN" or "INFO")
+      out:write(("  [%s] %s: %s\n"):format(prefix, issue.worker_id or "global", issue.issue))
+      if issue.recommendation and issue.recommendation ~= "" then
+        out:write("         Recommendation: ", issue.recommendation, "\n")
+      end
+    end
+  end
+  out:write("\nResource Requirements:\n")
+  out:write(("  Total transfer: %.1f MB\n"):format(result.resource_requirements.total_transfer_mb))
+  out:write(("  Peak parallelism: %d\n"):format(result.resource_requirements.peak_parallelism))
+  out:write(("\nWould deploy %s to %d of %d workers. Dry run: nothing was changed.\n"):format(
+    result.plan.target_version, changing, #result.predictions))
+end
+
+return M

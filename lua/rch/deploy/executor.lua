@@ -1,0 +1,128 @@
+--- The deployment object strategies drive. A strategy decides the order and
+-- batching; this object runs the pipeline on a set of workers under the
+-- --parallel cap, rolls workers back, asks the canary_health hook, writes
+-- audit events, and marks workers it will not touch.
+local rch = require "rch"
+local pipeline = require "rch.deploy.pipeline"
+local hooks = require "rch.hooks"
+
+local Deploy = {}
+Deploy.__index = Deploy
+
+local M = {}
+
+--- @param fields {id, plan, options, settings, artifact, target_version, state, audit, progress, workers}
+function M.new(fields)
+  local d = setmetatable(fields, Deploy)
+  d.in_flight, d.peak_in_flight = 0, 0
+  d.timeout = d.settings.defaults.command_timeout
+  d.transfer_timeout = math.max(d.settings.defaults.command_timeout, 600)
+  return d
+end
+
+--- Runs the pipeline on every worker of `list` not yet in a terminal status,
+-- at most options.parallel at once.
+-- @return counts {Completed=, Failed=, Skipped=, RolledBack=} for `list`
+function Deploy:deploy(list)
+  local todo = {}
+  for _, ws in ipairs(list) do
+    if not pipeline.TERMINAL[ws.status] then todo[#todo + 1] = ws end
+  end
+  local _, errors = rch.parallel(todo, self.options.parallel, function(ws)
+    self.in_flight = self.in_flight + 1
+    if self.in_flight > self.peak_in_flight then self.peak_in_flight = self.in_flight end
+    local ok, err = xpcall(pipeline.run, debug.traceback, self, ws)
+    self.in_flight = self.in_flight - 1
+    if not ok then error(err, 0) end
+  end)
+  for i, err in pairs(errors or {}) do
+    -- A bug in the engine or a hook: the worker fails with the trace, tagged.
+    local ws = todo[i]
+    local message = ("worker %s, step %s: %s"):format(ws.id, tostring(ws.step), err)
+    rch.log.error(message)
+    if not pipeline.TERMINAL[ws.status] then
+      ws.status, ws.error = "Failed", message
+      self.state:record({ worker = ws.id, event = "failed", status = "Failed", error = message })
+      self.audit:log("WorkerFailed", ws.id, { step = ws.step, error = message })
+      self.progress:finished(ws)
+    end
+  end
+  return M.counts(list)
+end
+
+--- Rolls back workers of `list` that completed in this deployment.
+function Deploy:rollback(list, reason)
+  rch.parallel(list, self.options.parallel, function(ws)
+    if ws.status == "Completed" then
+      pipeline.rollback(self, ws, reason)
+      self.progress:finished(ws)
+    end
+  end)
+end
+
+--- Marks every worker of `list` still pending as Skipped, with the reason.
+function Deploy:abort(list, reason)
+  for _, ws in ipairs(list) do
+    if not pipeline.TERMINAL[ws.status] then
+      ws.status, ws.skip_reason, ws.aborted = "Skipped", reason, true
+      self.state:record({ worker = ws.id, event = "skipped", status = "Skipped", reason = reason, aborted = true })
+      self.progress:finished(ws)
+    end
+  end
+end
+
+--- Asks the canary_health hook about `list` (re-probing each worker).
+-- @return true, or false, reason
+function Deploy:canary_health(list)
+  local canaries = {}
+  for _, ws in ipairs(list) do
+    if ws.status == "Completed" then canaries[#canaries + 1] = ws.worker end
+  end
+  local by_id = {}
+  for _, ws in ipairs(list) do by_id[ws.id] = ws end
+  local hook = hooks.get("canary_health")
+  local ok, verdict, reason = xpcall(hook.call, debug.traceback, {
+    canaries = canaries, target_version = self.target_version, log = rch.log,
+    probe = function(worker) return pipeline.probe(self, by_id[worker.id]) end,
+  })
+  if not ok then return false, "canary_health hook raised: " .. tostring(verdict) end
+  if verdict ~= true then return false, reason or "canary_health returned false" end
+  return true
+end
+
+--- Records a deployment-level event in the journal (replayed by --resume).
+function Deploy:mark(event)
+  self.state:record({ deployment_event = event })
+end
+
+function Deploy:log_audit(event_type, details)
+  self.audit:log(event_type, nil, details)
+end
+
+--- Sleeps, telling the user why.
+function Deploy:wait(seconds, why)
+  if seconds > 0 then
+    self.progress:note(("waiting %ds %s"):format(seconds, why))
+    rch.sleep(seconds)
+  end
+end
+
+function Deploy:note(message)
+  self.progress:note(message)
+end
+
+--- Counts of each status over `list`.
+function M.counts(list)
+  local c = { Completed = 0, Failed = 0, Skipped = 0, RolledBack = 0, Pending = 0 }
+  for _, ws in ipairs(list) do
+    if pipeline.TERMINAL[ws.status] then c[ws.status] = c[ws.status] + 1 else c.Pending = c.Pending + 1 end
+  end
+  return c
+end
+
+--- The spec's calculate_canary_count: floor(total * percent / 100), at least 1.
+function M.canary_count(total, percent)
+  return math.max(1, math.floor(total * percent / 100))
+end
+
+return M

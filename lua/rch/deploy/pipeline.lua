@@ -1,0 +1,262 @@
+--- The per-worker deploy pipeline:
+--   preflight -> [drain] -> transfer -> install -> [toolchain] -> verify
+-- Every transition goes to the journal and the audit log before the next
+-- step starts. After install, any failure switches the worker back to its
+-- previous version. Steps are idempotent, so --resume can rerun a worker.
+local rch = require "rch"
+local pool = require "rch.pool"
+local remote = require "rch.remote"
+local hooks = require "rch.hooks"
+local steps = require "rch.deploy.remote_steps"
+
+local M = {}
+
+-- Spec status names (DeploymentStatus), as they appear in JSON.
+M.TERMINAL = { Completed = true, Failed = true, Skipped = true, RolledBack = true }
+
+local STEP_STATUS = {
+  preflight = "Preflight", drain = "Draining", transfer = "Transferring", install = "Installing",
+  toolchain = "Installing", verify = "Verifying",
+}
+local AUDIT_STARTED = {
+  drain = "WorkerDrainStarted", transfer = "WorkerTransferStarted", install = "WorkerInstallStarted",
+  verify = "WorkerVerifyStarted",
+}
+local AUDIT_COMPLETED = {
+  preflight = "WorkerPreflight", drain = "WorkerDrainCompleted", transfer = "WorkerTransferCompleted",
+  install = "WorkerInstallCompleted", verify = "WorkerVerifyCompleted",
+}
+
+--- New per-worker state for a plan entry.
+function M.new_state(worker, target_version)
+  return { worker = worker, id = worker.id, target_version = target_version, status = "Pending", steps = {} }
+end
+
+local function now() return require("rch.util").iso_now() end
+
+local function begin_step(d, ws, name, extra)
+  ws.status = STEP_STATUS[name]
+  ws.step = name
+  local step = { name = name, status = "running", started_at = now() }
+  ws.steps[#ws.steps + 1] = step
+  ws.current_step = step
+  local entry = { worker = ws.id, step = name, event = "started", status = ws.status }
+  for k, v in pairs(extra or {}) do entry[k] = v end
+  d.state:record(entry)
+  if AUDIT_STARTED[name] then d.audit:log(AUDIT_STARTED[name], ws.id, extra or {}) end
+  d.progress:step(ws, name)
+end
+
+local function end_step(d, ws, details, output)
+  local step = ws.current_step
+  step.status = "completed"
+  step.completed_at = now()
+  step.output = output
+  d.state:record({ worker = ws.id, step = step.name, event = "completed", status = ws.status, output = output })
+  if AUDIT_COMPLETED[step.name] then d.audit:log(AUDIT_COMPLETED[step.name], ws.id, details or {}) end
+end
+
+-- Marks the worker failed (or rolled back), records it, runs on_failure.
+local function fail(d, ws, message)
+  local step = ws.current_step
+  local step_name = step and step.name or "preflight"
+  if step and step.status == "running" then
+    step.status = "failed"
+    step.completed_at = now()
+    step.output = message
+  end
+  ws.error = ("%s: %s"):format(step_name, message)
+  local rolled_back = false
+  if ws.installed then
+    rolled_back = M.rollback(d, ws, "failed at " .. step_name .. ": " .. message)
+  end
+  if not rolled_back then
+    ws.status = "Failed"
+    ws.completed_at = now()
+    d.state:record({ worker = ws.id, step = step_name, event = "failed", status = "Failed", error = ws.error })
+  end
+  d.audit:log("WorkerFailed", ws.id, { step = step_name, error = message, rolled_back = rolled_back })
+  if ws.drained and ws.session then
+    -- Back into service on whatever version it now runs.
+    steps.undrain(ws.session, ws.root, d.timeout)
+  end
+  d.progress:finished(ws)
+  local hook_ok, hook_err = pcall(hooks.get("on_failure").call, {
+    worker = ws.worker, deployment_id = d.id, target_version = d.target_version, step = step_name,
+    error = message, rolled_back = rolled_back, log = rch.log,
+  })
+  if not hook_ok then rch.log.warn("hook on_failure raised: " .. tostring(hook_err)) end
+  return false
+end
+
+--- Switches a worker back to the version it ran before this deployment.
+-- @return true when it now runs its previous version (status RolledBack)
+function M.rollback(d, ws, reason)
+  local session = ws.session
+  if not session or not session:alive() then
+    pool.forget(ws.worker)
+    session = pool.get(ws.worker, d.settings)
+  end
+  local ok, err = false, "no connection"
+  if session then ok, err = steps.rollback(session, ws.root, ws.previous_link or "", d.timeout) end
+  if not ok then
+    ws.error = (ws.error and ws.error .. "; " or "") .. "rollback failed: " .. tostring(err)
+    rch.log.error(("worker %s: rollback failed: %s"):format(ws.id, tostring(err)))
+    return false
+  end
+  ws.installed = false
+  ws.status = "RolledBack"
+  ws.completed_at = now()
+  local to = ws.previous_link and ws.previous_link:match("^versions/v(.+)$") or nil
+  d.state:record({ worker = ws.id, step = ws.step, event = "rolled_back", status = "RolledBack",
+    error = ws.error, rolled_back_to = to })
+  d.audit:log("WorkerRolledBack", ws.id, { to_version = to or rch.json.null, reason = reason })
+  return true
+end
+
+local function hook_ctx(d, ws)
+  return {
+    worker = ws.worker, deployment_id = d.id, target_version = d.target_version,
+    current_version = ws.current_version, step = ws.step, log = rch.log,
+    exec = function(argv, opts) return ws.session:exec(argv, opts) end,
+  }
+end
+
+local function gate(d, ws, name)
+  local ok, err = hooks.gate(name, hook_ctx(d, ws))
+  if not ok then return fail(d, ws, err) end
+  return true
+end
+
+local function preflight(d, ws)
+  begin_step(d, ws, "preflight")
+  local session, err = pool.get(ws.worker, d.settings)
+  if not session then return fail(d, ws, err) end
+  ws.session = session
+  ws.root, err = remote.root(session, ws.worker)
+  if not ws.root then return fail(d, ws, err) end
+  local facts
+  facts, err = steps.preflight(session, ws.root, d.target_version, d.timeout)
+  if not facts then return fail(d, ws, err) end
+  ws.facts = facts
+  ws.current_version = facts.current_version
+  if ws.previous_link == nil then ws.previous_link = facts.current_link or "" end
+  local issues = hooks.get("preflight").call({
+    worker = ws.worker, facts = facts, settings = d.settings, artifact = d.artifact, options = d.options,
+  })
+  ws.issues = issues
+  local blocking = {}
+  for _, issue in ipairs(issues) do
+    if issue.severity == "error" then blocking[#blocking + 1] = issue.check .. ": " .. issue.message end
+    if issue.severity == "warning" then rch.log.warn(("worker %s: %s: %s"):format(ws.id, issue.check, issue.message)) end
+  end
+  local details = {
+    arch = facts.arch, disk_free_mb = facts.disk_free_mb, current_version = facts.current_version or rch.json.null,
+    issues = #issues > 0 and issues or rch.json.array(),
+  }
+  if #blocking > 0 then
+    d.audit:log("WorkerPreflight", ws.id, details)
+    return fail(d, ws, table.concat(blocking, "; "))
+  end
+  end_step(d, ws, details, facts.current_version and ("current " .. facts.current_version) or "no agent installed")
+  return true
+end
+
+--- Runs the whole pipeline for one worker; leaves ws in a terminal status.
+function M.run(d, ws)
+  ws.started_at = ws.started_at or now()
+  d.progress:started(ws)
+  if not preflight(d, ws) then return end
+
+  local at_target = ws.current_version == d.target_version
+    and ws.facts.current_link == "versions/v" .. d.target_version
+  if at_target and not d.options.force and not ws.resuming then
+    ws.status = "Skipped"
+    ws.skip_reason = "already at " .. d.target_version
+    ws.completed_at = now()
+    d.state:record({ worker = ws.id, event = "skipped", status = "Skipped", reason = ws.skip_reason })
+    d.progress:finished(ws)
+    return
+  end
+  if not gate(d, ws, "pre_deploy") then return end
+
+  if d.options.drain_first and ws.facts.agent_present and ws.current_version then
+    if not gate(d, ws, "pre_drain") then return end
+    begin_step(d, ws, "drain", { timeout = d.options.drain_timeout })
+    ws.drained = true
+    local ok, err = steps.drain(ws.session, ws.root, d.options.drain_timeout)
+    if not ok then return fail(d, ws, err) end
+    end_step(d, ws, {})
+    if not gate(d, ws, "post_drain") then return end
+  end
+
+  local present = ws.facts.target_sha256 == d.artifact.sha256
+  begin_step(d, ws, "transfer", { bytes = present and 0 or d.artifact.size, sha256 = d.artifact.sha256 })
+  local t0 = rch.monotonic()
+  if not present then
+    local ok, err = steps.transfer(ws.session, ws.root, d.target_version, d.artifact, d.transfer_timeout)
+    if not ok then return fail(d, ws, err) end
+  end
+  local secs = rch.monotonic() - t0
+  end_step(d, ws, { bytes = present and 0 or d.artifact.size, seconds = secs, already_present = present },
+    present and "already present, sha256 matches" or ("%.1f MB in %.2fs"):format(d.artifact.size / 1e6, secs))
+
+  if not gate(d, ws, "pre_install") then return end
+  begin_step(d, ws, "install", { previous_link = ws.previous_link, version = d.target_version })
+  ws.installed = true
+  local ok, err = steps.install(ws.session, ws.root, d.target_version, d.artifact.sha256, d.id, now(), d.timeout)
+  if not ok then return fail(d, ws, err) end
+  end_step(d, ws, { version = d.target_version, previous_link = ws.previous_link })
+  if not gate(d, ws, "post_install") then return end
+
+  if not d.options.no_toolchain then
+    begin_step(d, ws, "toolchain", { toolchain = d.settings.toolchain.rust })
+    if ws.facts.rustup then
+      ok, err = steps.toolchain(ws.session, d.settings.toolchain.rust, d.transfer_timeout)
+      if not ok then return fail(d, ws, err) end
+      end_step(d, ws, nil, "rustup toolchain " .. d.settings.toolchain.rust)
+    else
+      end_step(d, ws, nil, "skipped: rustup not installed")
+    end
+  end
+
+  begin_step(d, ws, "verify", { health = d.options.verify })
+  local probe
+  probe, err = steps.probe_agent(ws.session, ws.root, d.options.verify, d.timeout)
+  if not probe then return fail(d, ws, err) end
+  if probe.version ~= d.target_version then
+    return fail(d, ws, ("agent reports %s after install, expected %s"):format(tostring(probe.version),
+      d.target_version))
+  end
+  if d.options.verify then
+    local h = probe.health
+    if h.ok ~= true then return fail(d, ws, "health check failed: " .. tostring(h.error or "ok=false")) end
+    if h.version ~= d.target_version then
+      return fail(d, ws, ("health reports %s, expected %s"):format(tostring(h.version), d.target_version))
+    end
+  end
+  end_step(d, ws, { version = probe.version, health = probe.health or rch.json.null })
+  if not gate(d, ws, "post_verify") then return end
+
+  if ws.drained then
+    ok, err = steps.undrain(ws.session, ws.root, d.timeout)
+    if not ok then rch.log.warn(("worker %s: %s"):format(ws.id, err)) end
+  end
+  ws.status = "Completed"
+  ws.completed_at = now()
+  ws.installed = false
+  d.state:record({ worker = ws.id, event = "completed", status = "Completed" })
+  d.progress:finished(ws)
+end
+
+--- Re-probes an installed agent (for canary health): version and health.
+function M.probe(d, ws)
+  local session, err = pool.get(ws.worker, d.settings)
+  if not session then return nil, err end
+  local root
+  root, err = remote.root(session, ws.worker)
+  if not root then return nil, err end
+  return steps.probe_agent(session, root, true, d.timeout)
+end
+
+return M

@@ -1,0 +1,191 @@
+--- The remote side of each deploy step. Every command is a constant POSIX sh
+-- script run as `sh -c SCRIPT sh ARG…`: values (paths, versions, hashes)
+-- travel only as quoted arguments, never as script text.
+local M = {}
+
+local function script(text, ...)
+  local argv = { "sh", "-c", text, "sh" }
+  for _, v in ipairs({ ... }) do argv[#argv + 1] = tostring(v) end
+  return argv
+end
+M.script = script
+
+--- Parses "key=value" lines into a table.
+local function parse_facts(out)
+  local facts = {}
+  for line in out:gmatch("[^\n]+") do
+    local k, v = line:match("^([%w_]+)=(.*)$")
+    if k then facts[k] = v end
+  end
+  return facts
+end
+
+-- Read-only: preflight and dry run must leave the worker byte-identical.
+local PREFLIGHT = [[
+root=$1; target=$2
+echo "arch=$(uname -m)"
+d=$root
+while [ ! -d "$d" ]; do d=$(dirname "$d"); done
+echo "disk_free_mb=$(df -Pm "$d" | awk 'NR==2 {print $4}')"
+if [ -w "$d" ]; then echo writable=1; else echo writable=0; fi
+for t in rsync zstd; do
+  if command -v "$t" >/dev/null 2>&1; then echo "$t=1"; else echo "$t=0"; fi
+done
+if command -v rustup >/dev/null 2>&1 || [ -x "$HOME/.cargo/bin/rustup" ]; then echo rustup=1; else echo rustup=0; fi
+if [ -e "$root/bin/rch-wkr" ] || [ -L "$root/bin/rch-wkr" ]; then
+  echo "agent_present=1"
+  v=$("$root/bin/rch-wkr" --version 2>/dev/null | head -n 1) && echo "current_version=$v"
+fi
+if [ -L "$root/current" ]; then echo "current_link=$(readlink "$root/current")"; fi
+if [ -d "$root/versions" ]; then echo "versions=$(ls -1 "$root/versions" | tr '\n' ' ')"; fi
+f="$root/versions/v$target/rch-wkr"
+if [ -f "$f" ]; then echo "target_sha256=$(sha256sum "$f" | cut -d' ' -f1)"; fi
+if [ -e "$root/state/drain" ]; then echo draining=1; fi
+]]
+
+--- Gathers the facts preflight checks and dry run predictions are made of.
+-- @return facts table, or nil, err
+function M.preflight(session, root, target_version, timeout)
+  local r, err = session:exec(script(PREFLIGHT, root, target_version), { timeout = timeout })
+  if not r then return nil, err end
+  if r.code ~= 0 then return nil, ("preflight probe exited %d: %s"):format(r.code, r.err) end
+  local facts = parse_facts(r.out)
+  facts.disk_free_mb = tonumber(facts.disk_free_mb)
+  for _, k in ipairs({ "writable", "rsync", "zstd", "rustup", "agent_present", "draining" }) do
+    facts[k] = facts[k] == "1"
+  end
+  if facts.current_version then
+    facts.current_version = require("rch.version").extract(facts.current_version)
+  end
+  return facts
+end
+
+-- The upload lands in a temp name inside the version dir, is hashed while it
+-- arrives (tee into sha256sum), and is renamed only if the hash matches.
+local TRANSFER = [[
+set -e
+dir=$1; want=$2
+mkdir -p "$dir"
+tmp="$dir/.rch-wkr.part.$$"
+trap 'rm -f "$tmp"' EXIT
+got=$(tee "$tmp" | sha256sum | cut -d' ' -f1)
+if [ "$got" != "$want" ]; then
+  echo "sha256 mismatch on the worker: received $got, expected $want" >&2
+  exit 3
+fi
+chmod 755 "$tmp"
+sync "$tmp" 2>/dev/null || true
+mv -f "$tmp" "$dir/rch-wkr"
+trap - EXIT
+echo "sha256=$got"
+]]
+
+--- Uploads the artifact into <root>/versions/v<ver>/rch-wkr.
+function M.transfer(session, root, version, artifact, timeout)
+  local dir = root .. "/versions/v" .. version
+  local r, err = session:upload(artifact.path, script(TRANSFER, dir, artifact.sha256), { timeout = timeout })
+  if not r then return nil, err end
+  if r.timed_out then return nil, "transfer timed out" end
+  if r.code ~= 0 then return nil, ("transfer failed (exit %d): %s"):format(r.code, (r.err:gsub("%s+$", ""))) end
+  return true
+end
+
+-- Switches `current` with one rename; bin/rch-wkr -> ../current/rch-wkr is
+-- created once the same way, so it never points at a missing or partial file.
+local INSTALL = [[
+set -e
+root=$1; ver=$2; sha=$3; dep=$4; now=$5
+dir="$root/versions/v$ver"
+[ -x "$dir/rch-wkr" ] || { echo "missing $dir/rch-wkr" >&2; exit 3; }
+have=$(sha256sum "$dir/rch-wkr" | cut -d' ' -f1)
+[ "$have" = "$sha" ] || { echo "installed binary does not match: $have, expected $sha" >&2; exit 3; }
+printf '{"version":"%s","sha256":"%s","deployment_id":"%s","installed_at":"%s"}\n' \
+  "$ver" "$sha" "$dep" "$now" > "$dir/.manifest.json.tmp"
+mv -f "$dir/.manifest.json.tmp" "$dir/manifest.json"
+mkdir -p "$root/bin"
+ln -sfn "versions/v$ver" "$root/.current.new"
+mv -Tf "$root/.current.new" "$root/current"
+if [ "$(readlink "$root/bin/rch-wkr" 2>/dev/null)" != "../current/rch-wkr" ]; then
+  ln -sfn ../current/rch-wkr "$root/bin/.rch-wkr.new"
+  mv -Tf "$root/bin/.rch-wkr.new" "$root/bin/rch-wkr"
+fi
+]]
+
+function M.install(session, root, version, sha256, deployment_id, now, timeout)
+  local r, err = session:exec(script(INSTALL, root, version, sha256, deployment_id, now), { timeout = timeout })
+  if not r then return nil, err end
+  if r.code ~= 0 then return nil, ("install failed (exit %d): %s"):format(r.code, (r.err:gsub("%s+$", ""))) end
+  return true
+end
+
+-- Back to the previous `current` target, or to no agent at all when there was none.
+local ROLLBACK = [[
+set -e
+root=$1; prev=$2
+if [ -z "$prev" ]; then
+  rm -f "$root/bin/rch-wkr" "$root/current"
+  exit 0
+fi
+[ -x "$root/$prev/rch-wkr" ] || { echo "previous version $root/$prev is gone" >&2; exit 3; }
+ln -sfn "$prev" "$root/.current.new"
+mv -Tf "$root/.current.new" "$root/current"
+]]
+
+function M.rollback(session, root, previous_link, timeout)
+  local r, err = session:exec(script(ROLLBACK, root, previous_link or ""), { timeout = timeout })
+  if not r then return nil, err end
+  if r.code ~= 0 then return nil, ("rollback failed (exit %d): %s"):format(r.code, (r.err:gsub("%s+$", ""))) end
+  return true
+end
+
+--- `rch-wkr drain --timeout S` on the worker (only when an agent is installed).
+function M.drain(session, root, timeout_s)
+  local r, err = session:exec({ root .. "/bin/rch-wkr", "drain", "--timeout", tostring(timeout_s) },
+    { timeout = timeout_s + 30 })
+  if not r then return nil, err end
+  if r.code == 3 then return nil, "drain timed out: " .. (r.err:gsub("%s+$", "")) end
+  if r.code ~= 0 then return nil, ("drain failed (exit %d): %s"):format(r.code, (r.err:gsub("%s+$", ""))) end
+  return true
+end
+
+function M.undrain(session, root, timeout)
+  local r, err = session:exec({ root .. "/bin/rch-wkr", "undrain" }, { timeout = timeout })
+  if not r then return nil, err end
+  if r.code ~= 0 then return nil, ("undrain failed (exit %d): %s"):format(r.code, r.err) end
+  return true
+end
+
+local TOOLCHAIN = [[
+tc=$1
+if command -v rustup >/dev/null 2>&1; then r=rustup; else r="$HOME/.cargo/bin/rustup"; fi
+exec "$r" toolchain install "$tc" --profile minimal
+]]
+
+function M.toolchain(session, toolchain, timeout)
+  local r, err = session:exec(script(TOOLCHAIN, toolchain), { timeout = timeout })
+  if not r then return nil, err end
+  if r.code ~= 0 then
+    return nil, ("rustup toolchain install %s failed (exit %d): %s"):format(toolchain, r.code, r.err)
+  end
+  return true
+end
+
+--- The installed agent's `--version`, and with `health` its health report.
+-- @return {version=, health=table|nil}, or nil, err
+function M.probe_agent(session, root, with_health, timeout)
+  local rch_json = require "rch.json"
+  local r, err = session:exec({ root .. "/bin/rch-wkr", "--version" }, { timeout = timeout })
+  if not r then return nil, err end
+  if r.code ~= 0 then return nil, ("rch-wkr --version exited %d: %s"):format(r.code, r.err) end
+  local out = { version = require("rch.version").extract(r.out) }
+  if with_health then
+    r, err = session:exec({ root .. "/bin/rch-wkr", "health", "--json" }, { timeout = timeout })
+    if not r then return nil, err end
+    local health = rch_json.decode(r.out)
+    if not health then return nil, ("rch-wkr health printed no JSON (exit %d): %s"):format(r.code, r.err) end
+    out.health = health
+  end
+  return out
+end
+
+return M

@@ -1,0 +1,25 @@
+--- Small shared helpers for the engine.
+local sched = require "rch.sched"
+
+local M = {}
+
+--- ISO 8601 UTC with milliseconds, e.g. 2026-11-22T10:00:00.123Z.
+function M.iso_now()
+  local now = sched.now()
+  local secs = math.floor(now)
+  return os.date("!%Y-%m-%dT%H:%M:%S", secs) .. (".%03dZ"):format(math.floor((now - secs) * 1000))
+end
+
+--- Trims trailing whitespace.
+function M.chomp(s)
+  return (tostring(s or ""):gsub("%s+$", ""))
+end
+
+--- A shallow copy of a list.
+function M.copy(list)
+  local out = {}
+  for i, v in ipairs(list) do out[i] = v end
+  return out
+end
+
+return M
