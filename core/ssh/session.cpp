@@ -142,6 +142,47 @@ class StdinFeed {
   std::vector<char> buf_;
 };
 
+// Waits for the server and processes what it sends, whatever the channel
+// state: libssh's channel read/poll functions stop reading the socket once
+// the server sent EOF, which would leave window adjusts (a command that
+// closed its output but still reads stdin) and the close unprocessed. The
+// session's socket is moved into this event for the pump's lifetime, the
+// idiom libssh's own ssh_channel_select uses.
+class Pump {
+ public:
+  explicit Pump(ssh_session s) : session_(s), event_(ssh_event_new()) {
+    if (event_ != nullptr && ssh_event_add_session(event_, session_) != SSH_OK) {
+      ssh_event_free(event_);
+      event_ = nullptr;
+    }
+  }
+  ~Pump() {
+    if (event_ == nullptr) return;
+    ssh_event_remove_session(event_, session_);
+    ssh_event_free(event_);
+  }
+  Pump(const Pump&) = delete;
+  Pump& operator=(const Pump&) = delete;
+
+  bool ok() const { return event_ != nullptr; }
+
+  // Waits up to `ms` (capped) for traffic, processes it and flushes queued
+  // output. TCP_QUICKACK is re-armed first: sshd keeps Nagle on for exec
+  // sessions, so its second small reply in a row (e.g. the channel
+  // confirmation after the post-auth hostkeys/debug messages) waits for our
+  // ACK, which Linux delays 40 ms while we have nothing to send. Measured:
+  // first exec on a session 48 ms -> 3 ms.
+  void wait(long ms) const {
+    const int one = 1;
+    setsockopt(ssh_get_fd(session_), IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
+    ssh_event_dopoll(event_, static_cast<int>(std::clamp(ms, 0L, static_cast<long>(kMaxIdleWaitMs))));
+  }
+
+ private:
+  ssh_session session_;
+  ssh_event event_;
+};
+
 // An exec channel and the callbacks that watch it. The callbacks are
 // unregistered before the channel is freed: libssh may keep a freed channel
 // around until the server's close arrives and must not call into a dead frame.
@@ -191,22 +232,6 @@ struct SshSession::Impl {
     long sec = ms / 1000, usec = (ms % 1000) * 1000;
     ssh_options_set(session.get(), SSH_OPTIONS_TIMEOUT, &sec);
     ssh_options_set(session.get(), SSH_OPTIONS_TIMEOUT_USEC, &usec);
-  }
-
-  // Waits up to `ms` (capped) for the socket to become readable, or writable
-  // when libssh has queued output. TCP_QUICKACK is re-armed first: sshd
-  // keeps Nagle on for exec sessions, so its second small reply in a row
-  // (e.g. the channel confirmation after the post-auth hostkeys/debug
-  // messages) waits for our ACK, which Linux delays 40 ms while we have
-  // nothing to send. Measured: first exec on a session 48 ms -> 3 ms.
-  void wait_socket(long ms) const {
-    const int fd = ssh_get_fd(session.get());
-    const int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
-    short events = POLLIN;
-    if ((ssh_get_poll_flags(session.get()) & SSH_WRITE_PENDING) != 0) events |= POLLOUT;
-    pollfd p{fd, events, 0};
-    poll(&p, 1, static_cast<int>(std::clamp(ms, 0L, static_cast<long>(kMaxIdleWaitMs))));
   }
 
   // During an exec, libssh's internal waits are cut to 1 ms and run() does
@@ -404,6 +429,8 @@ Result<ExecResult> SshSession::Impl::run(const std::string& command, int timeout
   const auto lost = [&](const char* during) { return fail(std::string("connection lost ") + during); };
 
   ShortLibsshWaits short_waits(*this);
+  const Pump pump(s);
+  if (!pump.ok()) return make_error("ssh: cannot create an event loop (" + where + ")");
   ExecChannel channel(s);
   ssh_channel ch = channel.get();
   if (ch == nullptr) return fail("cannot create a channel");
@@ -422,7 +449,7 @@ Result<ExecResult> SshSession::Impl::run(const std::string& command, int timeout
         return make_error(std::string(what) + " (" + where + "): no answer within " +
                           std::to_string(connect_timeout_s) + " s");
       }
-      wait_socket(std::min(ms_until(reply_deadline), remaining_ms()));
+      pump.wait(std::min(ms_until(reply_deadline), remaining_ms()));
     }
   };
   auto opened = await_reply([&] { return ssh_channel_open_session(ch); }, "cannot open a session channel");
@@ -485,7 +512,7 @@ Result<ExecResult> SshSession::Impl::run(const std::string& command, int timeout
       result.timed_out = true;
       break;
     }
-    if (!progress) wait_socket(remaining_ms());
+    if (!progress) pump.wait(remaining_ms());
   }
 
   // The exit status follows the output's EOF.
@@ -505,7 +532,7 @@ Result<ExecResult> SshSession::Impl::run(const std::string& command, int timeout
       result.timed_out = true;
       break;
     }
-    wait_socket(remaining_ms());
+    pump.wait(remaining_ms());
   }
 
   if (result.timed_out) {

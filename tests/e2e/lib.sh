@@ -15,3 +15,16 @@ expect_exit() {
   [[ $got == "$want" ]] || fail "exit $got (want $want) from: $* | stdout: $OUT | stderr: $ERR"
 }
 contains() { [[ $1 == *"$2"* ]] || fail "expected '$2' in: $1"; }
+# Testbed helpers (tests that talk to workers share the fixture's testbed).
+TB=${RCH_TESTBED_DIR:-}
+# reset_workers: every testbed worker back to an empty root, sshd running.
+reset_workers() {
+  local d
+  for d in "$TB"/w*/; do
+    rm -rf "$d/root/versions" "$d/root/current" "$d/root/bin" "$d/root/state" "$d"/root/.current.new
+  done
+  local k
+  for k in $(seq 1 "$(ls -d "$TB"/w*/ | wc -l)"); do
+    bash "$RCH_SOURCE_DIR/scripts/testbed.sh" start "$k" "$TB" >/dev/null 2>&1 || true
+  done
+}
