@@ -188,9 +188,10 @@ write_sshd_config() {
 launch() {
   local dir=$1 k=$2 w=$1/w$2
   rm -f -- "$w/sshd.pid"
-  # Errors from before sshd opens its -E log (bad flags) land in the same file.
+  # Errors from before sshd opens its -E log (bad flags) land in the same file;
+  # the daemon must not inherit the DIR lock (fd 9).
   # shellcheck disable=SC2094
-  if ! "$sshd" -f "$w/sshd_config" -E "$w/sshd.log" </dev/null >>"$w/sshd.log" 2>&1; then
+  if ! "$sshd" -f "$w/sshd_config" -E "$w/sshd.log" </dev/null >>"$w/sshd.log" 2>&1 9>&-; then
     die "sshd for w$k failed to start; $w/sshd.log ends with:
 $(tail -n 15 -- "$w/sshd.log")"
   fi
@@ -348,6 +349,7 @@ cmd_up() {
   check_dir_name "$2"
   dir=$(resolve_dir "$2" yes)
   check_dir_name "$dir"
+  lock_dir "$dir"
   local start=$EPOCHREALTIME user k
   user=$(test_user)
   if ((EUID == 0)); then
@@ -411,6 +413,7 @@ cmd_down() {
     echo "testbed: nothing to stop in $1 (no such directory)"
     return 0
   fi
+  lock_dir "$dir"
   for k in $(worker_numbers "$dir"); do
     if [[ -n $(listener_pid "$dir/w$k") ]]; then
       count=$((count + 1))
@@ -431,6 +434,7 @@ worker_dir() {
 cmd_stop() {
   local k=$1 dir
   dir=$(worker_dir "$1" "$2")
+  lock_dir "$dir"
   stop_worker "$dir/w$k"
   echo "testbed: w$k stopped (port $(<"$dir/w$k/port"))"
 }
@@ -438,6 +442,7 @@ cmd_stop() {
 cmd_start() {
   local k=$1 dir
   dir=$(worker_dir "$1" "$2")
+  lock_dir "$dir"
   if [[ -n $(listener_pid "$dir/w$k") ]]; then
     echo "testbed: w$k already running (port $(<"$dir/w$k/port"))"
     return 0
@@ -449,6 +454,12 @@ cmd_start() {
   launch "$dir" "$k"
   wait_ready "$dir" no "$k"
   echo "testbed: w$k started (port $(<"$dir/w$k/port"))"
+}
+
+# Serializes commands on one DIR (two `up`s would fight over ports and pids).
+lock_dir() {
+  exec 9>"$1/.testbed.lock"
+  flock 9
 }
 
 sshd=$(find_sshd)

@@ -295,7 +295,6 @@ std::string_view to_string(UpdateChannel channel) { return name_of(kChannels, ch
 Config default_config() {
   Config c;
   c.defaults.known_hosts = expand_user("~/.ssh/known_hosts");
-  c.defaults.ssh_config = expand_user("~/.ssh/config");
   return c;
 }
 

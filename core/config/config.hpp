@@ -30,7 +30,7 @@ struct Config {
     std::chrono::seconds command_timeout{300};
     HostKeyPolicy host_key_policy = HostKeyPolicy::strict;
     std::filesystem::path known_hosts;  // empty in the file: ~/.ssh/known_hosts
-    std::filesystem::path ssh_config;   // empty in the file: ~/.ssh/config
+    std::filesystem::path ssh_config;   // empty: ~/.ssh/config if it exists (a path named here must exist)
   } defaults;
 
   struct Preflight {

@@ -235,7 +235,7 @@ struct SshSession::Impl {
   }
 
   // During an exec, libssh's internal waits are cut to 1 ms and run() does
-  // the waiting itself (wait_socket), keeping the deadline and the
+  // the waiting itself (Pump::wait), keeping the deadline and the
   // TCP_QUICKACK trick; the connect timeout is restored afterwards.
   class ShortLibsshWaits {
    public:

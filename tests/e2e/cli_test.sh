@@ -18,23 +18,23 @@ for flag in --worker --parallel --canary --canary-wait --no-toolchain --force --
             --drain-timeout --dry-run --resume --version --json --audit-log; do
   contains "$OUT" "$flag"
 done
-grep -qE -- '--parallel.*\[4\]' <<<"$OUT" || fail "--parallel default 4 not shown"
-grep -qE -- '--canary-wait.*\[60\]' <<<"$OUT" || fail "--canary-wait default 60 not shown"
-grep -qE -- '--drain-timeout.*\[120\]' <<<"$OUT" || fail "--drain-timeout default 120 not shown"
+grep -qE -- '--parallel [^ ]*=4( |$)' <<<"$OUT" || fail "--parallel default 4 not shown"
+grep -qE -- '--canary-wait [^ ]*=60( |$)' <<<"$OUT" || fail "--canary-wait default 60 not shown"
+grep -qE -- '--drain-timeout [^ ]*=120( |$)' <<<"$OUT" || fail "--drain-timeout default 120 not shown"
 
 expect_exit 0 "$RCH" update --help
 for flag in --check --version --channel --fleet --rollback --verify --yes --dry-run --no-restart \
             --drain-timeout --force --json; do
   contains "$OUT" "$flag"
 done
-grep -qE -- '--channel.*\[stable\]' <<<"$OUT" || fail "--channel default not shown"
-grep -qE -- '--drain-timeout.*\[60\]' <<<"$OUT" || fail "update --drain-timeout default 60 not shown"
+grep -qE -- '--channel [^ ]*=stable( |$)' <<<"$OUT" || fail "--channel default not shown"
+grep -qE -- '--drain-timeout [^ ]*=60( |$)' <<<"$OUT" || fail "update --drain-timeout default 60 not shown"
 
 for sub in rollback status verify drain history; do
   expect_exit 0 "$RCH" fleet "$sub" --help
 done
 expect_exit 0 "$RCH" fleet rollback --help; contains "$OUT" --to-version
-expect_exit 0 "$RCH" fleet history --help; grep -qE -- '--limit.*\[10\]' <<<"$OUT" || fail "--limit default"
+expect_exit 0 "$RCH" fleet history --help; grep -qE -- '--limit [^ ]*=10( |$)' <<<"$OUT" || fail "--limit default"
 
 # Usage errors exit 2 and name the flag.
 expect_exit 2 "$RCH" fleet deploy --parallel 0;      contains "$ERR" "--parallel"

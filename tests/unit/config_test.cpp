@@ -33,7 +33,7 @@ TEST_CASE("parse_config: empty file gives the documented defaults", "[config]") 
   CHECK(c.defaults.command_timeout == 300s);
   CHECK(c.defaults.host_key_policy == rch::HostKeyPolicy::strict);
   CHECK(c.defaults.known_hosts == rch::home_dir() / ".ssh/known_hosts");
-  CHECK(c.defaults.ssh_config == rch::home_dir() / ".ssh/config");
+  CHECK(c.defaults.ssh_config.empty());  // libssh reads ~/.ssh/config when it exists
   CHECK(c.preflight.min_disk_mb == 500);
   CHECK(c.preflight.rsync == rch::Requirement::optional);
   CHECK(c.preflight.zstd == rch::Requirement::optional);
