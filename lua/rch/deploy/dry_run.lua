@@ -111,6 +111,14 @@ function M.compute(ctx)
     times[i] = p.estimated_time_secs
     total_mb = total_mb + p.estimated_transfer_mb
   end
+  -- Issues arrive in completion order; report them in plan order.
+  local position = {}
+  for i, w in ipairs(ctx.workers) do position[w.id] = i end
+  table.sort(ctx.issues, function(a, b)
+    local pa, pb = position[a.worker_id] or 0, position[b.worker_id] or 0
+    if pa ~= pb then return pa < pb end
+    return a.issue < b.issue
+  end)
   local duration, peak = M.estimate_total(times, ctx.strategy_name, ctx.options)
   return {
     dry_run = true,
