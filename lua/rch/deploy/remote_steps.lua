@@ -66,6 +66,7 @@ local TRANSFER = [[
 set -e
 dir=$1; want=$2
 mkdir -p "$dir"
+rm -f "$dir"/.rch-wkr.part.*  # left by an upload whose connection died before its trap ran
 tmp="$dir/.rch-wkr.part.$$"
 trap 'rm -f "$tmp"' EXIT
 got=$(tee "$tmp" | sha256sum | cut -d' ' -f1)
@@ -96,9 +97,9 @@ local INSTALL = [[
 set -e
 root=$1; ver=$2; sha=$3; dep=$4; now=$5
 dir="$root/versions/v$ver"
+# The binary's sha256 was checked as it arrived (transfer) or by preflight
+# (already present), so it is not hashed a third time here.
 [ -x "$dir/rch-wkr" ] || { echo "missing $dir/rch-wkr" >&2; exit 3; }
-have=$(sha256sum "$dir/rch-wkr" | cut -d' ' -f1)
-[ "$have" = "$sha" ] || { echo "installed binary does not match: $have, expected $sha" >&2; exit 3; }
 printf '{"version":"%s","sha256":"%s","deployment_id":"%s","installed_at":"%s"}\n' \
   "$ver" "$sha" "$dep" "$now" > "$dir/.manifest.json.tmp"
 mv -f "$dir/.manifest.json.tmp" "$dir/manifest.json"
