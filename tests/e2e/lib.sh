@@ -17,11 +17,11 @@ expect_exit() {
 contains() { [[ $1 == *"$2"* ]] || fail "expected '$2' in: $1"; }
 # Testbed helpers (tests that talk to workers share the fixture's testbed).
 TB=${RCH_TESTBED_DIR:-}
-# reset_workers: every testbed worker back to an empty root, sshd running.
+# reset_workers: every testbed worker back to an empty root (nothing left in it), sshd running.
 reset_workers() {
   local d
   for d in "$TB"/w*/; do
-    rm -rf "$d/root/versions" "$d/root/current" "$d/root/bin" "$d/root/state" "$d"/root/.current.new
+    find "$d/root" -mindepth 1 -delete
   done
   local k
   for k in $(seq 1 "$(ls -d "$TB"/w*/ | wc -l)"); do
