@@ -6,7 +6,7 @@
 -- builtin(ctx) to keep these checks.
 -- @param ctx { canaries = list of workers, target_version,
 --   probe = function(worker) -> {version, health = {ok, version, draining, …}} | nil, err,
---   log = rch.log }
+--   exec = function(worker, argv, opts) -> {code, out, err} | nil, err, log = rch.log }
 -- @return true, or false, "reason"
 return function(ctx)
   for _, worker in ipairs(ctx.canaries) do

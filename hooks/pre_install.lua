@@ -1,7 +1,8 @@
 --- Hook pre_install: runs after the new binary was uploaded and checked, before `current` is switched.
 -- The built-in does nothing. Replace it with hooks/pre_install.lua in your config dir
 -- (or a --script-dir) to add a site check or action.
--- @param ctx { worker = {id, host, user, port, root, tags}, deployment_id, target_version,
+-- @param ctx { worker = {id, host, user, port, root, tags}, root (resolved on the worker),
+--   deployment_id, target_version,
 --   current_version, exec = function(argv, opts) -> {code, out, err} | nil, err (runs on this worker),
 --   log = rch.log }
 -- @param builtin the built-in hook when this file replaces it (nil here)

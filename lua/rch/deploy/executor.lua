@@ -84,6 +84,11 @@ function Deploy:canary_health(list)
   local ok, verdict, reason = xpcall(hook.call, debug.traceback, {
     canaries = canaries, target_version = self.target_version, log = rch.log,
     probe = function(worker) return pipeline.probe(self, by_id[worker.id]) end,
+    exec = function(worker, argv, opts)
+      local session, err = require("rch.pool").get(worker, self.settings)
+      if not session then return nil, err end
+      return session:exec(argv, opts)
+    end,
   })
   if not ok then return false, "canary_health hook raised: " .. tostring(verdict) end
   if verdict ~= true then return false, reason or "canary_health returned false" end

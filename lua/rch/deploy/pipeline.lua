@@ -116,7 +116,7 @@ end
 
 local function hook_ctx(d, ws)
   return {
-    worker = ws.worker, deployment_id = d.id, target_version = d.target_version,
+    worker = ws.worker, root = ws.root, deployment_id = d.id, target_version = d.target_version,
     current_version = ws.current_version, step = ws.step, log = rch.log,
     exec = function(argv, opts) return ws.session:exec(argv, opts) end,
   }
