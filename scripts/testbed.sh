@@ -364,10 +364,13 @@ cmd_up() {
   for k in $(worker_numbers "$dir"); do stop_worker "$dir/w$k"; done
 
   # Keys survive an `up` (only ports change); missing ones are made in parallel.
+  local -a keygens=()
   mkdir -p "$dir/client"
   chmod 700 "$dir/client"
-  [[ -f $dir/client/id_ed25519 ]] ||
+  if [[ ! -f $dir/client/id_ed25519 ]]; then
     ssh-keygen -q -t ed25519 -N '' -C rch-testbed-client -f "$dir/client/id_ed25519" &
+    keygens+=($!)
+  fi
   for ((k = 1; k <= n; k++)); do
     local w=$dir/w$k
     mkdir -p "$w"
@@ -375,10 +378,15 @@ cmd_up() {
     rm -rf -- "$w/root"
     mkdir -m 755 "$w/root"
     [[ $user == "$(id -un)" ]] || chown "$user:" "$w/root"
-    [[ -f $w/ssh_host_ed25519_key ]] ||
+    if [[ ! -f $w/ssh_host_ed25519_key ]]; then
       ssh-keygen -q -t ed25519 -N '' -C "rch-testbed-w$k" -f "$w/ssh_host_ed25519_key" &
+      keygens+=($!)
+    fi
   done
-  wait
+  local pid
+  for pid in "${keygens[@]}"; do
+    wait "$pid" || die "ssh-keygen failed in $dir"
+  done
   install -m 644 "$dir/client/id_ed25519.pub" "$dir/authorized_keys"
 
   for ((k = 1; k <= n; k++)); do
@@ -404,7 +412,9 @@ cmd_up() {
 
   local took
   took=$(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }')
-  echo "testbed: $n workers up in ${took}s as $user, ports ${ports[*]}; source $dir/env"
+  local noun=workers
+  ((n == 1)) && noun=worker
+  echo "testbed: $n $noun up in ${took}s as $user, ports ${ports[*]}; source $dir/env"
 }
 
 cmd_down() {

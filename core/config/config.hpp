@@ -8,11 +8,11 @@
 #include <string>
 #include <string_view>
 
+#include "core/ssh/host_key_policy.hpp"
 #include "core/util/result.hpp"
 
 namespace rch {
 
-enum class HostKeyPolicy { strict, accept_new };
 enum class Requirement { required, optional, ignore };
 enum class UpdateChannel { stable, beta, nightly };
 

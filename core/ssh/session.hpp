@@ -8,14 +8,10 @@
 #include <string>
 #include <string_view>
 
+#include "core/ssh/host_key_policy.hpp"
 #include "core/util/result.hpp"
 
 namespace rch {
-
-enum class HostKeyPolicy {
-  strict,      // an unknown host is refused
-  accept_new,  // an unknown host is added to known_hosts; a changed key is still refused
-};
 
 struct SshTarget {
   std::string host;  // a name, an address or a Host alias of the ssh config

@@ -103,7 +103,7 @@ int l_ssh_exec(lua_State* L) {
       [boxp, ref](lua_State* co, Result<ExecResult>& r) {
         unpin(co, ref);
         boxp->busy = false;
-        if (!r.ok()) return push_failure(co, boxp->label + ": " + r.error());
+        if (!r.ok()) return push_failure(co, r.error());  // session errors name user@host:port
         return push_exec_result(co, *r);
       });
 }
@@ -125,7 +125,7 @@ int l_ssh_upload(lua_State* L) {
       [boxp, ref](lua_State* co, Result<ExecResult>& r) {
         unpin(co, ref);
         boxp->busy = false;
-        if (!r.ok()) return push_failure(co, boxp->label + ": " + r.error());
+        if (!r.ok()) return push_failure(co, r.error());  // session errors name user@host:port
         return push_exec_result(co, *r);
       });
 }
@@ -146,7 +146,7 @@ int l_ssh_home(lua_State* L) {
       [boxp, ref](lua_State* co, Result<std::string>& r) {
         unpin(co, ref);
         boxp->busy = false;
-        if (!r.ok()) return push_failure(co, boxp->label + ": " + r.error());
+        if (!r.ok()) return push_failure(co, r.error());  // session errors name user@host:port
         lua_pushlstring(co, r->data(), r->size());
         return 1;
       });
