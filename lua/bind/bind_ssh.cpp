@@ -140,7 +140,7 @@ int l_ssh_home(lua_State* L) {
   return yield_blocking<Result<std::string>>(
       L, "rch.ssh.home", [session]() -> Result<std::string> {
         const std::string& home = session->remote_home();
-        if (home.empty()) return make_error("cannot resolve the remote $HOME");
+        if (home.empty()) return make_error("cannot resolve the remote $HOME on " + session->where());
         return home;
       },
       [boxp, ref](lua_State* co, Result<std::string>& r) {

@@ -128,15 +128,115 @@ json 'assert st["w2"]["status"] == "Skipped", d'
 # ---- --audit-log FILE gets the same events as the state audit log, in its own hash chain.
 deploy 0 --force --worker w3,w4 --audit-log "$TMP/extra-audit.jsonl"
 A1=$(json 'print(d["id"])')
-deploy 1 --worker w1 --audit-log "$TMP/extra-audit.jsonl" --verify --force
+deploy 0 --worker w1 --audit-log "$TMP/extra-audit.jsonl" --verify --force
 A2=$(json 'print(d["id"])')
 [[ $(json 'print(st["w1"]["status"])') == Completed ]] || fail "verify of a healthy agent failed: $OUT"
-A1=$A1 A2=$A2 py '
+A1=$A1 A2=$A2 TMP=$TMP py '
 def strip(e): return (e["deployment_id"], e["event_type"], e["worker_id"], json.dumps(e["details"], sort_keys=True), e["user"], e["machine"])
 extra = audit(os.environ["TMP"] + "/extra-audit.jsonl")
 main = [e for e in audit() if e["deployment_id"] in (os.environ["A1"], os.environ["A2"])]
 assert [strip(e) for e in extra] == [strip(e) for e in main], (extra, main)
-assert {e["deployment_id"] for e in extra} == {os.environ["A1"], os.environ["A2"]}, extra' TMP="$TMP"
-exit_code_note=""
+assert {e["deployment_id"] for e in extra} == {os.environ["A1"], os.environ["A2"]}, extra'
+
+# ---- Every audit line (both files): the spec's fields plus prev_hash, and the chain verifies.
+TMP=$TMP py '
+import socket, getpass, subprocess
+TYPES = {"DeploymentStarted", "DeploymentCompleted", "DeploymentFailed", "WorkerPreflight", "WorkerDrainStarted",
+    "WorkerDrainCompleted", "WorkerTransferStarted", "WorkerTransferCompleted", "WorkerInstallStarted",
+    "WorkerInstallCompleted", "WorkerVerifyStarted", "WorkerVerifyCompleted", "WorkerFailed", "WorkerRolledBack",
+    "CanaryStarted", "CanaryPassed", "CanaryFailed"}
+user = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
+for path in (os.environ["RCH_STATE_DIR"] + "/audit.jsonl", os.environ["TMP"] + "/extra-audit.jsonl"):
+    raw = open(path, "rb").read()
+    assert raw.endswith(b"\n"), path
+    lines = raw[:-1].split(b"\n")
+    prev = "0" * 64
+    for n, line in enumerate(lines, 1):
+        e = json.loads(line)
+        assert set(e) == {"timestamp", "deployment_id", "event_type", "worker_id", "details", "user", "machine",
+            "prev_hash"}, (path, n, e)
+        assert e["prev_hash"] == prev, ("chain broken", path, n)
+        prev = hashlib.sha256(line).hexdigest()
+        assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$", e["timestamp"]), e
+        assert re.match(r"^[0-9a-f-]{36}$", e["deployment_id"]), e
+        assert e["event_type"] in TYPES, e
+        assert e["worker_id"] is None or e["worker_id"] in ("w1", "w2", "w3", "w4"), e
+        assert isinstance(e["details"], dict), e
+        assert e["user"] == user and e["machine"] == socket.gethostname(), e
+    # Events of a deployment start with DeploymentStarted; timestamps never go backwards.
+    ts = [json.loads(l)["timestamp"] for l in lines]
+    assert ts == sorted(ts), path
+    seen = set()
+    for l in lines:
+        e = json.loads(l)
+        if e["deployment_id"] not in seen:
+            assert e["event_type"] == "DeploymentStarted", e
+            seen.add(e["deployment_id"])
+# The killed-and-resumed deployment: started twice (the second resumed), completed once.
+ev = [e for e in audit() if e["deployment_id"] == os.environ["KILLED"]]
+started = [e["details"]["resumed"] for e in ev if e["event_type"] == "DeploymentStarted"]
+assert started == [False, True], started
+assert [e["event_type"] for e in ev].count("DeploymentCompleted") == 1 and ev[-1]["event_type"] == "DeploymentCompleted", ev
+'
+
+# ---- history.jsonl: one record per finished deployment (not the refused one), with the spec's fields.
+py '
+h = load(os.environ["RCH_STATE_DIR"] + "/history.jsonl")
+d = os.environ["RCH_STATE_DIR"] + "/deployments"
+finished = {i for i in os.listdir(d) if os.path.exists(d + "/" + i + "/result.json")}
+assert sorted(r["id"] for r in h) == sorted(finished) and len(h) == len(finished) == len(os.listdir(d)), (h, finished)
+for r in h:
+    for k in ("id", "started_at", "completed_at", "duration_secs", "user", "machine", "target_version", "strategy",
+              "outcome", "counts"):
+        assert k in r, (k, r)
+    assert isinstance(r["duration_secs"], (int, float)) and r["duration_secs"] >= 0, r
+    assert r["strategy"] == "all_at_once", r
+    assert set(r["counts"]) == {"completed", "failed", "skipped", "rolled_back", "aborted"}, r
+k = [r for r in h if r["id"] == os.environ["KILLED"]]
+assert len(k) == 1 and k[0]["target_version"] == os.environ["NEXT"] and k[0]["counts"]["completed"] == 4, k
+assert k[0]["outcome"] == "completed", k'
+
+# ---- Dry run: predictions for a mixed fleet, the real artifact size, and nothing changes.
+# w1 runs OWN -> Upgrade (upload); w2 is empty -> Install (upload); w3 runs NEXT -> Skip;
+# w4 runs OWN with NEXT already uploaded -> Upgrade without upload.
+reset_workers
+deploy 0 --worker w1,w4
+deploy 0 --worker w3,w4 --version "$NEXT"
+deploy 0 --worker w4 --version "$OWN"
+installed 4 "$OWN" "$OWN_SHA"
+snap_all dry
+cp "$RCH_STATE_DIR/history.jsonl" "$TMP/history.before"
+dirs_dry=$(deployment_dirs)
+export SIZE=$(stat -c %s "$RCH_WKR_NEXT")
+expect_exit 0 "$RCH" fleet deploy --no-toolchain --version "$NEXT" --dry-run --json
+json '
+mb = int(os.environ["SIZE"]) / 1e6
+assert d["dry_run"] is True and d["plan"]["target_version"] == os.environ["NEXT"], d
+p = {x["worker_id"]: x for x in d["predictions"]}
+want = {"w1": ("Upgrade", os.environ["OWN"], mb), "w2": ("Install", None, mb),
+        "w3": ("Skip", os.environ["NEXT"], 0), "w4": ("Upgrade", os.environ["OWN"], 0)}
+for w, (action, cur, transfer) in want.items():
+    x = p[w]
+    assert x["action"] == action and x.get("current_version") == cur, x
+    assert abs(x["estimated_transfer_mb"] - transfer) < 1e-9, (x, transfer)
+    assert x["target_version"] == os.environ["NEXT"], x
+assert abs(d["resource_requirements"]["total_transfer_mb"] - 2 * mb) < 1e-9, d["resource_requirements"]
+assert d["plan"]["artifact"]["size"] == int(os.environ["SIZE"]), d["plan"]["artifact"]
+assert d["plan"]["artifact"]["sha256"] == os.environ["NEXT_SHA"], d["plan"]["artifact"]'
+expect_exit 0 "$RCH" fleet deploy --no-toolchain --version "$NEXT" --dry-run --force --json
+json '
+p = {x["worker_id"]: x for x in d["predictions"]}
+assert p["w3"]["action"] == "Reinstall" and p["w3"]["estimated_transfer_mb"] == 0, p["w3"]'
+expect_exit 0 "$RCH" fleet deploy --no-toolchain --version "$NEXT" --dry-run
+MB=$(python3 -c "print('%.1f' % (int('$SIZE') / 1e6))")
+TOTAL=$(python3 -c "print('%.1f' % (2 * int('$SIZE') / 1e6))")
+for line in "\[UPGRADE\] +w1 $OWN -> $NEXT \(~${MB}MB" "\[INSTALL\] +w2 none -> $NEXT \(~${MB}MB" \
+  "\[SKIP\] +w3 $NEXT -> $NEXT \(~0.0MB" "\[UPGRADE\] +w4 $OWN -> $NEXT \(~0.0MB" "^  Total transfer: $TOTAL MB$" \
+  "^Would deploy $NEXT to 3 of 4 workers\. Dry run: nothing was changed\.$"; do
+  grep -qE -- "$line" <<<"$OUT" || fail "dry run output lacks /$line/: $OUT"
+done
+same_as dry 1 2 3 4
+[[ $(deployment_dirs) == "$dirs_dry" ]] || fail "the dry run created a deployment"
+cmp -s "$RCH_STATE_DIR/history.jsonl" "$TMP/history.before" || fail "the dry run wrote history"
 
 echo "deploy_resume_test: ok"
