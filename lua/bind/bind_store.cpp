@@ -21,6 +21,8 @@ struct JournalBox {
   std::vector<int> waiters;  // tasks whose lines are in `pending`
   bool flushing = false;
   bool scheduled = false;
+  std::size_t lines_written = 0;  // stats: group commit shows as flushes < lines
+  std::size_t flushes = 0;
   int self_ref = LUA_NOREF;  // pins the userdata while lines are in flight
 };
 
@@ -53,8 +55,13 @@ void start_flush(lua_State* L, JournalBox* box) {
   auto writer = box->writer;
   engine.executor().run_blocking([&engine, L, box, writer, lines, waiters]() {
     auto result = std::make_shared<Result<void>>(writer->append_batch(*lines));
-    return Executor::Completion([&engine, L, box, result, waiters]() {
+    const std::size_t count = lines->size();
+    return Executor::Completion([&engine, L, box, result, waiters, count]() {
       box->flushing = false;
+      if (result->ok()) {
+        box->lines_written += count;
+        ++box->flushes;
+      }
       for (int task : *waiters) {
         engine.resume_later(task, [result](lua_State* co) {
           if (!result->ok()) return push_failure(co, result->error());
@@ -102,6 +109,17 @@ int l_journal_append(lua_State* L) {
 int l_journal_path(lua_State* L) {
   auto* box = static_cast<JournalBox*>(luaL_checkudata(L, 1, kJournalMeta));
   lua_pushstring(L, box->writer->path().c_str());
+  return 1;
+}
+
+// journal:stats() -> {lines=, flushes=}
+int l_journal_stats(lua_State* L) {
+  auto* box = static_cast<JournalBox*>(luaL_checkudata(L, 1, kJournalMeta));
+  lua_createtable(L, 0, 2);
+  lua_pushnumber(L, static_cast<lua_Number>(box->lines_written));
+  lua_setfield(L, -2, "lines");
+  lua_pushnumber(L, static_cast<lua_Number>(box->flushes));
+  lua_setfield(L, -2, "flushes");
   return 1;
 }
 
@@ -157,7 +175,8 @@ int luaopen_rch_store(lua_State* L) {
   lua_setfield(L, -2, "__gc");
   lua_newtable(L);
   static const luaL_Reg journal_methods[] = {
-      {"append", guarded<l_journal_append>}, {"path", guarded<l_journal_path>}, {nullptr, nullptr}};
+      {"append", guarded<l_journal_append>}, {"path", guarded<l_journal_path>},
+      {"stats", guarded<l_journal_stats>},   {nullptr, nullptr}};
   set_functions(L, journal_methods);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);

@@ -122,7 +122,7 @@ set +e; wait "$holder"; rc=$?; set -e
 OUT=$(cat "$TMP/holder.out")
 json 'assert d["id"] == "'"$HOLDER_ID"'" and d["counts"]["completed"] == 1, d'
 # Released: the next deploy runs.
-deploy 0 --worker w2
+deploy 0 --worker w2 --version "$NEXT"
 json 'assert st["w2"]["status"] == "Skipped", d'
 
 # ---- --audit-log FILE gets the same events as the state audit log, in its own hash chain.
