@@ -303,8 +303,11 @@ int main(int argc, char** argv) {
     if (*verify_cmd) return not_available("fleet verify");
     if (*drain_cmd) return not_available("fleet drain");
     if (*undrain_cmd) return not_available("fleet undrain");
-    if (*history_cmd) return not_available("fleet history");
-    if (*audit_cmd) return not_available("fleet audit verify");
+    if (*history_cmd) {
+      return run_lua_command(g, "history", {{"limit", history.limit}, {"worker", history.worker},
+                                            {"json", history.json}, {"show", history.show_id}});
+    }
+    if (*audit_cmd) return run_lua_command(g, "audit_verify", {{"file", audit_file}});
     if (*stress_cmd) return not_available("fleet stress");
   }
   if (*update_cmd) return not_available("update");

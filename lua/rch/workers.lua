@@ -26,7 +26,7 @@ function M.select(selection)
   local wanted = type(selection) == "table" and selection or split_list(selection)
   local by_id = {}
   for _, w in ipairs(all) do by_id[w.id] = w end
-  local out = {}
+  local out, seen = {}, {}
   for _, id in ipairs(wanted) do
     local list = type(id) == "string" and split_list(id) or { id }
     for _, one in ipairs(list) do
@@ -35,7 +35,11 @@ function M.select(selection)
         for _, w in ipairs(all) do known[#known + 1] = w.id end
         return nil, ("unknown worker '%s' (--worker); configured: %s"):format(one, table.concat(known, ", "))
       end
-      out[#out + 1] = by_id[one]
+      -- Named twice (--worker w1,w1): once, or two pipelines would race on one worker.
+      if not seen[one] then
+        seen[one] = true
+        out[#out + 1] = by_id[one]
+      end
     end
   end
   return out

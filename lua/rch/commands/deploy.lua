@@ -197,11 +197,12 @@ function M.run(opts)
     local ws = pipeline.new_state(w, plan.target_version)
     local r = replayed[w.id]
     if r then
+      -- Kept for finished workers too: a canary completed before the kill can still be rolled back.
+      ws.previous_link = r.previous_link
       if r.status == "Completed" or (r.status == "Skipped" and not r.aborted) then
         ws.status = r.status
       else
         ws.resuming = r.status ~= nil and r.status ~= "Skipped"
-        ws.previous_link = r.previous_link
       end
     end
     states[i] = ws
@@ -215,7 +216,10 @@ function M.run(opts)
   local d = executor.new({
     id = plan.id, plan = plan, options = opts, settings = settings, artifact = artifact,
     target_version = plan.target_version, state = deployment, audit = audit, progress = progress,
-    workers = pending, events = events,
+    -- Every plan worker, in plan order, also those a resumed run finished before: the strategy
+    -- then picks the same canaries and batches as the first run (d:deploy skips finished ones),
+    -- and still checks and can roll back a canary that completed before the interruption.
+    workers = states, events = events,
   })
   local started = rch.monotonic()
   progress:note(("%s %s to %d worker%s (%s), deployment %s"):format(resumed and "resuming deploy of" or "deploying",

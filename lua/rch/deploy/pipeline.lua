@@ -98,7 +98,12 @@ function M.rollback(d, ws, reason)
     session = pool.get(ws.worker, d.settings)
   end
   local ok, err = false, "no connection"
-  if session then ok, err = steps.rollback(session, ws.root, ws.previous_link or "", d.timeout) end
+  if session then
+    -- A worker finished by an interrupted run (--resume) was not probed in this one.
+    local root = ws.root
+    if not root then root, err = remote.root(session, ws.worker) end
+    if root then ok, err = steps.rollback(session, root, ws.previous_link or "", d.timeout) end
+  end
   if not ok then
     ws.error = (ws.error and ws.error .. "; " or "") .. "rollback failed: " .. tostring(err)
     rch.log.error(("worker %s: rollback failed: %s"):format(ws.id, tostring(err)))
@@ -106,6 +111,7 @@ function M.rollback(d, ws, reason)
   end
   ws.installed = false
   ws.status = "RolledBack"
+  ws.error = ws.error or reason -- why, also when it had not failed itself (a failed canary)
   ws.completed_at = now()
   local to = ws.previous_link and ws.previous_link:match("^versions/v(.+)$") or nil
   d.state:record({ worker = ws.id, step = ws.step, event = "rolled_back", status = "RolledBack",

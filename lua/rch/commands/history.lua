@@ -1,0 +1,116 @@
+--- rch fleet history [--limit N] [--worker ID] [--json], and
+-- rch fleet history show ID: past deployments from history.jsonl and each
+-- deployment's result.json.
+local rch = require "rch"
+local ui = require "rch.ui"
+local state = require "rch.deploy.state"
+
+local M = {}
+
+local function load_history()
+  local path = state.history_path()
+  if not rch.fs.exists(path) then return {} end
+  local lines, err = rch.store.read_lines(path)
+  if not lines then return nil, err end
+  local records = {}
+  for i, line in ipairs(lines) do
+    local r = rch.json.decode(line)
+    if type(r) ~= "table" then return nil, ("%s:%d: not a JSON record"):format(path, i) end
+    records[#records + 1] = r
+  end
+  return records
+end
+
+local function show(id)
+  local path = state.deployments_dir() .. "/" .. id .. "/result.json"
+  local text = rch.fs.read(path)
+  local unfinished = false
+  if not text then
+    -- An unfinished (crashed) deployment has only its plan and journal.
+    if not rch.fs.exists(state.deployments_dir() .. "/" .. id .. "/plan.json") then
+      ui.error("no deployment '" .. id .. "' in " .. state.deployments_dir())
+      return nil
+    end
+    unfinished = true
+  end
+  if unfinished then
+    local d = assert(state.load(id))
+    local workers = d:replay()
+    local result = { id = id, target_version = d.plan.target_version, outcome = "unfinished", workers = {} }
+    for _, w in ipairs(d.plan.workers) do
+      local r = workers[w.worker_id] or {}
+      result.workers[#result.workers + 1] = { worker_id = w.worker_id, status = r.status or "Pending",
+        error = r.error or rch.json.null, steps = {} }
+    end
+    return result
+  end
+  return rch.json.decode(text)
+end
+
+function M.run(opts)
+  if opts.show and opts.show ~= "" then
+    local result = show(opts.show)
+    if not result then return 2 end
+    if opts.json then
+      io.stdout:write(rch.json.encode(result, { pretty = true }), "\n")
+      return 0
+    end
+    io.stdout:write(("Deployment %s: %s, target %s\n"):format(result.id, result.outcome, result.target_version))
+    for _, w in ipairs(result.workers) do
+      local err = w.error ~= nil and w.error ~= rch.json.null and ("  " .. tostring(w.error)) or ""
+      io.stdout:write(("  %-20s %-11s%s\n"):format(w.worker_id, w.status, err))
+      for _, s in ipairs(w.steps or {}) do
+        local out = s.output ~= nil and s.output ~= rch.json.null and (" (" .. tostring(s.output) .. ")") or ""
+        io.stdout:write(("      %-10s %-9s%s\n"):format(s.name, s.status, out))
+      end
+    end
+    return 0
+  end
+
+  local records, err = load_history()
+  if not records then
+    ui.error(err)
+    return 1
+  end
+  local selected = {}
+  for i = #records, 1, -1 do
+    local r = records[i]
+    if not opts.worker or opts.worker == "" or (r.workers and r.workers[opts.worker]) then
+      selected[#selected + 1] = r
+      if #selected >= opts.limit then break end
+    end
+  end
+  if opts.json then
+    local list = rch.json.array()
+    for i, r in ipairs(selected) do
+      local entry = {
+        id = r.id, started_at = r.started_at, completed_at = r.completed_at, duration_secs = r.duration_secs,
+        user = r.user, machine = r.machine, target_version = r.target_version, strategy = r.strategy,
+        outcome = r.outcome, counts = r.counts,
+      }
+      if opts.worker and opts.worker ~= "" then entry.worker_status = r.workers[opts.worker] end
+      list[i] = entry
+    end
+    io.stdout:write(rch.json.encode({ deployments = list }, { pretty = true }), "\n")
+    return 0
+  end
+  if #selected == 0 then
+    io.stdout:write("no deployments recorded in ", state.history_path(), "\n")
+    return 0
+  end
+  local rows = {}
+  for _, r in ipairs(selected) do
+    local c = r.counts or {}
+    local row = { r.id, r.started_at, ("%.1fs"):format(r.duration_secs or 0), (r.user or "?") .. "@" .. (r.machine or "?"),
+      r.target_version, r.strategy, r.outcome == "completed" and ui.paint("green", r.outcome) or ui.paint("red", r.outcome),
+      ("%d/%d/%d/%d"):format(c.completed or 0, c.failed or 0, c.skipped or 0, c.rolled_back or 0) }
+    if opts.worker and opts.worker ~= "" then row[#row + 1] = r.workers[opts.worker] end
+    rows[#rows + 1] = row
+  end
+  local header = { "ID", "STARTED", "DURATION", "BY", "VERSION", "STRATEGY", "OUTCOME", "OK/FAIL/SKIP/RB" }
+  if opts.worker and opts.worker ~= "" then header[#header + 1] = opts.worker:upper() end
+  ui.table(header, rows)
+  return 0
+end
+
+return M
