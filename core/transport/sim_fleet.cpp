@@ -1,0 +1,267 @@
+// SimFleet: the worker model, fault assignment (named, or by rate from the
+// seed so a run is reproducible), and JSON persistence for multi-command
+// scripts (the spec's E2E script deploys in one rch process and checks in the next).
+#include "core/transport/sim_fleet.hpp"
+
+#include <cstdlib>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "core/store/atomic_file.hpp"
+
+namespace rch {
+
+struct SimFleet::Worker {
+  std::string arch = "x86_64";
+  std::uint64_t disk_free_mb = 100000;
+  bool rsync = true, zstd = true, rustup = false;
+  std::map<std::string, std::string> versions;  // version -> sha256 of its rch-wkr
+  std::string current;                          // version `current` points at; "" = none
+  bool bin_link = false;
+  bool draining = false;
+  int active_builds = 0;
+  bool transfer_dropped = false;  // disconnect_transfer happens once
+};
+
+namespace {
+
+Result<SimFault> parse_fault(const std::string& text) {
+  SimFault f;
+  if (text == "connect") f.kind = SimFaultKind::connect;
+  else if (text == "disconnect_transfer") f.kind = SimFaultKind::disconnect_transfer;
+  else if (text == "slow_health") f.kind = SimFaultKind::slow_health;
+  else if (text == "unhealthy") f.kind = SimFaultKind::unhealthy;
+  else if (text.rfind("fail_at=", 0) == 0) {
+    f.kind = SimFaultKind::fail_at_step;
+    f.step = text.substr(8);
+    static const char* steps[] = {"preflight", "drain", "transfer", "install", "toolchain", "verify"};
+    bool known = false;
+    for (const char* s : steps) known = known || f.step == s;
+    if (!known) return make_error("RCH_SIM_FAULTS: unknown step '" + f.step + "' in '" + text + "'");
+  } else {
+    return make_error("RCH_SIM_FAULTS: unknown fault '" + text +
+                      "' (connect, fail_at=STEP, disconnect_transfer, slow_health, unhealthy)");
+  }
+  return f;
+}
+
+std::uint64_t mix(std::uint64_t seed, const std::string& id) {
+  // splitmix64 over a string hash: the same seed gives the same faulty workers.
+  std::uint64_t z = seed + std::hash<std::string>{}(id) + 0x9e3779b97f4a7c15ull;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+}  // namespace
+
+Result<SimConfig> SimConfig::from_env(std::filesystem::path default_state_file) {
+  SimConfig c;
+  c.state_file = std::move(default_state_file);
+  auto number = [](const char* name, double fallback) -> Result<double> {
+    const char* v = std::getenv(name);
+    if (v == nullptr || *v == '\0') return fallback;
+    char* end = nullptr;
+    const double d = std::strtod(v, &end);
+    if (*end != '\0' || d < 0) return make_error(std::string(name) + ": not a non-negative number: '" + v + "'");
+    return d;
+  };
+  auto latency = number("RCH_SIM_LATENCY_MS", c.latency_ms);
+  if (!latency) return Error{latency.error()};
+  c.latency_ms = static_cast<int>(*latency);
+  auto bandwidth = number("RCH_SIM_BANDWIDTH_MBPS", c.bandwidth_mb_s);
+  if (!bandwidth) return Error{bandwidth.error()};
+  c.bandwidth_mb_s = *bandwidth > 0 ? *bandwidth : 1e9;
+  auto rate = number("RCH_SIM_FAULT_RATE", 0);
+  if (!rate) return Error{rate.error()};
+  if (*rate > 1) return make_error("RCH_SIM_FAULT_RATE must be between 0 and 1");
+  c.fault_rate = *rate;
+  auto seed = number("RCH_SIM_SEED", 1);
+  if (!seed) return Error{seed.error()};
+  c.seed = static_cast<std::uint64_t>(*seed);
+  if (const char* faults = std::getenv("RCH_SIM_FAULTS")) {
+    std::stringstream list(faults);
+    std::string item;
+    while (std::getline(list, item, ',')) {
+      if (item.empty()) continue;
+      const auto colon = item.find(':');
+      if (colon == std::string::npos) return make_error("RCH_SIM_FAULTS: expected WORKER:FAULT, got '" + item + "'");
+      auto fault = parse_fault(item.substr(colon + 1));
+      if (!fault) return Error{fault.error()};
+      c.faults[item.substr(0, colon)] = *fault;
+    }
+  }
+  return c;
+}
+
+SimFleet::SimFleet(SimConfig config) : config_(std::move(config)) {}
+SimFleet::~SimFleet() = default;
+
+Result<std::unique_ptr<SimFleet>> SimFleet::open(SimConfig config) {
+  std::unique_ptr<SimFleet> fleet(new SimFleet(std::move(config)));
+  const auto& file = fleet->config_.state_file;
+  std::error_code ec;
+  if (!file.empty() && std::filesystem::exists(file, ec)) {
+    auto text = read_file(file);
+    if (!text) return Error{text.error()};
+    const auto doc = nlohmann::json::parse(*text, nullptr, false);
+    if (doc.is_discarded() || !doc.contains("workers")) return make_error(file.string() + ": not a simulated fleet");
+    for (const auto& [id, w] : doc["workers"].items()) {
+      auto& state = fleet->worker(id);
+      state.current = w.value("current", "");
+      state.bin_link = w.value("bin_link", false);
+      state.draining = w.value("draining", false);
+      state.versions = w.value("versions", std::map<std::string, std::string>{});
+    }
+  }
+  return fleet;
+}
+
+Result<void> SimFleet::save() const {
+  if (config_.state_file.empty()) return {};
+  nlohmann::json doc = {{"workers", nlohmann::json::object()}};
+  for (const auto& [id, w] : workers_) {
+    doc["workers"][id] = {{"current", w->current}, {"bin_link", w->bin_link}, {"draining", w->draining},
+                          {"versions", w->versions}};
+  }
+  std::filesystem::create_directories(config_.state_file.parent_path());
+  return write_file_atomic(config_.state_file, doc.dump() + "\n");
+}
+
+SimFleet::Worker& SimFleet::worker(const std::string& id) {
+  auto& slot = workers_[id];
+  if (!slot) slot = std::make_unique<Worker>();
+  return *slot;
+}
+
+SimFault SimFleet::fault_of(const std::string& id) const {
+  if (auto it = config_.faults.find(id); it != config_.faults.end()) return it->second;
+  if (config_.fault_rate <= 0) return {};
+  const std::uint64_t r = mix(config_.seed, id);
+  if (static_cast<double>(r % 1000000) / 1e6 >= config_.fault_rate) return {};
+  static const char* steps[] = {"preflight", "transfer", "install", "verify"};
+  switch ((r >> 20) % 4) {
+    case 0: return {SimFaultKind::connect, ""};
+    case 1: return {SimFaultKind::fail_at_step, steps[(r >> 24) % 4]};
+    case 2: return {SimFaultKind::disconnect_transfer, ""};
+    default: return {SimFaultKind::unhealthy, ""};
+  }
+}
+
+SimOp SimFleet::fail_if(const std::string& id, const std::string& step, int delay_ms) {
+  const SimFault f = fault_of(id);
+  if (f.kind == SimFaultKind::fail_at_step && f.step == step) {
+    return {false, "simulated failure at " + step + " on " + id, delay_ms, ""};
+  }
+  return {true, "", delay_ms, ""};
+}
+
+SimOp SimFleet::connect(const std::string& id) {
+  if (fault_of(id).kind == SimFaultKind::connect) {
+    return {false, "cannot connect (sim@" + id + "): Connection refused (simulated)", config_.latency_ms, ""};
+  }
+  worker(id);
+  return {true, "", config_.latency_ms * 3, ""};  // TCP + key exchange + auth round trips
+}
+
+SimOp SimFleet::preflight(const std::string& id, const std::string& target) {
+  SimOp op = fail_if(id, "preflight", config_.latency_ms);
+  if (!op.ok) return op;
+  const Worker& w = worker(id);
+  nlohmann::json facts = {{"arch", w.arch}, {"disk_free_mb", w.disk_free_mb}, {"writable", true},
+                          {"rsync", w.rsync}, {"zstd", w.zstd}, {"rustup", w.rustup},
+                          {"agent_present", w.bin_link}, {"draining", w.draining}};
+  if (w.bin_link && !w.current.empty()) {
+    facts["current_version"] = w.current;
+    facts["current_link"] = "versions/v" + w.current;
+  }
+  std::string versions;
+  for (const auto& [v, sha] : w.versions) versions += "v" + v + " ";
+  facts["versions"] = versions;
+  if (auto it = w.versions.find(target); it != w.versions.end()) facts["target_sha256"] = it->second;
+  op.value = facts.dump();
+  return op;
+}
+
+SimOp SimFleet::transfer(const std::string& id, const std::string& version, const std::string& sha256,
+                         std::uint64_t size) {
+  const int delay = config_.latency_ms + static_cast<int>(static_cast<double>(size) / 1e6 /
+                                                          config_.bandwidth_mb_s * 1000.0);
+  Worker& w = worker(id);
+  if (fault_of(id).kind == SimFaultKind::disconnect_transfer && !w.transfer_dropped) {
+    w.transfer_dropped = true;
+    return {false, "connection to sim@" + id + " lost mid-transfer (simulated)", delay / 2, ""};
+  }
+  SimOp op = fail_if(id, "transfer", delay);
+  if (op.ok) w.versions[version] = sha256;  // lands only complete and verified, as the real rename does
+  return op;
+}
+
+SimOp SimFleet::install(const std::string& id, const std::string& version, const std::string& sha256,
+                        const std::string& deployment_id) {
+  SimOp op = fail_if(id, "install", config_.latency_ms);
+  if (!op.ok) return op;
+  Worker& w = worker(id);
+  auto it = w.versions.find(version);
+  if (it == w.versions.end()) return {false, "missing versions/v" + version + "/rch-wkr", op.delay_ms, ""};
+  if (it->second != sha256) return {false, "installed binary does not match", op.delay_ms, ""};
+  w.current = version;
+  w.bin_link = true;
+  return op;
+}
+
+SimOp SimFleet::rollback(const std::string& id, const std::string& previous_link) {
+  Worker& w = worker(id);
+  if (previous_link.empty()) {
+    w.current.clear();
+    w.bin_link = false;
+    return {true, "", config_.latency_ms, ""};
+  }
+  const std::string prefix = "versions/v";
+  const std::string version = previous_link.rfind(prefix, 0) == 0 ? previous_link.substr(prefix.size()) : "";
+  if (!w.versions.count(version)) return {false, "previous version " + previous_link + " is gone", config_.latency_ms, ""};
+  w.current = version;
+  return {true, "", config_.latency_ms, ""};
+}
+
+SimOp SimFleet::drain(const std::string& id, int timeout_s) {
+  SimOp op = fail_if(id, "drain", config_.latency_ms);
+  if (!op.ok) return op;
+  Worker& w = worker(id);
+  w.draining = true;
+  if (w.active_builds > 0) {
+    return {false, "drain timed out: " + std::to_string(w.active_builds) + " active build(s)", timeout_s * 1000, ""};
+  }
+  return op;
+}
+
+SimOp SimFleet::undrain(const std::string& id) {
+  worker(id).draining = false;
+  return {true, "", config_.latency_ms, ""};
+}
+
+SimOp SimFleet::toolchain(const std::string& id, const std::string&) {
+  return fail_if(id, "toolchain", config_.latency_ms * 4);
+}
+
+SimOp SimFleet::probe_agent(const std::string& id, bool with_health) {
+  const SimFault f = fault_of(id);
+  int delay = config_.latency_ms * (with_health ? 2 : 1);
+  if (f.kind == SimFaultKind::slow_health && with_health) delay += 2000;
+  SimOp op = fail_if(id, "verify", delay);
+  if (!op.ok) return op;
+  const Worker& w = worker(id);
+  if (!w.bin_link || w.current.empty()) return {false, "rch-wkr is not installed", delay, ""};
+  nlohmann::json out = {{"version", w.current}};
+  if (with_health) {
+    const bool ok = f.kind != SimFaultKind::unhealthy;
+    out["health"] = {{"version", w.current}, {"draining", w.draining}, {"active_builds", w.active_builds},
+                     {"disk_free_mb", w.disk_free_mb}, {"ok", ok}};
+    if (!ok) out["health"]["error"] = "simulated unhealthy agent";
+  }
+  op.value = out.dump();
+  return op;
+}
+
+}  // namespace rch

@@ -1,0 +1,81 @@
+// The simulated fleet behind RCH_MOCK_SSH=1 and `rch fleet stress`: in-memory
+// workers that keep the real remote layout (versions/, current, bin link,
+// manifest) and agent behaviour (health, drain), with configurable latency,
+// bandwidth and faults. Operations return what they did and how long the
+// real thing would have taken; the Lua binding waits that long on the loop.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "core/util/result.hpp"
+
+namespace rch {
+
+enum class SimFaultKind { none, connect, fail_at_step, disconnect_transfer, slow_health, unhealthy };
+
+struct SimFault {
+  SimFaultKind kind = SimFaultKind::none;
+  std::string step;  // fail_at_step: preflight | drain | transfer | install | toolchain | verify
+};
+
+struct SimConfig {
+  int latency_ms = 5;             // per remote command
+  double bandwidth_mb_s = 200.0;  // per worker upload
+  double fault_rate = 0.0;        // share of workers given a random fault
+  std::uint64_t seed = 1;
+  std::filesystem::path state_file;           // empty: nothing persists across runs
+  std::map<std::string, SimFault> faults;     // named faults win over the rate
+
+  // RCH_SIM_LATENCY_MS, RCH_SIM_BANDWIDTH_MBPS, RCH_SIM_FAULT_RATE, RCH_SIM_SEED,
+  // RCH_SIM_FAULTS ("w1:connect,w2:fail_at=verify,w3:disconnect_transfer,w4:slow_health,w5:unhealthy").
+  static Result<SimConfig> from_env(std::filesystem::path default_state_file);
+};
+
+// The outcome of one simulated remote operation.
+struct SimOp {
+  bool ok = true;
+  std::string error;
+  int delay_ms = 0;   // how long the operation takes on a real worker
+  std::string value;  // JSON text for facts / probes; empty otherwise
+};
+
+class SimFleet {
+ public:
+  static Result<std::unique_ptr<SimFleet>> open(SimConfig config);
+  ~SimFleet();
+
+  SimOp connect(const std::string& worker);
+  SimOp preflight(const std::string& worker, const std::string& target_version);
+  SimOp transfer(const std::string& worker, const std::string& version, const std::string& sha256,
+                 std::uint64_t size);
+  SimOp install(const std::string& worker, const std::string& version, const std::string& sha256,
+                const std::string& deployment_id);
+  SimOp rollback(const std::string& worker, const std::string& previous_link);
+  SimOp drain(const std::string& worker, int timeout_s);
+  SimOp undrain(const std::string& worker);
+  SimOp toolchain(const std::string& worker, const std::string& toolchain);
+  SimOp probe_agent(const std::string& worker, bool with_health);
+
+  // Writes the fleet to the state file (atomic), if one is configured.
+  Result<void> save() const;
+  const SimConfig& config() const { return config_; }
+  SimFault fault_of(const std::string& worker) const;
+
+ private:
+  explicit SimFleet(SimConfig config);
+  struct Worker;
+  Worker& worker(const std::string& id);
+  SimOp fail_if(const std::string& id, const std::string& step, int delay_ms);
+
+  SimConfig config_;
+  std::map<std::string, std::unique_ptr<Worker>> workers_;
+};
+
+}  // namespace rch
