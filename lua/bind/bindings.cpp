@@ -12,7 +12,7 @@ void open_bindings(lua_State* L) {
       {"rch.crypto", luaopen_rch_crypto}, {"rch.version", luaopen_rch_version},
       {"rch.config", luaopen_rch_config}, {"rch.ssh", luaopen_rch_ssh},
       {"rch.sys", luaopen_rch_sys},       {"rch.store", luaopen_rch_store},
-      {"rch.resolver", luaopen_rch_resolver},
+      {"rch.resolver", luaopen_rch_resolver}, {"rch.sim", luaopen_rch_sim},
       {nullptr, nullptr},
   };
   // Tables decoded from JSON arrays carry this so `[]` round-trips.

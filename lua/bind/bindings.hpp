@@ -17,6 +17,7 @@ int luaopen_rch_ssh(lua_State* L);
 int luaopen_rch_sys(lua_State* L);
 int luaopen_rch_store(lua_State* L);
 int luaopen_rch_resolver(lua_State* L);
+int luaopen_rch_sim(lua_State* L);
 
 // Fills package.preload with every module above.
 void open_bindings(lua_State* L);

@@ -1,0 +1,56 @@
+--- The transport a fleet command talks to workers through: real SSH, or the
+-- simulated fleet when RCH_MOCK_SSH=1 (the spec's E2E script, stress mode).
+-- Both offer the same operations per worker handle:
+--   root(), preflight(root, target, timeout), transfer(root, version, artifact, timeout),
+--   install(root, version, sha256, deployment_id, now, timeout), rollback(root, previous_link, timeout),
+--   drain(root, timeout_s), undrain(root, timeout), toolchain(name, timeout),
+--   probe_agent(root, with_health, timeout), exec(argv, opts), alive(), close()
+-- One handle (one SSH session) per worker, reused for every step.
+local M = {}
+
+local impl
+
+--- The transport module in use ("rch.transport.ssh" or "rch.transport.sim").
+function M.impl()
+  if not impl then
+    local mock = os.getenv("RCH_MOCK_SSH")
+    impl = require((mock and mock ~= "" and mock ~= "0") and "rch.transport.sim" or "rch.transport.ssh")
+  end
+  return impl
+end
+
+--- Uses the simulated fleet with options (stress mode: nothing persists).
+function M.use_sim(options)
+  impl = require "rch.transport.sim"
+  impl.configure(options)
+end
+
+local handles = {}
+
+--- The handle of `worker`, connecting on first use. Yields.
+-- @return handle, or nil, err (the error names the worker's address)
+function M.get(worker, settings)
+  local h = handles[worker.id]
+  if h and h:alive() then return h end
+  local err
+  h, err = M.impl().open(worker, settings)
+  if not h then return nil, err end
+  handles[worker.id] = h
+  return h
+end
+
+--- Drops a worker's handle (after a transport error) so the next get reconnects.
+function M.forget(worker)
+  local h = handles[worker.id]
+  if h then h:close() end
+  handles[worker.id] = nil
+end
+
+function M.close_all()
+  for id, h in pairs(handles) do
+    h:close()
+    handles[id] = nil
+  end
+end
+
+return M

@@ -1,0 +1,74 @@
+--- The simulated transport (RCH_MOCK_SSH=1): the same operations against the
+-- in-memory fleet of rch.sim, which sleeps each task for as long as the real
+-- operation would take. State persists in $RCH_STATE_DIR/sim-fleet.json
+-- between commands, except in stress mode.
+local sim = require "rch.sim"
+
+local M = {}
+local Handle = {}
+Handle.__index = Handle
+
+local fleet
+local options = { persist = true }
+
+function M.configure(opts)
+  options = opts
+  fleet = nil
+end
+
+local function the_fleet()
+  if not fleet then
+    local err
+    fleet, err = sim.open(options)
+    if not fleet then error(err, 0) end
+  end
+  return fleet
+end
+
+function M.open(worker)
+  local f = the_fleet()
+  local ok, err = f:connect(worker.id)
+  if not ok then return nil, err end
+  return setmetatable({ worker = worker, fleet = f, open = true }, Handle)
+end
+
+local function root_of(worker)
+  local root = worker.root or "~/.rch"
+  if root:sub(1, 1) == "~" then root = "/home/" .. (worker.user ~= "" and worker.user or "sim") .. root:sub(2) end
+  return root
+end
+
+function Handle:root() return root_of(self.worker) end
+
+function Handle:preflight(_, target)
+  return self.fleet:preflight(self.worker.id, target)
+end
+
+function Handle:transfer(_, version, artifact)
+  return self.fleet:transfer(self.worker.id, version, artifact.sha256, artifact.size)
+end
+
+function Handle:install(_, version, sha256, deployment_id)
+  return self.fleet:install(self.worker.id, version, sha256, deployment_id)
+end
+
+function Handle:rollback(_, previous_link)
+  return self.fleet:rollback(self.worker.id, previous_link or "")
+end
+
+function Handle:drain(_, timeout_s) return self.fleet:drain(self.worker.id, timeout_s) end
+function Handle:undrain() return self.fleet:undrain(self.worker.id) end
+function Handle:toolchain(name) return self.fleet:toolchain(self.worker.id, name) end
+function Handle:probe_agent(_, with_health) return self.fleet:probe_agent(self.worker.id, with_health) end
+
+function Handle:exec(argv)
+  return nil, ("simulated worker %s cannot run commands (%s)"):format(self.worker.id, tostring(argv[1]))
+end
+
+function Handle:alive() return self.open end
+function Handle:close() self.open = false end
+
+--- The fault the simulation gave a worker ("none", "connect", "fail_at=verify", …).
+function M.fault(worker_id) return the_fleet():fault(worker_id) end
+
+return M
