@@ -15,7 +15,7 @@ namespace rch {
 struct SimFleet::Worker {
   std::string arch = "x86_64";
   std::uint64_t disk_free_mb = 100000;
-  bool rsync = true, zstd = true, rustup = false;
+  bool rsync = true, zstd = true, rustup = true;
   std::map<std::string, std::string> versions;  // version -> sha256 of its rch-wkr
   std::string current;                          // version `current` points at; "" = none
   bool bin_link = false;

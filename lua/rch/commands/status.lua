@@ -1,8 +1,7 @@
 --- rch fleet status: per worker, reachable or the error, and the installed
 -- rch-wkr version. Probes run in parallel, one session per worker.
 local rch = require "rch"
-local pool = require "rch.pool"
-local remote = require "rch.remote"
+local transport = require "rch.transport"
 local ui = require "rch.ui"
 local workers_mod = require "rch.workers"
 
@@ -16,21 +15,21 @@ local function probe(worker, settings)
     user = worker.user,
     reachable = false,
   }
-  local session, err = pool.get(worker, settings)
-  if not session then
+  local conn, err = transport.get(worker, settings)
+  if not conn then
     entry.error = err
     return entry
   end
   entry.reachable = true
   local root
-  root, err = remote.root(session, worker)
+  root, err = conn:root()
   if not root then
     entry.error = err
     return entry
   end
   entry.root = root
   local version
-  version, err = remote.installed_version(session, root, settings.defaults.command_timeout)
+  version, err = conn:installed_version(root, settings.defaults.command_timeout)
   if version == nil then
     entry.error = err
   elseif version then
@@ -60,7 +59,7 @@ function M.run(opts)
   for i, e in pairs(errors or {}) do
     results[i] = { id = workers[i].id, host = workers[i].host, reachable = false, error = e }
   end
-  pool.close_all()
+  transport.close_all()
 
   if opts.json then
     local null = rch.json.null

@@ -2,10 +2,8 @@
 -- preflight probe and hook as a deploy) and predicts what a deploy would do,
 -- how much it would transfer and how long it would take. Changes nothing.
 local rch = require "rch"
-local pool = require "rch.pool"
-local remote = require "rch.remote"
+local transport = require "rch.transport"
 local hooks = require "rch.hooks"
-local steps = require "rch.deploy.remote_steps"
 local executor = require "rch.deploy.executor"
 
 local M = {}
@@ -69,13 +67,13 @@ local function predict(worker, ctx)
       recommendation = remediation }
     return p
   end
-  local session, err = pool.get(worker, ctx.settings)
-  if not session then return blocked(err, "ssh", "verify the SSH key, known_hosts and host configuration") end
+  local conn, err = transport.get(worker, ctx.settings)
+  if not conn then return blocked(err, "ssh", "verify the SSH key, known_hosts and host configuration") end
   local root
-  root, err = remote.root(session, worker)
+  root, err = conn:root()
   if not root then return blocked(err, "root", "fix the worker's root in workers.toml") end
   local facts
-  facts, err = steps.preflight(session, root, ctx.target_version, ctx.timeout)
+  facts, err = conn:preflight(root, ctx.target_version, ctx.timeout)
   if not facts then return blocked(err, "preflight", "check the worker's shell and coreutils") end
   p.current_version = facts.current_version
   local issues = hooks.get("preflight").call({ worker = worker, facts = facts, settings = ctx.settings,

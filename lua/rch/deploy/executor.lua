@@ -85,9 +85,9 @@ function Deploy:canary_health(list)
     canaries = canaries, target_version = self.target_version, log = rch.log,
     probe = function(worker) return pipeline.probe(self, by_id[worker.id]) end,
     exec = function(worker, argv, opts)
-      local session, err = require("rch.pool").get(worker, self.settings)
-      if not session then return nil, err end
-      return session:exec(argv, opts)
+      local conn, err = require("rch.transport").get(worker, self.settings)
+      if not conn then return nil, err end
+      return conn:exec(argv, opts)
     end,
   })
   if not ok then return false, "canary_health hook raised: " .. tostring(verdict) end

@@ -4,10 +4,8 @@
 -- step starts. After install, any failure switches the worker back to its
 -- previous version. Steps are idempotent, so --resume can rerun a worker.
 local rch = require "rch"
-local pool = require "rch.pool"
-local remote = require "rch.remote"
+local transport = require "rch.transport"
 local hooks = require "rch.hooks"
-local steps = require "rch.deploy.remote_steps"
 
 local M = {}
 
@@ -76,9 +74,9 @@ local function fail(d, ws, message)
     d.state:record({ worker = ws.id, step = step_name, event = "failed", status = "Failed", error = ws.error })
   end
   d.audit:log("WorkerFailed", ws.id, { step = step_name, error = message, rolled_back = rolled_back })
-  if ws.drained and ws.session then
+  if ws.drained and ws.conn then
     -- Back into service on whatever version it now runs.
-    steps.undrain(ws.session, ws.root, d.timeout)
+    ws.conn:undrain(ws.root, d.timeout)
   end
   d.progress:finished(ws)
   local hook_ok, hook_err = pcall(hooks.get("on_failure").call, {
@@ -92,17 +90,17 @@ end
 --- Switches a worker back to the version it ran before this deployment.
 -- @return true when it now runs its previous version (status RolledBack)
 function M.rollback(d, ws, reason)
-  local session = ws.session
-  if not session or not session:alive() then
-    pool.forget(ws.worker)
-    session = pool.get(ws.worker, d.settings)
+  local conn = ws.conn
+  if not conn or not conn:alive() then
+    transport.forget(ws.worker)
+    conn = transport.get(ws.worker, d.settings)
   end
   local ok, err = false, "no connection"
-  if session then
+  if conn then
     -- A worker finished by an interrupted run (--resume) was not probed in this one.
     local root = ws.root
-    if not root then root, err = remote.root(session, ws.worker) end
-    if root then ok, err = steps.rollback(session, root, ws.previous_link or "", d.timeout) end
+    if not root then root, err = conn:root() end
+    if root then ok, err = conn:rollback(root, ws.previous_link or "", d.timeout) end
   end
   if not ok then
     ws.error = (ws.error and ws.error .. "; " or "") .. "rollback failed: " .. tostring(err)
@@ -124,7 +122,7 @@ local function hook_ctx(d, ws)
   return {
     worker = ws.worker, root = ws.root, deployment_id = d.id, target_version = d.target_version,
     current_version = ws.current_version, step = ws.step, log = rch.log,
-    exec = function(argv, opts) return ws.session:exec(argv, opts) end,
+    exec = function(argv, opts) return ws.conn:exec(argv, opts) end,
   }
 end
 
@@ -136,13 +134,13 @@ end
 
 local function preflight(d, ws)
   begin_step(d, ws, "preflight")
-  local session, err = pool.get(ws.worker, d.settings)
-  if not session then return fail(d, ws, err) end
-  ws.session = session
-  ws.root, err = remote.root(session, ws.worker)
+  local conn, err = transport.get(ws.worker, d.settings)
+  if not conn then return fail(d, ws, err) end
+  ws.conn = conn
+  ws.root, err = conn:root()
   if not ws.root then return fail(d, ws, err) end
   local facts
-  facts, err = steps.preflight(session, ws.root, d.target_version, d.timeout)
+  facts, err = conn:preflight(ws.root, d.target_version, d.timeout)
   if not facts then return fail(d, ws, err) end
   ws.facts = facts
   ws.current_version = facts.current_version
@@ -190,7 +188,7 @@ function M.run(d, ws)
     if not gate(d, ws, "pre_drain") then return end
     begin_step(d, ws, "drain", { timeout = d.options.drain_timeout })
     ws.drained = true
-    local ok, err = steps.drain(ws.session, ws.root, d.options.drain_timeout)
+    local ok, err = ws.conn:drain(ws.root, d.options.drain_timeout)
     if not ok then return fail(d, ws, err) end
     end_step(d, ws, {})
     if not gate(d, ws, "post_drain") then return end
@@ -200,7 +198,7 @@ function M.run(d, ws)
   begin_step(d, ws, "transfer", { bytes = present and 0 or d.artifact.size, sha256 = d.artifact.sha256 })
   local t0 = rch.monotonic()
   if not present then
-    local ok, err = steps.transfer(ws.session, ws.root, d.target_version, d.artifact, d.transfer_timeout)
+    local ok, err = ws.conn:transfer(ws.root, d.target_version, d.artifact, d.transfer_timeout)
     if not ok then return fail(d, ws, err) end
   end
   local secs = rch.monotonic() - t0
@@ -210,7 +208,7 @@ function M.run(d, ws)
   if not gate(d, ws, "pre_install") then return end
   begin_step(d, ws, "install", { previous_link = ws.previous_link, version = d.target_version })
   ws.installed = true
-  local ok, err = steps.install(ws.session, ws.root, d.target_version, d.artifact.sha256, d.id, now(), d.timeout)
+  local ok, err = ws.conn:install(ws.root, d.target_version, d.artifact.sha256, d.id, now(), d.timeout)
   if not ok then return fail(d, ws, err) end
   end_step(d, ws, { version = d.target_version, previous_link = ws.previous_link })
   if not gate(d, ws, "post_install") then return end
@@ -218,7 +216,7 @@ function M.run(d, ws)
   if not d.options.no_toolchain then
     begin_step(d, ws, "toolchain", { toolchain = d.settings.toolchain.rust })
     if ws.facts.rustup then
-      ok, err = steps.toolchain(ws.session, d.settings.toolchain.rust, d.transfer_timeout)
+      ok, err = ws.conn:toolchain(d.settings.toolchain.rust, d.transfer_timeout)
       if not ok then return fail(d, ws, err) end
       end_step(d, ws, nil, "rustup toolchain " .. d.settings.toolchain.rust)
     else
@@ -228,7 +226,7 @@ function M.run(d, ws)
 
   begin_step(d, ws, "verify", { health = d.options.verify })
   local probe
-  probe, err = steps.probe_agent(ws.session, ws.root, d.options.verify, d.timeout)
+  probe, err = ws.conn:probe_agent(ws.root, d.options.verify, d.timeout)
   if not probe then return fail(d, ws, err) end
   if probe.version ~= d.target_version then
     return fail(d, ws, ("agent reports %s after install, expected %s"):format(tostring(probe.version),
@@ -245,7 +243,7 @@ function M.run(d, ws)
   if not gate(d, ws, "post_verify") then return end
 
   if ws.drained then
-    ok, err = steps.undrain(ws.session, ws.root, d.timeout)
+    ok, err = ws.conn:undrain(ws.root, d.timeout)
     if not ok then rch.log.warn(("worker %s: %s"):format(ws.id, err)) end
   end
   ws.status = "Completed"
@@ -257,12 +255,12 @@ end
 
 --- Re-probes an installed agent (for canary health): version and health.
 function M.probe(d, ws)
-  local session, err = pool.get(ws.worker, d.settings)
-  if not session then return nil, err end
+  local conn, err = transport.get(ws.worker, d.settings)
+  if not conn then return nil, err end
   local root
-  root, err = remote.root(session, ws.worker)
+  root, err = conn:root()
   if not root then return nil, err end
-  return steps.probe_agent(session, root, true, d.timeout)
+  return conn:probe_agent(root, true, d.timeout)
 end
 
 return M

@@ -4,7 +4,8 @@
 --   root(), preflight(root, target, timeout), transfer(root, version, artifact, timeout),
 --   install(root, version, sha256, deployment_id, now, timeout), rollback(root, previous_link, timeout),
 --   drain(root, timeout_s), undrain(root, timeout), toolchain(name, timeout),
---   probe_agent(root, with_health, timeout), exec(argv, opts), alive(), close()
+--   probe_agent(root, with_health, timeout), installed_version(root, timeout) (false: none),
+--   exec(argv, opts), alive(), close()
 -- One handle (one SSH session) per worker, reused for every step.
 local M = {}
 

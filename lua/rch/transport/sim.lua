@@ -61,6 +61,14 @@ function Handle:undrain() return self.fleet:undrain(self.worker.id) end
 function Handle:toolchain(name) return self.fleet:toolchain(self.worker.id, name) end
 function Handle:probe_agent(_, with_health) return self.fleet:probe_agent(self.worker.id, with_health) end
 
+--- The installed version, false when no agent is installed, or nil, err.
+function Handle:installed_version()
+  local probe, err = self.fleet:probe_agent(self.worker.id, false)
+  if probe then return probe.version end
+  if err == "rch-wkr is not installed" then return false end
+  return nil, err
+end
+
 function Handle:exec(argv)
   return nil, ("simulated worker %s cannot run commands (%s)"):format(self.worker.id, tostring(argv[1]))
 end

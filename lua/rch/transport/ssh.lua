@@ -34,6 +34,7 @@ function Handle:drain(...) return steps.drain(self.session, ...) end
 function Handle:undrain(...) return steps.undrain(self.session, ...) end
 function Handle:toolchain(...) return steps.toolchain(self.session, ...) end
 function Handle:probe_agent(...) return steps.probe_agent(self.session, ...) end
+function Handle:installed_version(...) return remote.installed_version(self.session, ...) end
 function Handle:exec(argv, opts) return self.session:exec(argv, opts) end
 function Handle:alive() return self.session:alive() end
 function Handle:close() self.session:close() end
