@@ -308,7 +308,12 @@ int main(int argc, char** argv) {
                                             {"json", history.json}, {"show", history.show_id}});
     }
     if (*audit_cmd) return run_lua_command(g, "audit_verify", {{"file", audit_file}});
-    if (*stress_cmd) return not_available("fleet stress");
+    if (*stress_cmd) {
+      return run_lua_command(g, "stress", {{"workers", stress.workers}, {"parallel", stress.parallel},
+                                           {"strategy", stress.strategy}, {"fault_rate", stress.fault_rate},
+                                           {"latency_ms", stress.latency_ms}, {"seed", stress.seed},
+                                           {"json", stress.json}});
+    }
   }
   if (*update_cmd) return not_available("update");
   if (*scripts_cmd) {

@@ -1,6 +1,8 @@
 // Module rch.json (encode/decode) and the JSON <-> Lua conversion and small
 // argument helpers every binding uses.
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 
 #include "lua/bind/bind_util.hpp"
 
@@ -189,11 +191,138 @@ void set_functions(lua_State* L, const luaL_Reg* functions) {
 
 namespace {
 
+void append_escaped(std::string& out, const char* s, std::size_t len) {
+  out += '"';
+  for (std::size_t i = 0; i < len; ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  out += '"';
+}
+
+void newline(std::string& out, int indent, int depth) {
+  if (indent <= 0) return;
+  out += '\n';
+  out.append(static_cast<std::size_t>(indent * depth), ' ');
+}
+
+// Straight from the Lua stack to text (the journal and audit hot path: no
+// intermediate tree). Same array/object rules as to_json; object keys sorted
+// so output is stable. Strings are written as bytes (callers pass UTF-8).
+void encode(lua_State* L, int idx, std::string& out, int indent, int depth) {
+  if (depth > 64) throw Misuse("rch.json: nesting deeper than 64");
+  idx = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
+  switch (lua_type(L, idx)) {
+    case LUA_TNIL: out += "null"; return;
+    case LUA_TBOOLEAN: out += lua_toboolean(L, idx) ? "true" : "false"; return;
+    case LUA_TLIGHTUSERDATA:
+      if (lua_touserdata(L, idx) == &kNullSentinel) {
+        out += "null";
+        return;
+      }
+      throw Misuse("rch.json: cannot encode a light userdata");
+    case LUA_TNUMBER: {
+      const double n = lua_tonumber(L, idx);
+      if (!std::isfinite(n)) throw Misuse("rch.json: cannot encode a non-finite number");
+      char buf[32];
+      if (std::floor(n) == n && std::fabs(n) < 9.007199254740992e15) {
+        std::snprintf(buf, sizeof buf, "%lld", static_cast<long long>(n));
+      } else {
+        std::snprintf(buf, sizeof buf, "%.17g", n);
+      }
+      out += buf;
+      return;
+    }
+    case LUA_TSTRING: {
+      std::size_t len = 0;
+      const char* str = lua_tolstring(L, idx, &len);
+      append_escaped(out, str, len);
+      return;
+    }
+    case LUA_TTABLE: break;
+    default: throw Misuse(std::string("rch.json: cannot encode a ") + luaL_typename(L, idx));
+  }
+  luaL_checkstack(L, 4, "json nesting too deep");
+  const std::size_t n = lua_objlen(L, idx);
+  std::vector<std::string> keys;
+  bool other_keys = false;
+  lua_pushnil(L);
+  while (lua_next(L, idx) != 0) {
+    if (lua_type(L, -2) == LUA_TSTRING) {
+      std::size_t len = 0;
+      const char* k = lua_tolstring(L, -2, &len);
+      keys.emplace_back(k, len);
+    } else if (lua_type(L, -2) != LUA_TNUMBER) {
+      lua_pop(L, 2);
+      throw Misuse("rch.json: table keys must be strings or numbers");
+    } else if (n == 0) {
+      other_keys = true;
+    }
+    lua_pop(L, 1);
+  }
+  bool marked_array = false;
+  if (lua_getmetatable(L, idx) != 0) {
+    luaL_getmetatable(L, kArrayMeta);
+    marked_array = lua_rawequal(L, -1, -2) != 0;
+    lua_pop(L, 2);
+  }
+  if (keys.empty() && !other_keys && (n > 0 || marked_array)) {
+    out += '[';
+    for (std::size_t i = 1; i <= n; ++i) {
+      if (i > 1) out += ',';
+      newline(out, indent, depth + 1);
+      lua_rawgeti(L, idx, static_cast<int>(i));
+      encode(L, -1, out, indent, depth + 1);
+      lua_pop(L, 1);
+    }
+    if (n > 0) newline(out, indent, depth);
+    out += ']';
+    return;
+  }
+  if (!keys.empty() && (n > 0 || other_keys)) {
+    // Mixed tables go through the general path (numeric keys become strings).
+    out += to_json(L, idx).dump(indent > 0 ? indent : -1);
+    return;
+  }
+  std::sort(keys.begin(), keys.end());
+  out += '{';
+  bool first = true;
+  for (const auto& key : keys) {
+    if (!first) out += ',';
+    first = false;
+    newline(out, indent, depth + 1);
+    append_escaped(out, key.data(), key.size());
+    out += indent > 0 ? ": " : ":";
+    lua_pushlstring(L, key.data(), key.size());
+    lua_rawget(L, idx);
+    encode(L, -1, out, indent, depth + 1);
+    lua_pop(L, 1);
+  }
+  if (!first) newline(out, indent, depth);
+  out += '}';
+}
+
 // encode(value [, {pretty = true}]) -> string
 int l_json_encode(lua_State* L) {
   luaL_checkany(L, 1);
   const bool pretty = opt_bool_field(L, 2, "pretty", false);
-  const std::string out = to_json(L, 1).dump(pretty ? 2 : -1);
+  std::string out;
+  out.reserve(256);
+  encode(L, 1, out, pretty ? 2 : 0, 0);
   lua_pushlstring(L, out.data(), out.size());
   return 1;
 }

@@ -30,15 +30,26 @@ int l_log_write(lua_State* L) {
   return 0;
 }
 
+log::Level check_level(lua_State* L, int idx) {
+  const std::string name = luaL_checkstring(L, idx);
+  if (name == "trace") return log::Level::trace;
+  if (name == "debug") return log::Level::debug;
+  if (name == "info") return log::Level::info;
+  if (name == "warn") return log::Level::warn;
+  if (name == "error") return log::Level::error;
+  if (name == "off") return log::Level::off;
+  throw Misuse("rch.log: unknown level '" + name + "'");
+}
+
 int l_log_enabled(lua_State* L) {
-  const std::string name = luaL_checkstring(L, 1);
-  log::Level level = log::Level::info;
-  if (name == "trace") level = log::Level::trace;
-  else if (name == "debug") level = log::Level::debug;
-  else if (name == "warn") level = log::Level::warn;
-  else if (name == "error") level = log::Level::error;
-  lua_pushboolean(L, log::enabled(level));
+  lua_pushboolean(L, log::enabled(check_level(L, 1)));
   return 1;
+}
+
+// set_level(name): e.g. stress mode silences per-worker warnings it reports itself.
+int l_log_set_level(lua_State* L) {
+  log::set_level(check_level(L, 1));
+  return 0;
 }
 
 }  // namespace
@@ -48,6 +59,7 @@ int luaopen_rch_log(lua_State* L) {
       {"trace", guarded<l_log_write<log::Level::trace>>}, {"debug", guarded<l_log_write<log::Level::debug>>},
       {"info", guarded<l_log_write<log::Level::info>>},   {"warn", guarded<l_log_write<log::Level::warn>>},
       {"error", guarded<l_log_write<log::Level::error>>}, {"enabled", guarded<l_log_enabled>},
+      {"set_level", guarded<l_log_set_level>},
       {nullptr, nullptr},
   };
   lua_newtable(L);

@@ -47,12 +47,18 @@ int finish(lua_State* L, const char* api, FleetBox& box, SimOp op, bool mutates)
   return lua_yield(L, 0);
 }
 
-// open({persist = bool}) -> fleet | nil, err. Configured from RCH_SIM_* variables.
+// open({persist=, latency_ms=, fault_rate=, seed=, bandwidth_mb_s=}) -> fleet | nil, err.
+// Defaults from the RCH_SIM_* variables.
 int l_sim_open(lua_State* L) {
   const bool persist = opt_bool_field(L, 1, "persist", true);
   auto config = SimConfig::from_env(persist ? Paths::from_env().state_dir / "sim-fleet.json" : "");
   if (!config.ok()) return push_failure(L, config.error());
   if (!persist) config->state_file.clear();
+  // Explicit options (rch fleet stress flags) win over RCH_SIM_* variables.
+  config->latency_ms = static_cast<int>(opt_number_field(L, 1, "latency_ms", config->latency_ms));
+  config->fault_rate = opt_number_field(L, 1, "fault_rate", config->fault_rate);
+  config->seed = static_cast<std::uint64_t>(opt_number_field(L, 1, "seed", static_cast<lua_Number>(config->seed)));
+  config->bandwidth_mb_s = opt_number_field(L, 1, "bandwidth_mb_s", config->bandwidth_mb_s);
   auto fleet = SimFleet::open(std::move(config.value()));
   if (!fleet.ok()) return push_failure(L, fleet.error());
   auto* box = static_cast<FleetBox*>(lua_newuserdata(L, sizeof(FleetBox)));

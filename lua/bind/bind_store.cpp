@@ -1,8 +1,8 @@
 // Module rch.store: durable state for deployments. Journals group-commit:
 // appends made in the same loop turn (or while a flush runs) share one
-// write+fsync on the pool, and each appending task resumes only once its
-// line is on disk — durable before the worker's next step, without one disk
-// flush per event.
+// write+fsync on the pool. A task either waits for its line or queues lines
+// and waits once (barrier) before its next remote step: durable before the
+// worker's next step, without one disk flush per event.
 #include <memory>
 
 #include "core/store/file_lock.hpp"
@@ -15,14 +15,21 @@ namespace {
 const char kJournalMeta[] = "rch.store.journal";
 const char kLockMeta[] = "rch.store.lock";
 
+struct Waiter {
+  std::uint64_t seq;  // durable once this many lines are on disk
+  int task;
+};
+
 struct JournalBox {
   std::shared_ptr<JsonlWriter> writer;
   std::vector<std::string> pending;
-  std::vector<int> waiters;  // tasks whose lines are in `pending`
+  std::uint64_t queued = 0;   // lines accepted so far
+  std::uint64_t durable = 0;  // lines written and fsync'd so far
+  std::vector<Waiter> waiters;
+  std::string failed;  // after a failed flush every later append fails too
   bool flushing = false;
   bool scheduled = false;
-  std::size_t lines_written = 0;  // stats: group commit shows as flushes < lines
-  std::size_t flushes = 0;
+  std::size_t flushes = 0;  // stats: group commit shows as flushes < lines
   int self_ref = LUA_NOREF;  // pins the userdata while lines are in flight
 };
 
@@ -31,51 +38,65 @@ void start_flush(lua_State* L, JournalBox* box);
 void schedule_flush(lua_State* L, JournalBox* box) {
   if (box->scheduled || box->flushing) return;
   box->scheduled = true;
-  Engine& engine = engine_of(L);
-  lua_State* main = engine.state();
+  lua_State* main = engine_of(L).state();
   // Posted: every append made before the loop gets here joins this batch.
-  engine.executor().post([main, box] {
+  engine_of(L).executor().post([main, box] {
     box->scheduled = false;
     start_flush(main, box);
   });
 }
 
+void wake(Engine& engine, JournalBox* box) {
+  std::vector<Waiter> still;
+  for (const Waiter& w : box->waiters) {
+    if (!box->failed.empty()) {
+      engine.resume_later(w.task, [error = box->failed](lua_State* co) { return push_failure(co, error); });
+    } else if (w.seq <= box->durable) {
+      engine.resume_later(w.task, [](lua_State* co) {
+        lua_pushboolean(co, 1);
+        return 1;
+      });
+    } else {
+      still.push_back(w);
+    }
+  }
+  box->waiters = std::move(still);
+}
+
 void start_flush(lua_State* L, JournalBox* box) {
   if (box->pending.empty()) {
-    luaL_unref(L, LUA_REGISTRYINDEX, box->self_ref);
-    box->self_ref = LUA_NOREF;
+    if (box->waiters.empty()) {
+      luaL_unref(L, LUA_REGISTRYINDEX, box->self_ref);
+      box->self_ref = LUA_NOREF;
+    }
     return;
   }
   box->flushing = true;
   auto lines = std::make_shared<std::vector<std::string>>(std::move(box->pending));
-  auto waiters = std::make_shared<std::vector<int>>(std::move(box->waiters));
   box->pending.clear();
-  box->waiters.clear();
   Engine& engine = engine_of(L);
   auto writer = box->writer;
-  engine.executor().run_blocking([&engine, L, box, writer, lines, waiters]() {
+  engine.executor().run_blocking([&engine, L, box, writer, lines]() {
     auto result = std::make_shared<Result<void>>(writer->append_batch(*lines));
     const std::size_t count = lines->size();
-    return Executor::Completion([&engine, L, box, result, waiters, count]() {
+    return Executor::Completion([&engine, L, box, result, count]() {
       box->flushing = false;
       if (result->ok()) {
-        box->lines_written += count;
+        box->durable += count;
         ++box->flushes;
+      } else {
+        box->failed = result->error();
       }
-      for (int task : *waiters) {
-        engine.resume_later(task, [result](lua_State* co) {
-          if (!result->ok()) return push_failure(co, result->error());
-          lua_pushboolean(co, 1);
-          return 1;
-        });
-      }
-      if (!box->pending.empty()) start_flush(L, box);
-      else {
-        luaL_unref(L, LUA_REGISTRYINDEX, box->self_ref);
-        box->self_ref = LUA_NOREF;
-      }
+      wake(engine, box);
+      start_flush(L, box);
     });
   });
+}
+
+void pin(lua_State* L, JournalBox* box) {
+  if (box->self_ref != LUA_NOREF) return;
+  lua_pushvalue(L, 1);
+  box->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
 // open_journal(path) -> journal | nil, err
@@ -90,19 +111,39 @@ int l_store_open_journal(lua_State* L) {
   return 1;
 }
 
-// journal:append(line) -> true | nil, err, once the line is fsync'd (yields)
+// journal:append(line [, {wait = false}]) -> true | nil, err
+// Waits (yields) until the line is fsync'd unless wait = false; then a later
+// journal:barrier() waits for it. Appends from many tasks share flushes.
 int l_journal_append(lua_State* L) {
   auto* box = static_cast<JournalBox*>(luaL_checkudata(L, 1, kJournalMeta));
   std::string line = check_std_string(L, 2);
   if (line.find('\n') != std::string::npos) throw Misuse("rch.store: a journal line cannot contain a newline");
-  const int task = require_task(L, "rch.store journal:append");
-  if (box->self_ref == LUA_NOREF) {
-    lua_pushvalue(L, 1);
-    box->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  }
+  const bool wait = opt_bool_field(L, 3, "wait", true);
+  if (!box->failed.empty()) return push_failure(L, box->failed);
+  const int task = wait ? require_task(L, "rch.store journal:append") : 0;
+  pin(L, box);
   box->pending.push_back(std::move(line));
-  box->waiters.push_back(task);
+  ++box->queued;
   schedule_flush(L, box);
+  if (!wait) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  box->waiters.push_back({box->queued, task});
+  return lua_yield(L, 0);
+}
+
+// journal:barrier() -> true | nil, err once every line appended so far is on disk (yields)
+int l_journal_barrier(lua_State* L) {
+  auto* box = static_cast<JournalBox*>(luaL_checkudata(L, 1, kJournalMeta));
+  if (!box->failed.empty()) return push_failure(L, box->failed);
+  if (box->durable >= box->queued) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  const int task = require_task(L, "rch.store journal:barrier");
+  pin(L, box);
+  box->waiters.push_back({box->queued, task});
   return lua_yield(L, 0);
 }
 
@@ -116,7 +157,7 @@ int l_journal_path(lua_State* L) {
 int l_journal_stats(lua_State* L) {
   auto* box = static_cast<JournalBox*>(luaL_checkudata(L, 1, kJournalMeta));
   lua_createtable(L, 0, 2);
-  lua_pushnumber(L, static_cast<lua_Number>(box->lines_written));
+  lua_pushnumber(L, static_cast<lua_Number>(box->durable));
   lua_setfield(L, -2, "lines");
   lua_pushnumber(L, static_cast<lua_Number>(box->flushes));
   lua_setfield(L, -2, "flushes");
@@ -175,7 +216,8 @@ int luaopen_rch_store(lua_State* L) {
   lua_setfield(L, -2, "__gc");
   lua_newtable(L);
   static const luaL_Reg journal_methods[] = {
-      {"append", guarded<l_journal_append>}, {"path", guarded<l_journal_path>},
+      {"append", guarded<l_journal_append>}, {"barrier", guarded<l_journal_barrier>},
+      {"path", guarded<l_journal_path>},
       {"stats", guarded<l_journal_stats>},   {nullptr, nullptr}};
   set_functions(L, journal_methods);
   lua_setfield(L, -2, "__index");

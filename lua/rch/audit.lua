@@ -42,11 +42,12 @@ function M.open(paths, deployment_id)
   return self
 end
 
---- Appends one event to every sink; returns once it is durable. Yields.
+--- Appends one event to every sink. Yields until it is durable, unless
+-- opts.wait is false (then a later M:barrier() waits for it).
 -- @param event_type one of the spec's AuditEventType names
 -- @param worker_id worker id or nil
 -- @param details table
-function M:log(event_type, worker_id, details)
+function M:log(event_type, worker_id, details, opts)
   self.counts[event_type] = (self.counts[event_type] or 0) + 1
   for _, chain in ipairs(self.chains) do
     local entry = {
@@ -61,7 +62,15 @@ function M:log(event_type, worker_id, details)
     }
     local line = json.encode(entry)
     chain.prev = crypto.sha256(line)
-    local ok, err = chain.journal:append(line)
+    local ok, err = chain.journal:append(line, opts)
+    if not ok then error("audit log " .. chain.journal:path() .. ": " .. err, 0) end
+  end
+end
+
+--- Waits until every event logged so far is on disk. Yields.
+function M:barrier()
+  for _, chain in ipairs(self.chains) do
+    local ok, err = chain.journal:barrier()
     if not ok then error("audit log " .. chain.journal:path() .. ": " .. err, 0) end
   end
 end

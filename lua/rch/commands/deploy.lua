@@ -84,6 +84,7 @@ function M.run(opts)
   if bad then return usage(bad) end
 
   local resumed, deployment, plan
+  M.last_result, M.last_deploy = nil, nil
   if opts.resume then
     local id = state_mod.newest_unfinished()
     if not id then
@@ -95,14 +96,21 @@ function M.run(opts)
     plan = deployment.plan
     resumed = true
     -- The plan's choices win; only output flags come from this command line.
-    local keep = { json = opts.json, audit_log = opts.audit_log, dry_run = opts.dry_run }
+    local keep = { json = opts.json, audit_log = opts.audit_log, dry_run = opts.dry_run,
+      workers_list = opts.workers_list, quiet = opts.quiet }
     opts = plan.options
     for k, v in pairs(keep) do opts[k] = v end
     opts.resume = true
   end
 
   local workers
-  if resumed then workers, err = plan_workers(plan) else workers, err = workers_mod.select(opts.worker) end
+  if opts.workers_list then
+    workers = opts.workers_list -- rch fleet stress: simulated workers, not workers.toml
+  elseif resumed then
+    workers, err = plan_workers(plan)
+  else
+    workers, err = workers_mod.select(opts.worker)
+  end
   if not workers then return usage(err) end
   if #workers == 0 then return usage("no workers configured in " .. rch.config.paths().config_dir .. "/workers.toml") end
 
@@ -141,8 +149,7 @@ function M.run(opts)
     end
   end
 
-  local paths = rch.config.paths()
-  local audit_paths = { paths.state_dir .. "/audit.jsonl" }
+  local audit_paths = { state_mod.state_dir() .. "/audit.jsonl" }
   if opts.audit_log and opts.audit_log ~= "" then audit_paths[#audit_paths + 1] = opts.audit_log end
 
   if opts.dry_run then
@@ -150,7 +157,7 @@ function M.run(opts)
     -- writer at a time: it holds fleet.lock like a deployment (else a dry run during a deploy
     -- interleaves lines computed from different previous hashes and breaks the chain).
     local dry_lock
-    dry_lock, err = rch.store.lock(paths.data_dir .. "/fleet.lock", "rch fleet deploy --dry-run " .. plan.id)
+    dry_lock, err = rch.store.lock(state_mod.lock_path(), "rch fleet deploy --dry-run " .. plan.id)
     if not dry_lock then
       ui.error("another fleet operation is running: " .. err)
       return 1
@@ -182,12 +189,20 @@ function M.run(opts)
   end
 
   local lock
-  lock, err = rch.store.lock(paths.data_dir .. "/fleet.lock", "rch fleet deploy " .. plan.id)
+  lock, err = rch.store.lock(state_mod.lock_path(), "rch fleet deploy " .. plan.id)
   if not lock then
     ui.error("another fleet operation is running: " .. err)
     return 1
   end
 
+  -- The audit sinks first: a bad --audit-log must not leave a deployments/<id>/ without
+  -- result.json behind, which a later --resume would pick up and run.
+  local audit
+  audit, err = audit_mod.open(audit_paths, plan.id)
+  if not audit then
+    lock:release()
+    return usage(err)
+  end
   if not deployment then
     deployment, err = state_mod.create(plan)
     if not deployment then
@@ -195,12 +210,6 @@ function M.run(opts)
       ui.error(err)
       return 1
     end
-  end
-  local audit
-  audit, err = audit_mod.open(audit_paths, plan.id)
-  if not audit then
-    lock:release()
-    return usage(err)
   end
 
   local states = {}
@@ -225,7 +234,7 @@ function M.run(opts)
     if not pipeline.TERMINAL[ws.status] then pending[#pending + 1] = ws end
   end
 
-  local progress = progress_mod.new(progress_mod.mode_for(opts.json), #pending)
+  local progress = progress_mod.new(progress_mod.mode_for(opts.json or opts.quiet), #pending)
   local d = executor.new({
     id = plan.id, plan = plan, options = opts, settings = settings, artifact = artifact,
     target_version = plan.target_version, state = deployment, audit = audit, progress = progress,
@@ -285,7 +294,10 @@ function M.run(opts)
   if not finished then ui.error("could not write the deployment result: " .. tostring(err)) end
   progress:close()
 
-  if opts.json then
+  M.last_result, M.last_deploy = result, d
+  if opts.quiet then
+    -- rch fleet stress reports on its own
+  elseif opts.json then
     io.stdout:write(rch.json.encode(result, { pretty = true }), "\n")
   else
     local line = ("Deployment %s %s: %d completed, %d failed, %d skipped, %d rolled back in %.1fs"):format(plan.id,

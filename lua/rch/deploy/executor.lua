@@ -65,10 +65,12 @@ function Deploy:abort(list, reason)
   for _, ws in ipairs(list) do
     if not pipeline.TERMINAL[ws.status] then
       ws.status, ws.skip_reason, ws.aborted = "Skipped", reason, true
-      self.state:record({ worker = ws.id, event = "skipped", status = "Skipped", reason = reason, aborted = true })
+      self.state:record({ worker = ws.id, event = "skipped", status = "Skipped", reason = reason, aborted = true },
+        { wait = false })
       self.progress:finished(ws)
     end
   end
+  self.state:barrier() -- one group commit for however many workers were aborted
 end
 
 --- Asks the canary_health hook about `list` (re-probing each worker).

@@ -32,6 +32,17 @@ end
 
 local function now() return require("rch.util").iso_now() end
 
+-- Transitions are queued without waiting; sync() makes everything queued so
+-- far durable (one group commit shared with the other workers) and runs right
+-- before each remote step, so the record of a step is on disk before it acts.
+local NOWAIT = { wait = false }
+local function note(d, entry) d.state:record(entry, NOWAIT) end
+local function audit(d, event_type, worker_id, details) d.audit:log(event_type, worker_id, details, NOWAIT) end
+local function sync(d)
+  d.state:barrier()
+  d.audit:barrier()
+end
+
 local function begin_step(d, ws, name, extra)
   ws.status = STEP_STATUS[name]
   ws.step = name
@@ -40,8 +51,9 @@ local function begin_step(d, ws, name, extra)
   ws.current_step = step
   local entry = { worker = ws.id, step = name, event = "started", status = ws.status }
   for k, v in pairs(extra or {}) do entry[k] = v end
-  d.state:record(entry)
-  if AUDIT_STARTED[name] then d.audit:log(AUDIT_STARTED[name], ws.id, extra or {}) end
+  note(d, entry)
+  if AUDIT_STARTED[name] then audit(d, AUDIT_STARTED[name], ws.id, extra or {}) end
+  sync(d)
   d.progress:step(ws, name)
 end
 
@@ -50,8 +62,8 @@ local function end_step(d, ws, details, output)
   step.status = "completed"
   step.completed_at = now()
   step.output = output
-  d.state:record({ worker = ws.id, step = step.name, event = "completed", status = ws.status, output = output })
-  if AUDIT_COMPLETED[step.name] then d.audit:log(AUDIT_COMPLETED[step.name], ws.id, details or {}) end
+  note(d, { worker = ws.id, step = step.name, event = "completed", status = ws.status, output = output })
+  if AUDIT_COMPLETED[step.name] then audit(d, AUDIT_COMPLETED[step.name], ws.id, details or {}) end
 end
 
 -- Marks the worker failed (or rolled back), records it, runs on_failure.
@@ -71,9 +83,10 @@ local function fail(d, ws, message)
   if not rolled_back then
     ws.status = "Failed"
     ws.completed_at = now()
-    d.state:record({ worker = ws.id, step = step_name, event = "failed", status = "Failed", error = ws.error })
+    note(d, { worker = ws.id, step = step_name, event = "failed", status = "Failed", error = ws.error })
   end
-  d.audit:log("WorkerFailed", ws.id, { step = step_name, error = message, rolled_back = rolled_back })
+  audit(d, "WorkerFailed", ws.id, { step = step_name, error = message, rolled_back = rolled_back })
+  sync(d)
   if ws.drained and ws.conn then
     -- Back into service on whatever version it now runs.
     ws.conn:undrain(ws.root, d.timeout)
@@ -112,9 +125,10 @@ function M.rollback(d, ws, reason)
   ws.error = ws.error or reason -- why, also when it had not failed itself (a failed canary)
   ws.completed_at = now()
   local to = ws.previous_link and ws.previous_link:match("^versions/v(.+)$") or nil
-  d.state:record({ worker = ws.id, step = ws.step, event = "rolled_back", status = "RolledBack",
+  note(d, { worker = ws.id, step = ws.step, event = "rolled_back", status = "RolledBack",
     error = ws.error, rolled_back_to = to })
-  d.audit:log("WorkerRolledBack", ws.id, { to_version = to or rch.json.null, reason = reason })
+  audit(d, "WorkerRolledBack", ws.id, { to_version = to or rch.json.null, reason = reason })
+  sync(d)
   return true
 end
 
@@ -159,7 +173,7 @@ local function preflight(d, ws)
     issues = #issues > 0 and issues or rch.json.array(),
   }
   if #blocking > 0 then
-    d.audit:log("WorkerPreflight", ws.id, details)
+    audit(d, "WorkerPreflight", ws.id, details)
     return fail(d, ws, table.concat(blocking, "; "))
   end
   end_step(d, ws, details, facts.current_version and ("current " .. facts.current_version) or "no agent installed")
@@ -178,7 +192,8 @@ function M.run(d, ws)
     ws.status = "Skipped"
     ws.skip_reason = "already at " .. d.target_version
     ws.completed_at = now()
-    d.state:record({ worker = ws.id, event = "skipped", status = "Skipped", reason = ws.skip_reason })
+    note(d, { worker = ws.id, event = "skipped", status = "Skipped", reason = ws.skip_reason })
+    sync(d)
     d.progress:finished(ws)
     return
   end
@@ -249,7 +264,8 @@ function M.run(d, ws)
   ws.status = "Completed"
   ws.completed_at = now()
   ws.installed = false
-  d.state:record({ worker = ws.id, event = "completed", status = "Completed" })
+  note(d, { worker = ws.id, event = "completed", status = "Completed" })
+  sync(d)
   d.progress:finished(ws)
 end
 

@@ -10,12 +10,28 @@ local M = {}
 local Deployment = {}
 Deployment.__index = Deployment
 
+local override_dir
+
+--- Keeps every state file (and fleet.lock) under `dir` instead of
+-- $RCH_STATE_DIR: stress runs stay out of the real history and audit log.
+function M.use_dir(dir)
+  override_dir = dir
+end
+
+function M.state_dir()
+  return override_dir or rch.config.paths().state_dir
+end
+
+function M.lock_path()
+  return (override_dir or rch.config.paths().data_dir) .. "/fleet.lock"
+end
+
 function M.deployments_dir()
-  return rch.config.paths().state_dir .. "/deployments"
+  return M.state_dir() .. "/deployments"
 end
 
 function M.history_path()
-  return rch.config.paths().state_dir .. "/history.jsonl"
+  return M.state_dir() .. "/history.jsonl"
 end
 
 local function open(dir, plan)
@@ -61,11 +77,17 @@ function M.newest_unfinished()
   return best
 end
 
---- Appends one transition; returns once it is on disk. Yields.
+--- Appends one transition. Yields until it is on disk unless opts.wait is
+-- false; Deployment:barrier() then waits for everything recorded so far.
 -- @param entry {worker=, step=, event=, status=, …}
-function Deployment:record(entry)
+function Deployment:record(entry, opts)
   entry.ts = util.iso_now()
-  local ok, err = self.journal:append(rch.json.encode(entry))
+  local ok, err = self.journal:append(rch.json.encode(entry), opts)
+  if not ok then error("deployment journal: " .. err, 0) end
+end
+
+function Deployment:barrier()
+  local ok, err = self.journal:barrier()
   if not ok then error("deployment journal: " .. err, 0) end
 end
 
