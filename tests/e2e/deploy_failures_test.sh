@@ -84,6 +84,38 @@ for w in d["workers"]:
 same_as disk 1 2 3 4
 write_config
 
+# ---- A root the agent user cannot write blocks that worker at preflight.
+chmod 555 "$(root_of 4)"
+snap_all readonly
+deploy 1
+json '
+assert d["counts"]["completed"] == 3 and d["counts"]["failed"] == 1, d["counts"]
+assert st["w4"]["status"] == "Failed" and st["w4"]["error"].startswith("preflight: root_writable: "), st["w4"]'
+same_as readonly 4
+chmod 755 "$(root_of 4)"
+reset_workers
+
+# ---- An artifact built for another architecture (the ELF machine field patched) is blocked on
+# every worker by the architecture preflight check, and nothing is uploaded.
+ARTIFACT=$RCH_HOME/versions/v$NEXT/rch-wkr py '
+p = os.environ["ARTIFACT"]
+os.makedirs(os.path.dirname(p), exist_ok=True)
+b = bytearray(open(os.environ["RCH_WKR_NEXT"], "rb").read())
+assert b[:4] == b"\x7fELF" and b[5] == 1, "little-endian ELF expected"
+machine = int.from_bytes(b[18:20], "little")
+b[18:20] = (183 if machine != 183 else 62).to_bytes(2, "little")  # aarch64, or x86_64 on an aarch64 host
+open(p, "wb").write(b)
+os.chmod(p, 0o755)'
+snap_all arch
+deploy 1 --version "$NEXT"
+json '
+assert d["counts"]["failed"] == 4, d["counts"]
+for w in d["workers"]:
+    assert w["status"] == "Failed" and w["error"].startswith("preflight: architecture: worker is "), w
+    assert "the rch-wkr artifact is built for" in w["error"], w["error"]'
+same_as arch 1 2 3 4
+unstage "$NEXT"
+
 # ---- A pre_install veto (hooks/ in the config dir) stops w3 with its message; the others complete.
 mkdir -p "$CFG/hooks"
 cat >"$CFG/hooks/pre_install.lua" <<'EOF'
@@ -117,6 +149,9 @@ mkdir -p "$TMP/sd_verify/hooks"
 cat >"$TMP/sd_verify/hooks/post_verify.lua" <<'EOF'
 return function(ctx)
   if ctx.worker.id == "w1" then return false, "smoke test failed" end
+  -- ctx.exec quotes every argument: this creates one oddly named file and runs nothing else.
+  local r, err = ctx.exec({ "touch", ctx.root .. "/hook ran; $(echo INJECTED) `echo X` 'q\"*" })
+  if not r or r.code ~= 0 then return false, "exec failed: " .. tostring(err or r.err) end
   return true
 end
 EOF
@@ -129,7 +164,12 @@ w = st["w1"]
 assert w["status"] == "RolledBack" and "hook post_verify vetoed: smoke test failed" in w["error"], w
 assert [s["name"] for s in w["steps"]] == ["preflight", "transfer", "install", "verify"], w["steps"]'
 installed 1 "$OWN" "$OWN_SHA"
-for k in 2 3 4; do installed "$k" "$NEXT" "$NEXT_SHA"; done
+for k in 2 3 4; do
+  installed "$k" "$NEXT" "$NEXT_SHA"
+  # Exactly the literal name: no shell expanded, split or globbed it.
+  [[ $(cd "$(root_of "$k")" && ls -d hook*) == "hook ran; \$(echo INJECTED) \`echo X\` 'q\"*" ]] ||
+    fail "w$k: the hook's ctx.exec made: $(cd "$(root_of "$k")" && ls -d hook*)"
+done
 DEP=$(json 'print(d["id"])') py '
 ev = [e for e in audit() if e["deployment_id"] == os.environ["DEP"]]
 rb = [e for e in ev if e["event_type"] == "WorkerRolledBack"]

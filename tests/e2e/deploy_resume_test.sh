@@ -78,6 +78,13 @@ done = [l for l in j if l.get("step") == "transfer" and l.get("event") == "compl
 assert sorted(l["worker"] for l in done) == ["w1", "w2", "w3", "w4"], j
 assert not any(l.get("step") == "install" for l in j), j'
 
+# The artifact changed since the plan was made (same version, other bytes): --resume refuses.
+cp "$RCH_HOME/versions/v$NEXT/rch-wkr" "$TMP/next.orig"
+echo "tail" >>"$RCH_HOME/versions/v$NEXT/rch-wkr"
+expect_exit 1 "$RCH" fleet deploy --resume --no-toolchain
+contains "$ERR" "changed since the deployment started"
+cp "$TMP/next.orig" "$RCH_HOME/versions/v$NEXT/rch-wkr"
+
 # The resume takes the plan (version, options) from disk; the test hook is not on this command line.
 deploy 0 --resume
 json '
@@ -102,6 +109,13 @@ wait "$sampler_pid"
 # Nothing left to resume.
 expect_exit 1 "$RCH" fleet deploy --resume --no-toolchain
 contains "$ERR" "no unfinished deployment"
+# A deploy refused for a bad --audit-log (a directory) leaves nothing a later --resume would run.
+dirs_before=$(deployment_dirs)
+expect_exit 2 "$RCH" fleet deploy --no-toolchain --force --audit-log "$TMP"
+contains "$ERR" "audit log $TMP"
+[[ $(deployment_dirs) == "$dirs_before" ]] || fail "the refused deploy left a deployment behind"
+expect_exit 1 "$RCH" fleet deploy --resume --no-toolchain
+contains "$ERR" "no unfinished deployment"
 
 # ---- fleet.lock: while one deploy holds it, a second one is refused, naming the holder.
 rm -f "$TMP"/marks/*
@@ -116,6 +130,10 @@ contains "$ERR" "$RCH_DATA_DIR/fleet.lock is held by pid $holder"
 HOLDER_ID=$(grep -oE 'rch fleet deploy [0-9a-f-]{36}' <<<"$ERR" | cut -d' ' -f4)
 [[ -n $HOLDER_ID ]] || fail "the refusal does not name the holder's deployment: $ERR"
 [[ $(deployment_dirs) == "$dirs_locked" ]] || fail "the refused deploy created a deployment"
+# A dry run appends to the same hash-chained audit log, so it waits its turn too
+# (interleaved writers would break the chain, checked below).
+expect_exit 1 "$RCH" fleet deploy --no-toolchain --dry-run --worker w2
+contains "$ERR" "$RCH_DATA_DIR/fleet.lock is held by pid $holder"
 touch "$TMP/marks/go"
 set +e; wait "$holder"; rc=$?; set -e
 [[ $rc == 0 ]] || fail "the lock holder exited $rc: $(cat "$TMP/holder.out" "$TMP/holder.err")"
@@ -124,6 +142,40 @@ json 'assert d["id"] == "'"$HOLDER_ID"'" and d["counts"]["completed"] == 1, d'
 # Released: the next deploy runs.
 deploy 0 --worker w2 --version "$NEXT"
 json 'assert st["w2"]["status"] == "Skipped", d'
+
+# ---- kill -9 during the canary wait, then --resume: the canary that completed before the kill is
+# still health-checked (the unhealthy agent fails it) and rolled back; the rest stays untouched.
+reset_workers
+stage "$OWN" "$RCH_WKR_UNHEALTHY"
+snap_all canary_resume
+before_dirs=$(deployment_dirs)
+"$RCH" fleet deploy --no-toolchain --json --canary 25 --canary-wait 3 >"$TMP/killed.out" 2>"$TMP/killed.err" &
+victim=$!
+BACKGROUND+=("$victim")
+# Killed once the canary (w1) completed, during the 3 s wait.
+CANARY=""
+for _ in $(seq 200); do
+  CANARY=$(comm -13 <(echo "$before_dirs") <(deployment_dirs))
+  [[ -n $CANARY ]] && grep -qs '"status":"Completed"' "$RCH_STATE_DIR/deployments/$CANARY/journal.jsonl" && break
+  sleep 0.05
+done
+kill -9 "$victim"
+set +e; wait "$victim"; rc=$?; set -e
+[[ $rc == 137 ]] || fail "the canary deploy exited $rc before the kill: $(cat "$TMP/killed.out" "$TMP/killed.err")"
+[[ $CANARY =~ ^[0-9a-f-]{36}$ ]] || fail "expected one new deployment, got: $CANARY"
+export CANARY
+installed 1 "$OWN" "$UNHEALTHY_SHA"
+same_as canary_resume 2 3 4
+deploy 1 --resume
+json '
+assert d["id"] == os.environ["CANARY"] and d["resumed"] is True, d
+assert d["reason"].startswith("canary failed: canary w1 reports unhealthy"), d["reason"]
+w1 = st["w1"]
+assert w1["status"] == "RolledBack" and w1["error"].startswith("canary failed: "), w1
+for w in ("w2", "w3", "w4"): assert st[w]["status"] == "Skipped" and st[w]["steps"] == [], st[w]'
+no_agent 1
+same_as canary_resume 2 3 4
+unstage "$OWN"
 
 # ---- --audit-log FILE gets the same events as the state audit log, in its own hash chain.
 deploy 0 --force --worker w3,w4 --audit-log "$TMP/extra-audit.jsonl"
@@ -184,13 +236,14 @@ py '
 h = load(os.environ["RCH_STATE_DIR"] + "/history.jsonl")
 d = os.environ["RCH_STATE_DIR"] + "/deployments"
 finished = {i for i in os.listdir(d) if os.path.exists(d + "/" + i + "/result.json")}
+assert [r["strategy"] for r in h].count("canary") == 1, h
 assert sorted(r["id"] for r in h) == sorted(finished) and len(h) == len(finished) == len(os.listdir(d)), (h, finished)
 for r in h:
     for k in ("id", "started_at", "completed_at", "duration_secs", "user", "machine", "target_version", "strategy",
               "outcome", "counts"):
         assert k in r, (k, r)
     assert isinstance(r["duration_secs"], (int, float)) and r["duration_secs"] >= 0, r
-    assert r["strategy"] == "all_at_once", r
+    assert r["strategy"] in ("all_at_once", "canary"), r
     assert set(r["counts"]) == {"completed", "failed", "skipped", "rolled_back", "aborted"}, r
 k = [r for r in h if r["id"] == os.environ["KILLED"]]
 assert len(k) == 1 and k[0]["target_version"] == os.environ["NEXT"] and k[0]["counts"]["completed"] == 4, k
@@ -207,7 +260,8 @@ installed 4 "$OWN" "$OWN_SHA"
 snap_all dry
 cp "$RCH_STATE_DIR/history.jsonl" "$TMP/history.before"
 dirs_dry=$(deployment_dirs)
-export SIZE=$(stat -c %s "$RCH_WKR_NEXT")
+SIZE=$(stat -c %s "$RCH_WKR_NEXT")
+export SIZE
 expect_exit 0 "$RCH" fleet deploy --no-toolchain --version "$NEXT" --dry-run --json
 json '
 mb = int(os.environ["SIZE"]) / 1e6
@@ -235,6 +289,25 @@ for line in "\[UPGRADE\] +w1 $OWN -> $NEXT \(~${MB}MB" "\[INSTALL\] +w2 none -> 
   "^Would deploy $NEXT to 3 of 4 workers\. Dry run: nothing was changed\.$"; do
   grep -qE -- "$line" <<<"$OUT" || fail "dry run output lacks /$line/: $OUT"
 done
+# Toward rch's own version: w3 (NEXT) is a downgrade, w1/w4 are skipped.
+expect_exit 0 "$RCH" fleet deploy --no-toolchain --dry-run --json
+json '
+p = {x["worker_id"]: x["action"] for x in d["predictions"]}
+assert p == {"w1": "Skip", "w2": "Install", "w3": "Downgrade", "w4": "Skip"}, p'
+# A worker preflight would stop is BLOCKED, with the issue and its recommendation.
+write_config $'[preflight]\nmin_disk_mb = 99999999\n'
+expect_exit 0 "$RCH" fleet deploy --no-toolchain --version "$NEXT" --dry-run --json
+json '
+assert all(x["action"] == "Blocked" and x["estimated_transfer_mb"] == 0 for x in d["predictions"]), d["predictions"]
+iss = [i for i in d["potential_issues"] if i["severity"] == "error"]
+assert [i["worker_id"] for i in iss] == ["w1", "w2", "w3", "w4"], iss
+assert all(i["issue"].startswith("disk_space: ") and i["recommendation"] for i in iss), iss
+assert d["resource_requirements"]["total_transfer_mb"] == 0, d'
+expect_exit 0 "$RCH" fleet deploy --no-toolchain --version "$NEXT" --dry-run
+contains "$OUT" "Would deploy $NEXT to 0 of 4 workers."
+grep -qE '^  \[BLOCKED\] +w2 none -> ' <<<"$OUT" || fail "no BLOCKED line for w2: $OUT"
+grep -qE '^  \[ERROR\] w1: disk_space: [0-9]+ MB free, 99999999 MB required$' <<<"$OUT" || fail "no disk issue: $OUT"
+write_config
 same_as dry 1 2 3 4
 [[ $(deployment_dirs) == "$dirs_dry" ]] || fail "the dry run created a deployment"
 cmp -s "$RCH_STATE_DIR/history.jsonl" "$TMP/history.before" || fail "the dry run wrote history"

@@ -93,6 +93,18 @@ installed 2 "$OWN" "$OWN_SHA"
 "${TESTBED[@]}" start 1 "$TB" >/dev/null
 reset_workers
 
+# ---- A canary that fails to deploy (its sshd is down) stops the rollout before the rest.
+"${TESTBED[@]}" stop 1 "$TB" >/dev/null
+snap_all canary_down
+deploy 1 --canary 25 --canary-wait 0
+json '
+assert d["reason"] == "canary failed: 1 canary worker(s) failed to deploy", d["reason"]
+assert st["w1"]["status"] == "Failed" and st["w1"]["error"].startswith("preflight: "), st["w1"]
+for w in ("w2", "w3", "w4"): assert st[w]["status"] == "Skipped" and st[w]["steps"] == [], st[w]'
+same_as canary_down 1 2 3 4
+ev_py 't = types(); assert "CanaryFailed" in t and "CanaryPassed" not in t and "WorkerRolledBack" not in t, t'
+"${TESTBED[@]}" start 1 "$TB" >/dev/null
+
 # ---- canary failure on a fresh fleet: the unhealthy agent (same version) on 2 canaries,
 # which are rolled back to no agent; the other two are never touched.
 stage "$OWN" "$RCH_WKR_UNHEALTHY"
@@ -101,7 +113,8 @@ deploy 1 --canary 50 --canary-wait 0
 json '
 assert d["outcome"] == "failed" and d["reason"].startswith("canary failed: canary w1 reports unhealthy"), d["reason"]
 assert d["counts"] == {"completed": 0, "failed": 0, "skipped": 2, "rolled_back": 2, "aborted": 2}, d["counts"]
-for w in ("w1", "w2"): assert st[w]["status"] == "RolledBack", st[w]
+for w in ("w1", "w2"):
+    assert st[w]["status"] == "RolledBack" and st[w]["error"].startswith("canary failed: "), st[w]
 for w in ("w3", "w4"):
     assert st[w]["status"] == "Skipped" and st[w]["error"].startswith("canary failed: "), st[w]
     assert st[w]["steps"] == [], st[w]'

@@ -106,9 +106,39 @@ done
 deploy 0 --version "$NEXT"
 json 'assert d["counts"]["skipped"] == 4, d["counts"]'
 
+# ---- A worker named twice is deployed once (two pipelines on one worker would race).
+deploy 0 --force --worker w2,w2 --version "$NEXT"
+json 'assert [w["worker_id"] for w in d["workers"]] == ["w2"] and d["counts"]["completed"] == 1, d'
+installed 2 "$NEXT" "$NEXT_SHA"
+
+# ---- A tampered root: a truncated copy of the target version, a stale temp upload, a dangling
+# current link and a bin/rch-wkr that is a plain file. The deploy repairs all of it.
+reset_workers
+r=$(root_of 1)
+mkdir -p "$r/versions/v$OWN" "$r/bin"
+head -c 100000 "$RCH_WKR" >"$r/versions/v$OWN/rch-wkr"
+chmod 755 "$r/versions/v$OWN/rch-wkr"
+echo junk >"$r/versions/v$OWN/.rch-wkr.part.999"
+ln -s versions/v9.9.9 "$r/current"
+cp "$RCH_WKR_NEXT" "$r/bin/rch-wkr"
+r2=$(root_of 2)
+mkdir -p "$r2/bin"
+ln -s ../current/rch-wkr "$r2/bin/rch-wkr"
+chown -R --reference="$TB/w1/root" "$r" "$r2"
+deploy 0 --worker w1,w2
+json '
+assert st["w1"]["status"] == "Completed" and st["w1"]["current_version"] == os.environ["NEXT"], st["w1"]
+assert st["w2"]["status"] == "Completed" and st["w2"]["current_version"] is None, st["w2"]
+t = [s for s in st["w1"]["steps"] if s["name"] == "transfer"][0]
+assert t["output"] != "already present, sha256 matches", t'
+contains "$ERR" "does not report a version"
+[[ -z $(find "$r" -name '.rch-wkr.part.*') ]] || fail "w1: the stale partial upload is still there"
+installed 1 "$OWN" "$OWN_SHA"
+installed 2 "$OWN" "$OWN_SHA"
+
 # ---- Human output (no --json): one summary line, exit 0.
 expect_exit 0 "$RCH" fleet deploy --no-toolchain --version "$NEXT"
-grep -qE "^Deployment [0-9a-f-]{36} completed: 0 completed, 0 failed, 4 skipped, 0 rolled back in [0-9.]+s$" <<<"$OUT" ||
+grep -qE "^Deployment [0-9a-f-]{36} completed: 4 completed, 0 failed, 0 skipped, 0 rolled back in [0-9.]+s$" <<<"$OUT" ||
   fail "summary line: $OUT"
 
 echo "deploy_test: ok"

@@ -295,11 +295,10 @@ function M.run(opts)
   progress:close()
 
   M.last_result, M.last_deploy = result, d
-  if opts.quiet then
-    -- rch fleet stress reports on its own
-  elseif opts.json then
+  -- (quiet: rch fleet stress prints its own report)
+  if opts.json and not opts.quiet then
     io.stdout:write(rch.json.encode(result, { pretty = true }), "\n")
-  else
+  elseif not opts.quiet then
     local line = ("Deployment %s %s: %d completed, %d failed, %d skipped, %d rolled back in %.1fs"):format(plan.id,
       success and ui.paint("green", "completed") or ui.paint("red", "failed"), counts.Completed, counts.Failed,
       counts.Skipped, counts.RolledBack, duration)

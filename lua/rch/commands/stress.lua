@@ -35,7 +35,9 @@ local function check_audit(path)
   end
   for w, events in pairs(open) do
     local missing = next(events)
-    if missing then return false, ("worker %s: a Started event was never followed by %s or WorkerFailed"):format(w, missing) end
+    if missing then
+      return false, ("worker %s: a Started event was never followed by %s or WorkerFailed"):format(w, missing)
+    end
   end
   return true
 end
@@ -91,7 +93,9 @@ function M.run(opts)
   local wrong
   for _, w in ipairs(result.workers) do
     local installed = fleet_state[w.worker_id]
-    if w.status == "Completed" and installed ~= result.target_version then wrong = w.worker_id .. " completed but runs " .. tostring(installed) end
+    if w.status == "Completed" and installed ~= result.target_version then
+      wrong = w.worker_id .. " completed but runs " .. tostring(installed)
+    end
     if (w.status == "RolledBack" or w.status == "Failed") and installed == result.target_version then
       wrong = w.worker_id .. " " .. w.status .. " but runs the target version"
     end
@@ -107,7 +111,8 @@ function M.run(opts)
   local replayed = deployment:replay()
   local mismatch
   for id, status in pairs(statuses) do
-    if (replayed[id] or {}).status ~= status then mismatch = id .. ": journal " .. tostring((replayed[id] or {}).status) .. ", result " .. status end
+    local journaled = (replayed[id] or {}).status
+    if journaled ~= status then mismatch = ("%s: journal %s, result %s"):format(id, tostring(journaled), status) end
   end
   local journal = deployment.dir .. "/journal.jsonl"
   local before = #rch.store.read_lines(journal)
@@ -143,8 +148,8 @@ function M.run(opts)
   if opts.json then
     io.stdout:write(rch.json.encode(report, { pretty = true }), "\n")
   else
-    io.stdout:write(("stress: %d simulated workers, parallel %d, strategy %s, fault rate %.3f (%d faulty), latency %dms, seed %d\n")
-      :format(n, p, opts.strategy, opts.fault_rate, faults, opts.latency_ms, opts.seed))
+    io.stdout:write(("stress: %d simulated workers, parallel %d, strategy %s, fault rate %.3f (%d faulty), latency %dms, "
+      .. "seed %d\n"):format(n, p, opts.strategy, opts.fault_rate, faults, opts.latency_ms, opts.seed))
     io.stdout:write(("  %.2fs, %.0f workers/s, peak in-flight %d, peak RSS %.0f MB\n"):format(elapsed, n / elapsed,
       d.peak_in_flight, report.peak_rss_mb))
     io.stdout:write(("  completed %d, failed %d, skipped %d, rolled back %d\n"):format(counts.completed, counts.failed,
@@ -153,7 +158,8 @@ function M.run(opts)
       io.stdout:write(("  [%s] %s%s\n"):format(c.ok and ui.paint("green", "ok") or ui.paint("red", "FAIL"), c.name,
         c.detail ~= "" and ("  (" .. c.detail .. ")") or ""))
     end
-    io.stdout:write("verdict: ", verdict and ui.paint("green", "pass") or ui.paint("red", "FAIL (state kept in " .. dir .. ")"), "\n")
+    io.stdout:write("verdict: ", verdict and ui.paint("green", "pass")
+      or ui.paint("red", "FAIL (state kept in " .. dir .. ")"), "\n")
   end
   return verdict and 0 or 1
 end
