@@ -13,6 +13,7 @@
 
 #include "cli/rchd/daemon.hpp"
 #include "cli/rchd/job.hpp"
+#include "core/agent/daemon_client.hpp"
 #include "core/version/build_info.hpp"
 
 namespace rch::rchd {
@@ -47,6 +48,7 @@ protocol: one JSON object per line, one reply line per request:
                                        unless force (builds then keep running)
   {"cmd":"build","argv":[...],"cwd":D} run a job under a lease: {"ok":true,"job":N}
                                        once it runs, {"ok":false,"error":"draining"}
+A build's output goes to the daemon's log (stderr with --foreground).
 SIGTERM, SIGINT and SIGHUP make the daemon exit cleanly (socket and pidfile
 removed; running builds keep their leases until they end).
 )";
@@ -104,7 +106,7 @@ int cmd_run(int argc, char** argv) {
     options.root = home_dir() / ".rch";
   }
   options.root = options.root.lexically_normal();
-  options.socket = socket ? *socket : options.root / "rchd.sock";
+  options.socket = socket ? *socket : daemon_socket_path(options.root);
   options.pidfile = pidfile ? *pidfile : options.root / "rchd.pid";
   options.log = log ? *log : options.root / "rchd.log";
   options.foreground = foreground;

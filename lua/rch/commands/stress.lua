@@ -56,7 +56,8 @@ function M.run(opts)
   local deploy_opts = {
     workers_list = workers, quiet = true, parallel = p, no_toolchain = true, force = false, verify = true,
     strategy = STRATEGIES[opts.strategy], canary = opts.strategy == "canary" and 10 or nil, canary_wait = 0,
-    rolling_batch = math.max(p, math.ceil(n / 10)), rolling_wait = 0, max_fail_percent = 100,
+    rolling_batch = opts.strategy == "rolling" and math.max(p, math.ceil(n / 10)) or 0, rolling_wait = 0,
+    max_fail_percent = 100,
     drain_first = false, drain_timeout = 10,
   }
   local t0 = rch.monotonic()
