@@ -1,0 +1,504 @@
+// Tests of core/net/download against local servers only (tests/unit/
+// https_server.py on 127.0.0.1): TLS trust with a CA generated at test time,
+// a self-signed server that must be refused, exact bytes, size caps,
+// resume after a dropped connection, restart when the server ignores Range,
+// HTTP errors, progress, plain http, and the https→http redirect refusal.
+#include "core/net/download.hpp"
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/crypto/sha256.hpp"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    std::string tmpl = (fs::temp_directory_path() / "rch-download-test-XXXXXX").string();
+    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
+    path = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+fs::path source_dir() {
+  if (const char* dir = std::getenv("RCH_SOURCE_DIR")) return dir;
+  return fs::path(__FILE__).parent_path().parent_path().parent_path();
+}
+
+// Runs argv with stdout and stderr appended to `log`; returns the exit status.
+int run(const std::vector<std::string>& argv, const fs::path& log) {
+  pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    FILE* f = std::fopen(log.c_str(), "a");
+    if (f) {
+      ::dup2(::fileno(f), 1);
+      ::dup2(::fileno(f), 2);
+    }
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    ::execvp(args[0], args.data());
+    ::_exit(127);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+void write_file(const fs::path& p, const std::string& data) {
+  std::ofstream out(p, std::ios::binary);
+  out << data;
+  REQUIRE(out.good());
+}
+
+std::string read_whole(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::string random_bytes(std::size_t n, unsigned seed) {
+  std::mt19937_64 rng(seed);
+  std::string out(n, '\0');
+  for (auto& c : out) c = static_cast<char>(rng() & 0xff);
+  return out;
+}
+
+// A test CA, a server certificate it signs for 127.0.0.1 and localhost, and a
+// self-signed certificate for the same names that no one trusts.
+struct Certs {
+  TempDir dir;
+  fs::path ca, server_cert, server_key, self_cert, self_key;
+
+  Certs() {
+    const fs::path cnf = dir.path / "openssl.cnf";
+    write_file(cnf,
+               "[req]\ndistinguished_name = dn\nprompt = no\n[dn]\nCN = rch test\n"
+               "[ca]\nbasicConstraints = critical,CA:TRUE\nkeyUsage = critical,keyCertSign,cRLSign\n"
+               "subjectKeyIdentifier = hash\n"
+               "[server]\nbasicConstraints = critical,CA:FALSE\nkeyUsage = critical,digitalSignature\n"
+               "extendedKeyUsage = serverAuth\nsubjectAltName = IP:127.0.0.1,DNS:localhost\n");
+    ca = dir.path / "ca.pem";
+    server_cert = dir.path / "server.pem";
+    server_key = dir.path / "server.key";
+    self_cert = dir.path / "self.pem";
+    self_key = dir.path / "self.key";
+    const fs::path log = dir.path / "openssl.log";
+    const std::vector<std::string> ec = {"-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"};
+    auto cmd = [&](std::vector<std::string> head, const std::vector<std::string>& tail) {
+      head.insert(head.end(), tail.begin(), tail.end());
+      return head;
+    };
+    auto must = [&](const std::vector<std::string>& argv) {
+      int rc = run(argv, log);
+      INFO(read_whole(log));
+      REQUIRE(rc == 0);
+    };
+    must(cmd({"openssl", "req", "-x509", "-config", cnf, "-extensions", "ca", "-days", "2", "-subj", "/CN=rch test CA",
+              "-keyout", dir.path / "ca.key", "-out", ca},
+             ec));
+    must(cmd({"openssl", "req", "-new", "-config", cnf, "-subj", "/CN=localhost", "-keyout", server_key, "-out",
+              dir.path / "server.csr"},
+             ec));
+    must({"openssl", "x509", "-req", "-in", dir.path / "server.csr", "-CA", ca, "-CAkey", dir.path / "ca.key",
+          "-set_serial", "2", "-days", "2", "-extfile", cnf, "-extensions", "server", "-out", server_cert});
+    must(cmd({"openssl", "req", "-x509", "-config", cnf, "-extensions", "server", "-days", "2", "-subj",
+              "/CN=localhost", "-keyout", self_key, "-out", self_cert},
+             ec));
+  }
+};
+
+// The interpreter behind `python3`, resolved once: version-manager shims
+// (pyenv) cost a few hundred milliseconds per start.
+const std::string& python() {
+  static const std::string path = [] {
+    std::string out;
+    if (FILE* p = ::popen("python3 -c 'import sys; print(sys.executable)' 2>/dev/null", "r")) {
+      char buf[4096];
+      while (std::fgets(buf, sizeof buf, p)) out += buf;
+      ::pclose(p);
+    }
+    while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+    return out.empty() ? std::string("python3") : out;
+  }();
+  return path;
+}
+
+// tests/unit/https_server.py serving `root`, stopped on destruction.
+class Server {
+ public:
+  Server(const fs::path& root, const fs::path& work, const std::string& name, const fs::path& cert = {},
+         const fs::path& key = {}, const std::string& drop = {})
+      : log_(work / (name + ".requests")) {
+    const fs::path port_file = work / (name + ".port");
+    const fs::path out = work / (name + ".out");
+    std::vector<std::string> argv = {python(),
+                                     (source_dir() / "tests/unit/https_server.py").string(),
+                                     port_file.string(),
+                                     root.string(),
+                                     "--log",
+                                     log_.string()};
+    if (!cert.empty()) argv.insert(argv.end(), {"--cert", cert.string(), "--key", key.string()});
+    if (!drop.empty()) argv.insert(argv.end(), {"--drop", drop});
+    pid_ = ::fork();
+    REQUIRE(pid_ >= 0);
+    if (pid_ == 0) {
+      FILE* f = std::fopen(out.c_str(), "w");
+      if (f) ::dup2(::fileno(f), 2);
+      std::vector<char*> args;
+      for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+      args.push_back(nullptr);
+      ::execvp(args[0], args.data());
+      ::_exit(127);
+    }
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (!fs::exists(port_file) && std::chrono::steady_clock::now() < deadline) {
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        FAIL("https_server.py exited: " << read_whole(out));
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    REQUIRE(fs::exists(port_file));
+    port_ = std::stoi(read_whole(port_file));
+    base_ = std::string(cert.empty() ? "http" : "https") + "://127.0.0.1:" + std::to_string(port_);
+  }
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+  ~Server() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGTERM);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+
+  std::string url(const std::string& path) const { return base_ + path; }
+  std::string requests() const { return read_whole(log_); }
+
+ private:
+  fs::path log_;
+  pid_t pid_ = -1;
+  int port_ = 0;
+  std::string base_;
+};
+
+// Proxies from the environment would take loopback requests elsewhere.
+void no_proxies() {
+  for (const char* v : {"http_proxy", "https_proxy", "HTTPS_PROXY", "ALL_PROXY", "all_proxy"}) ::unsetenv(v);
+}
+
+// Generated once per process: every Fixture would otherwise pay for it.
+const Certs& test_certs() {
+  static const Certs certs;
+  return certs;
+}
+
+struct Fixture {
+  const Certs& certs = test_certs();
+  TempDir root, work;
+  rch::DownloadOptions opts;
+  std::string big = random_bytes(3 * 1024 * 1024 + 17, 42);
+
+  Fixture() {
+    no_proxies();
+    write_file(root.path / "hello.txt", "hello over tls\n");
+    write_file(root.path / "big.bin", big);
+    write_file(root.path / "empty", "");
+    opts.ca_file = certs.ca.string();
+    opts.connect_timeout_s = 5;
+    opts.transfer_timeout_s = 60;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("http_get over https trusts the configured CA and nothing else", "[download]") {
+  Fixture fx;
+  Server good(fx.root.path, fx.work.path, "good", fx.certs.server_cert, fx.certs.server_key);
+
+  auto body = rch::http_get(good.url("/hello.txt"), fx.opts);
+  INFO((body ? "" : body.error()));
+  REQUIRE(body.ok());
+  CHECK(*body == "hello over tls\n");
+
+  SECTION("by host name too") {
+    std::string url = good.url("/hello.txt");
+    url.replace(url.find("127.0.0.1"), 9, "localhost");
+    auto r = rch::http_get(url, fx.opts);
+    INFO((r ? "" : r.error()));
+    CHECK(r.ok());
+  }
+
+  SECTION("without the CA the server is not trusted") {
+    rch::DownloadOptions plain = fx.opts;
+    plain.ca_file.clear();
+    auto r = rch::http_get(good.url("/hello.txt"), plain);
+    REQUIRE_FALSE(r.ok());
+    CHECK_THAT(r.error(), Catch::StartsWith("TLS certificate of " + good.url("/hello.txt") + " not trusted: "));
+  }
+
+  SECTION("a self-signed server is refused even with the CA set") {
+    Server self(fx.root.path, fx.work.path, "self", fx.certs.self_cert, fx.certs.self_key);
+    auto r = rch::http_get(self.url("/hello.txt"), fx.opts);
+    REQUIRE_FALSE(r.ok());
+    CHECK_THAT(r.error(), Catch::StartsWith("TLS certificate of " + self.url("/hello.txt") + " not trusted: "));
+    CHECK_THAT(r.error(), Catch::Contains("self-signed") || Catch::Contains("self signed"));
+    CHECK(self.requests().empty());
+  }
+
+  SECTION("an unreadable CA bundle is named") {
+    rch::DownloadOptions bad = fx.opts;
+    bad.ca_file = (fx.work.path / "missing.pem").string();
+    auto r = rch::http_get(good.url("/hello.txt"), bad);
+    REQUIRE_FALSE(r.ok());
+    CHECK_THAT(r.error(), Catch::StartsWith("cannot read CA bundle '" + bad.ca_file + "'"));
+  }
+
+  SECTION("a CA bundle that is not PEM is named") {
+    rch::DownloadOptions bad = fx.opts;
+    bad.ca_file = (fx.work.path / "junk.pem").string();
+    write_file(bad.ca_file, "not a certificate\n");
+    auto r = rch::http_get(good.url("/hello.txt"), bad);
+    REQUIRE_FALSE(r.ok());
+    CHECK_THAT(r.error(), Catch::StartsWith("cannot load CA bundle '" + bad.ca_file + "' for "));
+  }
+
+  SECTION("an empty body is an empty string") {
+    auto r = rch::http_get(good.url("/empty"), fx.opts);
+    REQUIRE(r.ok());
+    CHECK(r->empty());
+  }
+}
+
+TEST_CASE("download_file writes the exact bytes and reports progress", "[download]") {
+  Fixture fx;
+  Server good(fx.root.path, fx.work.path, "good", fx.certs.server_cert, fx.certs.server_key);
+  const fs::path dest = fx.work.path / "big.bin";
+
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> calls;
+  fx.opts.progress = [&](std::uint64_t done, std::uint64_t total) { calls.emplace_back(done, total); };
+  auto r = rch::download_file(good.url("/big.bin"), dest, fx.opts);
+  INFO((r ? "" : r.error()));
+  REQUIRE(r.ok());
+  CHECK(*rch::sha256_file_hex(dest) == rch::sha256_hex(fx.big));
+  CHECK_FALSE(fs::exists(dest.string() + ".part"));
+
+  REQUIRE(calls.size() > 1);
+  for (std::size_t i = 1; i < calls.size(); ++i) CHECK(calls[i].first > calls[i - 1].first);
+  CHECK(calls.back().first == fx.big.size());
+  for (const auto& c : calls) CHECK(c.second == fx.big.size());
+
+  SECTION("an existing dest is replaced") {
+    write_file(dest, "old");
+    fx.opts.progress = nullptr;
+    REQUIRE(rch::download_file(good.url("/hello.txt"), dest, fx.opts).ok());
+    CHECK(read_whole(dest) == "hello over tls\n");
+  }
+
+  SECTION("an empty file downloads as an empty file") {
+    const fs::path empty = fx.work.path / "empty";
+    REQUIRE(rch::download_file(good.url("/empty"), empty, fx.opts).ok());
+    CHECK(fs::exists(empty));
+    CHECK(fs::file_size(empty) == 0);
+  }
+
+  SECTION("a streamed body without Content-Length (total unknown)") {
+    calls.clear();
+    const fs::path out = fx.work.path / "chunked.bin";
+    REQUIRE(rch::download_file(good.url("/chunked/big.bin"), out, fx.opts).ok());
+    CHECK(*rch::sha256_file_hex(out) == rch::sha256_hex(fx.big));
+    REQUIRE_FALSE(calls.empty());
+    CHECK(calls.back().first == fx.big.size());
+    CHECK(calls.back().second == 0);
+  }
+}
+
+TEST_CASE("download_file enforces max_bytes", "[download]") {
+  Fixture fx;
+  Server good(fx.root.path, fx.work.path, "good", fx.certs.server_cert, fx.certs.server_key);
+  const fs::path dest = fx.work.path / "big.bin";
+  fx.opts.max_bytes = 1024 * 1024;
+
+  SECTION("refused from Content-Length before anything is written") {
+    auto r = rch::download_file(good.url("/big.bin"), dest, fx.opts);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error() == "refusing " + good.url("/big.bin") + ": it is " + std::to_string(fx.big.size()) +
+                           " bytes, over the limit of 1048576 bytes");
+    CHECK_FALSE(fs::exists(dest));
+    CHECK_FALSE(fs::exists(dest.string() + ".part"));
+  }
+
+  SECTION("aborted when a streamed body grows past it") {
+    auto r = rch::download_file(good.url("/chunked/big.bin"), dest, fx.opts);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error() ==
+          "download of " + good.url("/chunked/big.bin") + " aborted: it grew past the limit of 1048576 bytes");
+    CHECK_FALSE(fs::exists(dest));
+    CHECK(fs::file_size(dest.string() + ".part") <= fx.opts.max_bytes);
+  }
+
+  SECTION("http_get too") {
+    auto r = rch::http_get(good.url("/big.bin"), fx.opts);
+    REQUIRE_FALSE(r.ok());
+    CHECK_THAT(r.error(), Catch::StartsWith("refusing " + good.url("/big.bin")));
+  }
+
+  SECTION("a file exactly at the cap is fine") {
+    fx.opts.max_bytes = fx.big.size();
+    REQUIRE(rch::download_file(good.url("/big.bin"), dest, fx.opts).ok());
+  }
+}
+
+TEST_CASE("download_file resumes a dropped transfer with a Range request", "[download]") {
+  Fixture fx;
+  Server good(fx.root.path, fx.work.path, "good", fx.certs.server_cert, fx.certs.server_key, "big.bin");
+  const fs::path dest = fx.work.path / "big.bin";
+  const fs::path part = dest.string() + ".part";
+
+  auto first = rch::download_file(good.url("/big.bin"), dest, fx.opts);
+  REQUIRE_FALSE(first.ok());
+  CHECK_THAT(first.error(), Catch::StartsWith("download of " + good.url("/big.bin") + " interrupted: "));
+  CHECK_FALSE(fs::exists(dest));
+  REQUIRE(fs::exists(part));
+  const auto have = fs::file_size(part);
+  CHECK(have > 0);
+  CHECK(have < fx.big.size());
+
+  std::vector<std::uint64_t> done;
+  fx.opts.progress = [&](std::uint64_t d, std::uint64_t total) {
+    done.push_back(d);
+    CHECK(total == fx.big.size());
+  };
+  auto second = rch::download_file(good.url("/big.bin"), dest, fx.opts);
+  INFO((second ? "" : second.error()));
+  REQUIRE(second.ok());
+  CHECK(*rch::sha256_file_hex(dest) == rch::sha256_hex(fx.big));
+  CHECK_FALSE(fs::exists(part));
+  CHECK_THAT(good.requests(), Catch::Contains("GET /big.bin range=bytes=" + std::to_string(have) + "-\n"));
+  REQUIRE_FALSE(done.empty());
+  CHECK(done.front() > have);
+  CHECK(done.back() == fx.big.size());
+}
+
+TEST_CASE("download_file starts over when the range cannot be used", "[download]") {
+  Fixture fx;
+  Server good(fx.root.path, fx.work.path, "good", fx.certs.server_cert, fx.certs.server_key);
+  const fs::path dest = fx.work.path / "big.bin";
+  const fs::path part = dest.string() + ".part";
+
+  SECTION("server answers 200 to the Range request") {
+    write_file(part, "garbage that must not stay in front");
+    REQUIRE(rch::download_file(good.url("/chunked/big.bin"), dest, fx.opts).ok());
+    CHECK_THAT(good.requests(), Catch::Contains("range=bytes=35-"));
+  }
+
+  SECTION("server answers 416: the .part is longer than the file") {
+    write_file(part, fx.big + "trailing junk");
+    REQUIRE(rch::download_file(good.url("/big.bin"), dest, fx.opts).ok());
+    CHECK_THAT(good.requests(), Catch::Contains("range=bytes=" + std::to_string(fx.big.size() + 13) + "-"));
+  }
+
+  CHECK(*rch::sha256_file_hex(dest) == rch::sha256_hex(fx.big));
+  CHECK_FALSE(fs::exists(part));
+}
+
+TEST_CASE("download errors name the URL and the cause", "[download]") {
+  Fixture fx;
+  Server good(fx.root.path, fx.work.path, "good", fx.certs.server_cert, fx.certs.server_key);
+  Server plain(fx.root.path, fx.work.path, "plain");
+
+  SECTION("404") {
+    auto r = rch::http_get(good.url("/nope.json"), fx.opts);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error() == "GET " + good.url("/nope.json") + " failed: HTTP status 404 (File not found)");
+
+    const fs::path dest = fx.work.path / "nope";
+    auto d = rch::download_file(good.url("/nope.json"), dest, fx.opts);
+    REQUIRE_FALSE(d.ok());
+    CHECK_THAT(d.error(), Catch::Contains("HTTP status 404"));
+    CHECK_FALSE(fs::exists(dest));
+    CHECK_FALSE(fs::exists(dest.string() + ".part"));
+  }
+
+  SECTION("plain http to loopback works") {
+    auto r = rch::http_get(plain.url("/hello.txt"), fx.opts);
+    INFO((r ? "" : r.error()));
+    REQUIRE(r.ok());
+    CHECK(*r == "hello over tls\n");
+  }
+
+  SECTION("redirects are followed within a scheme") {
+    auto r = rch::http_get(good.url("/redirect?to=" + good.url("/hello.txt")), fx.opts);
+    INFO((r ? "" : r.error()));
+    REQUIRE(r.ok());
+    CHECK(*r == "hello over tls\n");
+
+    const fs::path dest = fx.work.path / "via-redirect.bin";
+    REQUIRE(rch::download_file(plain.url("/redirect?to=" + plain.url("/big.bin")), dest, fx.opts).ok());
+    CHECK(*rch::sha256_file_hex(dest) == rch::sha256_hex(fx.big));
+  }
+
+  SECTION("http may be redirected to https") {
+    auto r = rch::http_get(plain.url("/redirect?to=" + good.url("/hello.txt")), fx.opts);
+    INFO((r ? "" : r.error()));
+    CHECK(r.ok());
+  }
+
+  SECTION("https is never redirected to http") {
+    const std::string from = good.url("/redirect?to=" + plain.url("/hello.txt"));
+    auto r = rch::http_get(from, fx.opts);
+    REQUIRE_FALSE(r.ok());
+    CHECK_THAT(r.error(), Catch::StartsWith("refusing redirect from " + from + " to "));
+    CHECK_THAT(r.error(), Catch::Contains("may only redirect to https"));
+    CHECK(plain.requests().empty());
+  }
+
+  SECTION("too many redirects") {
+    std::string url = good.url("/hello.txt");
+    for (int i = 0; i < 6; ++i) url = good.url("/redirect?to=" + url);
+    auto r = rch::http_get(url, fx.opts);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error() == "GET " + url + " failed: more than 5 redirects");
+  }
+
+  SECTION("schemes other than http and https") {
+    for (const std::string url : {"file:///etc/passwd", "ftp://127.0.0.1/x", "127.0.0.1/hello.txt"}) {
+      auto r = rch::http_get(url, fx.opts);
+      REQUIRE_FALSE(r.ok());
+      CHECK(r.error() == "refusing " + url + ": only http:// and https:// URLs are allowed");
+    }
+    auto r = rch::http_get(plain.url("/redirect?to=file:///etc/passwd"), fx.opts);
+    REQUIRE_FALSE(r.ok());
+    CHECK_THAT(r.error(), Catch::StartsWith("refusing redirect from "));
+  }
+
+  SECTION("nothing listening") {
+    auto r = rch::http_get("http://127.0.0.1:1/x", fx.opts);
+    REQUIRE_FALSE(r.ok());
+    CHECK_THAT(r.error(), Catch::StartsWith("cannot connect to http://127.0.0.1:1/x: "));
+  }
+}
