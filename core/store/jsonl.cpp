@@ -151,10 +151,39 @@ Result<void> JsonlWriter::append_batch(const std::vector<std::string>& lines) {
   return write_locked(buf);
 }
 
-Result<void> JsonlWriter::write_locked(std::string_view bytes) {
+Result<void> JsonlWriter::append_batch_linked(const std::vector<std::string>& lines, const Linker& link) {
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    if (lines[i].find('\n') != std::string::npos) {
+      return make_error("cannot append to " + path_.string() + ": line " + std::to_string(i + 1) +
+                        " of the batch contains a newline");
+    }
+  }
+  if (lines.empty()) return {};
+  return write_locked({}, [&]() -> Result<std::string> {
+    auto last = read_last_jsonl_line(path_);
+    if (!last) return Error{last.error()};
+    std::string previous = *last;
+    std::string buf;
+    for (const auto& line : lines) {
+      previous = link(previous, line);
+      buf += previous;
+      buf += '\n';
+    }
+    return buf;
+  });
+}
+
+Result<void> JsonlWriter::write_locked(std::string_view bytes, const std::function<Result<std::string>()>& compose) {
   if (fd_ < 0) throw std::logic_error("JsonlWriter used after move");
   FlockGuard lock(fd_);
   if (!lock.ok()) return fail(path_, "flock", errno);
+  std::string composed;
+  if (compose) {
+    auto r = compose();
+    if (!r) return Error{r.error()};
+    composed = std::move(*r);
+    bytes = composed;
+  }
   struct stat st {};
   if (::fstat(fd_, &st) != 0) return fail(path_, "fstat", errno);
   std::string_view rest = bytes;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -31,11 +32,17 @@ class JsonlWriter {
   // if any line contains '\n'.
   Result<void> append_batch(const std::vector<std::string>& lines);
 
+  // Like append_batch, but each line is first passed through link(previous
+  // line, line), where the previous line is read from the file under the same
+  // lock: several processes can extend a hash chain without breaking it.
+  using Linker = std::function<std::string(const std::string& previous, const std::string& line)>;
+  Result<void> append_batch_linked(const std::vector<std::string>& lines, const Linker& link);
+
   const std::filesystem::path& path() const { return path_; }
 
  private:
   JsonlWriter(int fd, std::filesystem::path path) : fd_(fd), path_(std::move(path)) {}
-  Result<void> write_locked(std::string_view bytes);
+  Result<void> write_locked(std::string_view bytes, const std::function<Result<std::string>()>& compose = {});
 
   int fd_ = -1;
   std::filesystem::path path_;

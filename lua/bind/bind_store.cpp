@@ -5,6 +5,7 @@
 // worker's next step, without one disk flush per event.
 #include <memory>
 
+#include "core/crypto/sha256.hpp"
 #include "core/store/file_lock.hpp"
 #include "core/store/jsonl.hpp"
 #include "lua/bind/bind_util.hpp"
@@ -22,6 +23,7 @@ struct Waiter {
 
 struct JournalBox {
   std::shared_ptr<JsonlWriter> writer;
+  bool chained = false;  // each line gets "prev_hash" = sha256 of the line before it on disk
   std::vector<std::string> pending;
   std::uint64_t queued = 0;   // lines accepted so far
   std::uint64_t durable = 0;  // lines written and fsync'd so far
@@ -34,6 +36,17 @@ struct JournalBox {
 };
 
 void start_flush(lua_State* L, JournalBox* box);
+
+// The audit chain: {"prev_hash":"<sha256 of the previous line>", …rest of the object}.
+// Computed at write time under the file's lock, so concurrent rch processes
+// appending to one audit log still produce one unbroken chain.
+std::string link_hash(const std::string& previous, const std::string& line) {
+  const std::string prev = previous.empty() ? std::string(64, '0') : sha256_hex(previous);
+  std::string out = "{\"prev_hash\":\"" + prev + "\"";
+  if (line.size() > 2) out += ",";
+  out.append(line, 1, std::string::npos);
+  return out;
+}
 
 void schedule_flush(lua_State* L, JournalBox* box) {
   if (box->scheduled || box->flushing) return;
@@ -77,7 +90,8 @@ void start_flush(lua_State* L, JournalBox* box) {
   Engine& engine = engine_of(L);
   auto writer = box->writer;
   engine.executor().run_blocking([&engine, L, box, writer, lines]() {
-    auto result = std::make_shared<Result<void>>(writer->append_batch(*lines));
+    auto result = std::make_shared<Result<void>>(
+        box->chained ? writer->append_batch_linked(*lines, link_hash) : writer->append_batch(*lines));
     const std::size_t count = lines->size();
     return Executor::Completion([&engine, L, box, result, count]() {
       box->flushing = false;
@@ -99,13 +113,17 @@ void pin(lua_State* L, JournalBox* box) {
   box->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
-// open_journal(path) -> journal | nil, err
+// open_journal(path [, {chain = true}]) -> journal | nil, err
+// With chain, every line must be a JSON object; it is written with a leading
+// "prev_hash" field linking it to the line before it.
 int l_store_open_journal(lua_State* L) {
+  const bool chained = opt_bool_field(L, 2, "chain", false);
   auto writer = JsonlWriter::open(check_std_string(L, 1));
   if (!writer.ok()) return push_failure(L, writer.error());
   auto* box = static_cast<JournalBox*>(lua_newuserdata(L, sizeof(JournalBox)));
   new (box) JournalBox{};
   box->writer = std::make_shared<JsonlWriter>(std::move(writer.value()));
+  box->chained = chained;
   luaL_getmetatable(L, kJournalMeta);
   lua_setmetatable(L, -2);
   return 1;
@@ -118,6 +136,9 @@ int l_journal_append(lua_State* L) {
   auto* box = static_cast<JournalBox*>(luaL_checkudata(L, 1, kJournalMeta));
   std::string line = check_std_string(L, 2);
   if (line.find('\n') != std::string::npos) throw Misuse("rch.store: a journal line cannot contain a newline");
+  if (box->chained && (line.size() < 2 || line.front() != '{' || line.back() != '}')) {
+    throw Misuse("rch.store: a chained journal takes JSON objects");
+  }
   const bool wait = opt_bool_field(L, 3, "wait", true);
   if (!box->failed.empty()) return push_failure(L, box->failed);
   const int task = wait ? require_task(L, "rch.store journal:append") : 0;

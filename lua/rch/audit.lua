@@ -14,12 +14,10 @@ M.__index = M
 local GENESIS = ("0"):rep(64)
 
 local function open_chain(path)
-  local last, err = store.last_line(path)
-  if not last then return nil, err end
-  local journal
-  journal, err = store.open_journal(path)
+  -- prev_hash is filled in by the journal at write time, under the file lock.
+  local journal, err = store.open_journal(path, { chain = true })
   if not journal then return nil, err end
-  return { journal = journal, prev = last == "" and GENESIS or crypto.sha256(last) }
+  return { journal = journal }
 end
 
 --- Opens the audit sinks.
@@ -58,11 +56,8 @@ function M:log(event_type, worker_id, details, opts)
       details = details or {},
       user = self.user,
       machine = self.machine,
-      prev_hash = chain.prev,
     }
-    local line = json.encode(entry)
-    chain.prev = crypto.sha256(line)
-    local ok, err = chain.journal:append(line, opts)
+    local ok, err = chain.journal:append(json.encode(entry), opts)
     if not ok then error("audit log " .. chain.journal:path() .. ": " .. err, 0) end
   end
 end

@@ -21,6 +21,7 @@ TB=${RCH_TESTBED_DIR:-}
 reset_workers() {
   local d
   for d in "$TB"/w*/; do
+    chmod 755 "$d/root"
     find "$d/root" -mindepth 1 -delete
   done
   local k

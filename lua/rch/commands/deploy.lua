@@ -153,21 +153,9 @@ function M.run(opts)
   if opts.audit_log and opts.audit_log ~= "" then audit_paths[#audit_paths + 1] = opts.audit_log end
 
   if opts.dry_run then
-    -- A dry run changes no worker but appends to the audit log, whose hash chain takes one
-    -- writer at a time: it holds fleet.lock like a deployment (else a dry run during a deploy
-    -- interleaves lines computed from different previous hashes and breaks the chain).
-    local dry_lock
-    dry_lock, err = rch.store.lock(state_mod.lock_path(), "rch fleet deploy --dry-run " .. plan.id)
-    if not dry_lock then
-      ui.error("another fleet operation is running: " .. err)
-      return 1
-    end
     local audit
     audit, err = audit_mod.open(audit_paths, plan.id)
-    if not audit then
-      dry_lock:release()
-      return usage(err)
-    end
+    if not audit then return usage(err) end
     audit:log("DeploymentStarted", nil, { dry_run = true, target_version = plan.target_version,
       worker_count = #workers, strategy = describe })
     local result = dry_run.compute({ workers = workers, settings = settings, options = opts, artifact = artifact,
@@ -178,7 +166,6 @@ function M.run(opts)
         current_version = p.current_version or rch.json.null, issues = p.preflight_issues })
     end
     audit:log("DeploymentCompleted", nil, { dry_run = true, success = true, summary = audit:summary() })
-    dry_lock:release()
     transport.close_all()
     if opts.json then
       io.stdout:write(rch.json.encode(result, { pretty = true }), "\n")
