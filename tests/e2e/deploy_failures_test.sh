@@ -128,7 +128,7 @@ deploy 1
 json '
 assert d["counts"] == {"completed": 3, "failed": 1, "skipped": 0, "rolled_back": 0, "aborted": 0}, d["counts"]
 w = st["w3"]
-assert w["status"] == "Failed" and w["error"].endswith("hook pre_install vetoed: site freeze"), w
+assert w["status"] == "Failed" and w["error"] == "pre_install: hook pre_install vetoed: site freeze", w
 assert all(st[i]["status"] == "Completed" for i in ("w1", "w2", "w4")), d'
 no_agent 3
 for k in 1 2 4; do installed "$k" "$OWN" "$OWN_SHA"; done
@@ -253,5 +253,25 @@ assert w["status"] == "Failed" and w["error"].startswith("preflight: host key of
 assert "CHANGED" in w["error"] and "known_hosts" in w["error"], w["error"]'
 same_as hostkey 2
 cp "$TB/known_hosts" "$CFG/known_hosts"
+
+# ---- A different build under the version a worker already runs is refused at
+# preflight: it would overwrite the only copy a rollback could return to.
+reset_workers
+unstage "$OWN"
+deploy 0 --worker w1,w2
+stage "$OWN" "$RCH_WKR_UNHEALTHY"
+snap_all sameversion
+deploy 1 --worker w1,w2 --force --verify
+json '
+for i in ("w1", "w2"):
+    w = st[i]
+    assert w["status"] == "Failed" and w["error"].startswith("preflight: same_version: the worker runs"), w
+    assert [s["name"] for s in w["steps"]] == ["preflight"], w["steps"]'
+same_as sameversion 1 2
+installed 1 "$OWN" "$OWN_SHA"
+# On a worker without that version the same build installs normally.
+deploy 0 --worker w3
+installed 3 "$OWN" "$UNHEALTHY_SHA"
+unstage "$OWN"
 
 echo "deploy_failures_test: ok"

@@ -67,9 +67,10 @@ local function end_step(d, ws, details, output)
 end
 
 -- Marks the worker failed (or rolled back), records it, runs on_failure.
-local function fail(d, ws, message)
+-- `at` names where it failed when that is not the current step (a hook point).
+local function fail(d, ws, message, at)
   local step = ws.current_step
-  local step_name = step and step.name or "preflight"
+  local step_name = at or (step and step.name) or "preflight"
   if step and step.status == "running" then
     step.status = "failed"
     step.completed_at = now()
@@ -142,7 +143,7 @@ end
 
 local function gate(d, ws, name)
   local ok, err = hooks.gate(name, hook_ctx(d, ws))
-  if not ok then return fail(d, ws, err) end
+  if not ok then return fail(d, ws, err, name) end
   return true
 end
 
@@ -172,6 +173,14 @@ local function preflight(d, ws)
     arch = facts.arch, disk_free_mb = facts.disk_free_mb, current_version = facts.current_version or rch.json.null,
     issues = #issues > 0 and issues or rch.json.array(),
   }
+  -- Other bytes under the version the worker runs now would overwrite the only
+  -- copy a rollback could return to: refuse, unless that copy is broken anyway.
+  if facts.current_link == "versions/v" .. d.target_version and facts.current_version == d.target_version
+    and facts.target_sha256 and facts.target_sha256 ~= d.artifact.sha256 then
+    blocking[#blocking + 1] = ("same_version: the worker runs %s with other bytes (sha256 %s…); deploying a "
+      .. "different build under the same version would leave nothing to roll back to: give the build a new version")
+      :format(d.target_version, facts.target_sha256:sub(1, 12))
+  end
   if #blocking > 0 then
     audit(d, "WorkerPreflight", ws.id, details)
     return fail(d, ws, table.concat(blocking, "; "))
