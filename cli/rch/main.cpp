@@ -106,6 +106,23 @@ int run_lua_command(const Globals& g, const std::string& name, const json& args)
   }
 }
 
+// rch run FILE [ARGS…]: the script's number result is the exit code.
+int run_script(const Globals& g, const std::string& file, const std::vector<std::string>& args) {
+  try {
+    rch::lua::Engine engine(engine_options(g));
+    auto result = engine.run_file(file, args);
+    if (!result.ok()) {
+      std::cerr << "rch: " << result.error() << "\n";
+      return 1;
+    }
+    if (result.value().is_number_integer()) return result.value().get<int>();
+    return 0;
+  } catch (const std::exception& e) {
+    std::cerr << "rch: " << e.what() << "\n";
+    return 1;
+  }
+}
+
 json worker_list(const std::vector<std::string>& workers) {
   json out = json::array();
   for (const auto& w : workers) out.push_back(w);
@@ -295,14 +312,24 @@ int main(int argc, char** argv) {
       if (deploy.canary) args["canary"] = *deploy.canary;
       return run_lua_command(g, "deploy", args);
     }
-    if (*rollback_cmd) return not_available("fleet rollback");
-    if (*status_cmd) {
-      if (status.watch) return not_available("fleet status --watch");
-      return run_lua_command(g, "status", {{"worker", worker_list(status.worker)}, {"json", status.json}});
+    if (*rollback_cmd) {
+      return run_lua_command(g, "rollback", {{"worker", worker_list(rollback.worker)}, {"to_version", rollback.to_version},
+                                             {"parallel", rollback.parallel}, {"verify", rollback.verify},
+                                             {"dry_run", rollback.dry_run}, {"json", rollback.json}});
     }
-    if (*verify_cmd) return not_available("fleet verify");
-    if (*drain_cmd) return not_available("fleet drain");
-    if (*undrain_cmd) return not_available("fleet undrain");
+    if (*status_cmd) {
+      return run_lua_command(g, "status",
+                             {{"worker", worker_list(status.worker)}, {"json", status.json}, {"watch", status.watch}});
+    }
+    if (*verify_cmd) return run_lua_command(g, "verify", {{"worker", worker_list(verify.worker)}, {"json", verify.json}});
+    if (*drain_cmd) {
+      return run_lua_command(g, "drain", {{"worker", worker_list(drain.worker)}, {"timeout", drain.timeout},
+                                          {"json", drain.json}, {"undrain", false}});
+    }
+    if (*undrain_cmd) {
+      return run_lua_command(g, "drain", {{"worker", worker_list(undrain.worker)}, {"timeout", 0},
+                                          {"json", undrain.json}, {"undrain", true}});
+    }
     if (*history_cmd) {
       return run_lua_command(g, "history", {{"limit", history.limit}, {"worker", history.worker},
                                             {"json", history.json}, {"show", history.show_id}});
@@ -315,11 +342,20 @@ int main(int argc, char** argv) {
                                            {"json", stress.json}});
     }
   }
-  if (*update_cmd) return not_available("update");
+  if (*update_cmd) {
+    // Without --channel, config.toml's update.channel decides (empty = not given).
+    const bool channel_given = update_cmd->get_option("--channel")->count() > 0;
+    return run_lua_command(g, "update", {{"check", update.check}, {"version", update.version},
+                                         {"channel", channel_given ? update.channel : std::string()},
+                                         {"fleet", update.fleet}, {"rollback", update.rollback},
+                                         {"verify", update.verify}, {"yes", update.yes}, {"dry_run", update.dry_run},
+                                         {"no_restart", update.no_restart}, {"drain_timeout", update.drain_timeout},
+                                         {"force", update.force}, {"json", update.json}});
+  }
   if (*scripts_cmd) {
     if (*scripts_list_cmd) return scripts_list(g, scripts_json);
     if (*scripts_show_cmd) return scripts_show(g, show_name);
   }
-  if (*run_cmd) return not_available("run");
+  if (*run_cmd) return run_script(g, run_file, run_args);
   return 2;
 }

@@ -264,4 +264,20 @@ SimOp SimFleet::probe_agent(const std::string& id, bool with_health) {
   return op;
 }
 
+SimOp SimFleet::inspect(const std::string& id) {
+  const Worker& w = worker(id);
+  nlohmann::json facts = {{"current_link", w.current.empty() ? "" : "versions/v" + w.current},
+                          {"bin_link", w.bin_link ? "../current/rch-wkr" : ""}};
+  if (auto it = w.versions.find(w.current); it != w.versions.end()) {
+    facts["binary_sha256"] = it->second;
+    facts["manifest"] = {{"version", w.current}, {"sha256", it->second}};
+  }
+  if (w.bin_link && !w.current.empty()) {
+    const bool ok = fault_of(id).kind != SimFaultKind::unhealthy;
+    facts["health"] = {{"version", w.current}, {"draining", w.draining}, {"active_builds", w.active_builds},
+                       {"disk_free_mb", w.disk_free_mb}, {"ok", ok}};
+  }
+  return {true, "", config_.latency_ms, facts.dump()};
+}
+
 }  // namespace rch

@@ -62,6 +62,7 @@ class SimFleet {
   SimOp undrain(const std::string& worker);
   SimOp toolchain(const std::string& worker, const std::string& toolchain);
   SimOp probe_agent(const std::string& worker, bool with_health);
+  SimOp inspect(const std::string& worker);  // what fleet verify checks
 
   // Writes the fleet to the state file (atomic), if one is configured.
   Result<void> save() const;

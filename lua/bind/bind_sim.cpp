@@ -122,6 +122,11 @@ int l_fleet_probe_agent(lua_State* L) {
                 box.fleet->probe_agent(check_std_string(L, 2), lua_toboolean(L, 3) != 0), false);
 }
 
+int l_fleet_inspect(lua_State* L) {
+  FleetBox& box = check_fleet(L);
+  return finish(L, "rch.sim inspect", box, box.fleet->inspect(check_std_string(L, 2)), false);
+}
+
 // fault(worker) -> "none" | "connect" | "fail_at=STEP" | … (for stress reports)
 int l_fleet_fault(lua_State* L) {
   FleetBox& box = check_fleet(L);
@@ -150,6 +155,7 @@ int luaopen_rch_sim(lua_State* L) {
       {"rollback", guarded<l_fleet_rollback>}, {"drain", guarded<l_fleet_drain>},
       {"undrain", guarded<l_fleet_undrain>},   {"toolchain", guarded<l_fleet_toolchain>},
       {"probe_agent", guarded<l_fleet_probe_agent>}, {"fault", guarded<l_fleet_fault>},
+      {"inspect", guarded<l_fleet_inspect>},
       {nullptr, nullptr},
   };
   lua_newtable(L);

@@ -1,6 +1,7 @@
 // Module rch.sys: facts about the local machine and process (user, host,
 // terminal, own executable) and running a local program on the pool.
 #include <pwd.h>
+#include <signal.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
@@ -99,6 +100,20 @@ int l_sys_peak_rss_mb(lua_State* L) {
   return 1;
 }
 
+// exit_on_interrupt(code): SIGINT ends the process with `code` (status --watch,
+// where Ctrl-C is the normal way out and nothing is left half-written).
+int l_sys_exit_on_interrupt(lua_State* L) {
+  static int exit_code = 0;
+  exit_code = static_cast<int>(luaL_checkinteger(L, 1));
+  struct sigaction sa {};
+  sa.sa_handler = [](int) {
+    (void)!write(STDOUT_FILENO, "\n", 1);
+    _exit(exit_code);
+  };
+  sigaction(SIGINT, &sa, nullptr);
+  return 0;
+}
+
 // uuid() -> a random UUID v4
 int l_sys_uuid(lua_State* L) {
   lua_pushstring(L, uuid_v4().c_str());
@@ -112,7 +127,8 @@ int luaopen_rch_sys(lua_State* L) {
       {"user", guarded<l_sys_user>},           {"hostname", guarded<l_sys_hostname>},
       {"isatty", guarded<l_sys_isatty>},       {"term_size", guarded<l_sys_term_size>},
       {"exe_path", guarded<l_sys_exe_path>},   {"read_head", guarded<l_sys_read_head>},
-      {"run", guarded<l_sys_run>},             {"uuid", guarded<l_sys_uuid>},             {"peak_rss_mb", guarded<l_sys_peak_rss_mb>},
+      {"run", guarded<l_sys_run>},             {"uuid", guarded<l_sys_uuid>},
+      {"exit_on_interrupt", guarded<l_sys_exit_on_interrupt>},             {"peak_rss_mb", guarded<l_sys_peak_rss_mb>},
       {nullptr, nullptr},
   };
   lua_newtable(L);

@@ -1,20 +1,32 @@
---- rch fleet status: per worker, reachable or the error, and the installed
--- rch-wkr version. Probes run in parallel, one session per worker.
+--- rch fleet status: per worker, reachable or the error, the installed
+-- rch-wkr version and the versions kept, draining, active builds, free disk,
+-- and the outcome of its last deployment. Probes run in parallel, one
+-- session per worker; --watch redraws every second until Ctrl-C.
 local rch = require "rch"
 local transport = require "rch.transport"
 local ui = require "rch.ui"
 local workers_mod = require "rch.workers"
+local state = require "rch.deploy.state"
 
 local M = {}
 
+-- worker id -> {id, status, target_version, completed_at} of its newest deployment.
+local function last_deployments()
+  local out = {}
+  if not rch.fs.exists(state.history_path()) then return out end
+  for _, line in ipairs(rch.store.read_lines(state.history_path()) or {}) do
+    local h = rch.json.decode(line)
+    if type(h) == "table" and type(h.workers) == "table" then
+      for id, status in pairs(h.workers) do
+        out[id] = { id = h.id, status = status, target_version = h.target_version, completed_at = h.completed_at }
+      end
+    end
+  end
+  return out
+end
+
 local function probe(worker, settings)
-  local entry = {
-    id = worker.id,
-    host = worker.host,
-    port = worker.port,
-    user = worker.user,
-    reachable = false,
-  }
+  local entry = { id = worker.id, host = worker.host, port = worker.port, user = worker.user, reachable = false }
   local conn, err = transport.get(worker, settings)
   if not conn then
     entry.error = err
@@ -28,17 +40,74 @@ local function probe(worker, settings)
     return entry
   end
   entry.root = root
-  local version
-  version, err = conn:installed_version(root, settings.defaults.command_timeout)
-  if version == nil then
+  local facts
+  facts, err = conn:preflight(root, "", settings.defaults.command_timeout)
+  if not facts then
     entry.error = err
-  elseif version then
-    entry.version = version
+    return entry
+  end
+  entry.version = facts.current_version
+  entry.versions = {}
+  for v in tostring(facts.versions or ""):gmatch("v(%S+)") do entry.versions[#entry.versions + 1] = v end
+  entry.draining = facts.draining
+  entry.disk_free_mb = facts.disk_free_mb
+  if facts.agent_present and not facts.current_version then entry.error = "rch-wkr is installed but does not run" end
+  if facts.current_version then
+    local agent
+    agent, err = conn:probe_agent(root, true, settings.defaults.command_timeout)
+    if agent and agent.health then
+      entry.active_builds = agent.health.active_builds
+    else
+      entry.error = err or "rch-wkr health did not answer"
+    end
   end
   return entry
 end
 
---- @param opts {worker = list of ids, json = bool}
+local function collect(workers, settings)
+  local results, errors = rch.parallel(workers, math.max(settings.defaults.parallel, 16), function(w)
+    return probe(w, settings)
+  end)
+  for i, e in pairs(errors or {}) do
+    results[i] = { id = workers[i].id, host = workers[i].host, port = workers[i].port, user = workers[i].user,
+      reachable = false, error = e }
+  end
+  transport.close_all()
+  local last = last_deployments()
+  for i = 1, #workers do results[i].last_deployment = last[workers[i].id] end
+  return results
+end
+
+local function render_json(results)
+  local null = rch.json.null
+  local list = rch.json.array()
+  for i, r in ipairs(results) do
+    list[i] = {
+      id = r.id, host = r.host, port = r.port, user = r.user, reachable = r.reachable, root = r.root or null,
+      version = r.version or null, versions = rch.json.array(r.versions or {}),
+      draining = r.draining == nil and null or r.draining, active_builds = r.active_builds or null,
+      disk_free_mb = r.disk_free_mb or null, last_deployment = r.last_deployment or null, error = r.error or null,
+    }
+  end
+  return rch.json.encode({ workers = list }, { pretty = true }) .. "\n"
+end
+
+local function render_table(results)
+  local rows = {}
+  for _, r in ipairs(results) do
+    local address = ((r.user or "") ~= "" and r.user .. "@" or "") .. r.host .. ":" .. tostring(r.port)
+    local reach = r.reachable and ui.paint("green", "yes") or ui.paint("red", "no")
+    local version = r.version or (r.reachable and not r.error and ui.paint("dim", "none") or "-")
+    local state_text = r.draining and ui.paint("yellow", "draining") or (r.version and "ready" or "-")
+    local last = r.last_deployment and (r.last_deployment.status .. " " .. r.last_deployment.target_version) or "-"
+    rows[#rows + 1] = { r.id, address, reach, version, state_text,
+      r.active_builds and tostring(r.active_builds) or "-", r.disk_free_mb and tostring(r.disk_free_mb) or "-", last,
+      r.error and ui.paint("red", r.error) or "" }
+  end
+  ui.table({ "WORKER", "ADDRESS", "REACHABLE", "VERSION", "STATE", "BUILDS", "DISK_MB", "LAST DEPLOY", "ERROR" }, rows)
+end
+
+--- @param opts {worker = list of ids, json = bool, watch = bool}
 -- @return exit code
 function M.run(opts)
   local settings, err = rch.config.settings()
@@ -52,44 +121,23 @@ function M.run(opts)
     ui.error(err)
     return 2
   end
-  -- Probing is light: allow more sessions at once than a deploy would.
-  local results, errors = rch.parallel(workers, math.max(settings.defaults.parallel, 16), function(w)
-    return probe(w, settings)
-  end)
-  for i, e in pairs(errors or {}) do
-    results[i] = { id = workers[i].id, host = workers[i].host, reachable = false, error = e }
-  end
-  transport.close_all()
-
-  if opts.json then
-    local null = rch.json.null
-    local list = rch.json.array()
-    for i = 1, #workers do
-      local r = results[i]
-      list[i] = {
-        id = r.id,
-        host = r.host,
-        port = r.port,
-        user = r.user,
-        reachable = r.reachable,
-        root = r.root or null,
-        version = r.version or null,
-        error = r.error or null,
-      }
-    end
-    io.stdout:write(rch.json.encode({ workers = list }, { pretty = true }), "\n")
+  if not opts.watch then
+    local results = collect(workers, settings)
+    if opts.json then io.stdout:write(render_json(results)) else render_table(results) end
     return 0
   end
-  local rows = {}
-  for i = 1, #workers do
-    local r = results[i]
-    local address = (r.user ~= "" and r.user .. "@" or "") .. r.host .. ":" .. tostring(r.port)
-    local reach = r.reachable and ui.paint("green", "yes") or ui.paint("red", "no")
-    local version = r.version or (r.reachable and not r.error and ui.paint("dim", "none") or "-")
-    rows[#rows + 1] = { r.id, address, reach, version, r.error and ui.paint("red", r.error) or "" }
+  -- --watch: Ctrl-C is the normal way out, so it exits 0.
+  rch.sys.exit_on_interrupt(0)
+  while true do
+    local started = rch.monotonic()
+    local results = collect(workers, settings)
+    if ui.stdout_tty then io.stdout:write("\27[H\27[J") end
+    io.stdout:write(("rch fleet status — %s (every 1s, Ctrl-C to stop)\n"):format(os.date("%H:%M:%S")))
+    if opts.json then io.stdout:write(render_json(results)) else render_table(results) end
+    if not ui.stdout_tty then io.stdout:write("\n") end
+    io.stdout:flush()
+    rch.sleep(math.max(0, 1 - (rch.monotonic() - started)))
   end
-  ui.table({ "WORKER", "ADDRESS", "REACHABLE", "VERSION", "ERROR" }, rows)
-  return 0
 end
 
 return M

@@ -91,6 +91,29 @@ function M.transfer(session, root, version, artifact, timeout)
   return true
 end
 
+-- A file anywhere on the worker (rch run scripts): same temp-name, hash-on-arrival, rename.
+local PUT = [[
+set -e
+dest=$1; want=$2
+mkdir -p "$(dirname "$dest")"
+tmp="$dest.rch-part.$$"
+trap 'rm -f "$tmp"' EXIT
+got=$(tee "$tmp" | sha256sum | cut -d' ' -f1)
+if [ "$got" != "$want" ]; then
+  echo "sha256 mismatch on the worker: received $got, expected $want" >&2
+  exit 3
+fi
+mv -f "$tmp" "$dest"
+trap - EXIT
+]]
+
+function M.put(session, local_path, dest, sha256, timeout)
+  local r, err = session:upload(local_path, script(PUT, dest, sha256), { timeout = timeout })
+  if not r then return nil, err end
+  if r.code ~= 0 then return nil, ("upload to %s failed (exit %d): %s"):format(dest, r.code, (r.err:gsub("%s+$", ""))) end
+  return true
+end
+
 -- Switches `current` with one rename; bin/rch-wkr -> ../current/rch-wkr is
 -- created once the same way, so it never points at a missing or partial file.
 local INSTALL = [[
@@ -169,6 +192,33 @@ function M.toolchain(session, toolchain, timeout)
     return nil, ("rustup toolchain install %s failed (exit %d): %s"):format(toolchain, r.code, r.err)
   end
   return true
+end
+
+-- Read-only: what `rch fleet verify` checks, in one command.
+local INSPECT = [[
+root=$1
+link=$(readlink "$root/current" 2>/dev/null) || link=""
+echo "current_link=$link"
+bin=$(readlink "$root/bin/rch-wkr" 2>/dev/null) || bin=""
+echo "bin_link=$bin"
+if [ -n "$link" ] && [ -f "$root/$link/rch-wkr" ]; then
+  echo "binary_sha256=$(sha256sum "$root/$link/rch-wkr" | cut -d' ' -f1)"
+  if [ -f "$root/$link/manifest.json" ]; then echo "manifest=$(head -n 1 "$root/$link/manifest.json")"; fi
+fi
+if [ -x "$root/bin/rch-wkr" ]; then echo "health=$("$root/bin/rch-wkr" health --json 2>/dev/null | head -n 1)"; fi
+]]
+
+--- Facts for verification: links, the current binary's sha256, its manifest
+-- (decoded) and the agent's health (decoded). @return facts, or nil, err
+function M.inspect(session, root, timeout)
+  local r, err = session:exec(script(INSPECT, root), { timeout = timeout })
+  if not r then return nil, err end
+  if r.code ~= 0 then return nil, ("inspect exited %d: %s"):format(r.code, r.err) end
+  local facts = parse_facts(r.out)
+  local json = require "rch.json"
+  facts.manifest = facts.manifest and json.decode(facts.manifest) or nil
+  facts.health = facts.health and json.decode(facts.health) or nil
+  return facts
 end
 
 --- The installed agent's `--version`, and with `health` its health report.

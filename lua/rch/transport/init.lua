@@ -5,6 +5,8 @@
 --   install(root, version, sha256, deployment_id, now, timeout), rollback(root, previous_link, timeout),
 --   drain(root, timeout_s), undrain(root, timeout), toolchain(name, timeout),
 --   probe_agent(root, with_health, timeout), installed_version(root, timeout) (false: none),
+--   inspect(root, timeout) (links, binary sha256, manifest, health: for fleet verify),
+--   put(local_path, remote_path, sha256, timeout) (any file, for rch run scripts),
 --   exec(argv, opts), alive(), close()
 -- One handle (one SSH session) per worker, reused for every step.
 local M = {}

@@ -69,6 +69,12 @@ function Handle:installed_version()
   return nil, err
 end
 
+function Handle:inspect() return self.fleet:inspect(self.worker.id) end
+
+function Handle:put(_, dest)
+  return nil, ("simulated worker %s cannot store files (%s)"):format(self.worker.id, dest)
+end
+
 function Handle:exec(argv)
   return nil, ("simulated worker %s cannot run commands (%s)"):format(self.worker.id, tostring(argv[1]))
 end

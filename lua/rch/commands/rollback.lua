@@ -1,0 +1,204 @@
+--- rch fleet rollback: switches each worker's `current` back to the version
+-- it ran before (from the deployment records, else the newest older version
+-- in its versions/), or to --to-version. One rename per worker, nothing
+-- restarted by name; audited (WorkerRolledBack) and recorded in history.
+local rch = require "rch"
+local ui = require "rch.ui"
+local util = require "rch.util"
+local transport = require "rch.transport"
+local workers_mod = require "rch.workers"
+local state = require "rch.deploy.state"
+local audit_mod = require "rch.audit"
+
+local M = {}
+
+-- For each worker, the version it ran before it was deployed to `current`:
+-- newest deployment first, the first Completed one that installed `current`.
+local function recorded_previous()
+  local lines = rch.fs.exists(state.history_path()) and rch.store.read_lines(state.history_path()) or {}
+  local cache = {}
+  return function(worker_id, current)
+    for i = #lines, 1, -1 do
+      local h = rch.json.decode(lines[i])
+      if type(h) == "table" and h.workers and h.workers[worker_id] == "Completed" and h.target_version == current then
+        if cache[h.id] == nil then
+          cache[h.id] = rch.json.decode(rch.fs.read(state.deployments_dir() .. "/" .. h.id .. "/result.json") or "")
+            or false
+        end
+        for _, w in ipairs(cache[h.id] and cache[h.id].workers or {}) do
+          if w.worker_id == worker_id and type(w.current_version) == "string" then return w.current_version end
+        end
+      end
+    end
+  end
+end
+
+local function parse_versions(text)
+  local out = {}
+  for v in tostring(text or ""):gmatch("v(%S+)") do
+    if rch.version.parse(v) then out[#out + 1] = v end
+  end
+  return out
+end
+
+local function plan_one(worker, settings, opts, previous_of)
+  local p = { id = worker.id }
+  local conn, err = transport.get(worker, settings)
+  if not conn then
+    p.error = err
+    return p
+  end
+  p.conn = conn
+  p.root, err = conn:root()
+  if not p.root then
+    p.error = err
+    return p
+  end
+  local facts
+  facts, err = conn:preflight(p.root, "", settings.defaults.command_timeout)
+  if not facts then
+    p.error = err
+    return p
+  end
+  p.from = facts.current_link and facts.current_link:match("^versions/v(.+)$")
+  local available = parse_versions(facts.versions)
+  local present = {}
+  for _, v in ipairs(available) do present[v] = true end
+  if opts.to_version and opts.to_version ~= "" then
+    p.to = rch.version.parse(opts.to_version)
+    if not present[p.to] then
+      p.error = ("version %s is not present on %s (has: %s)"):format(p.to, worker.id,
+        #available > 0 and table.concat(available, ", ") or "none")
+    end
+  elseif not p.from then
+    p.error = "no agent installed: nothing to roll back"
+  else
+    local recorded = previous_of(worker.id, p.from)
+    if recorded and present[recorded] and recorded ~= p.from then
+      p.to, p.source = recorded, "deployment records"
+    else
+      -- No record: the newest installed version older than the current one.
+      for _, v in ipairs(available) do
+        if rch.version.compare(v, p.from) < 0 and (not p.to or rch.version.compare(v, p.to) > 0) then p.to = v end
+      end
+      p.source = "versions/ on the worker"
+      if not p.to then p.error = ("no version older than %s on %s"):format(p.from, worker.id) end
+    end
+  end
+  if not p.error and p.to == p.from then p.skip = "already at " .. p.to end
+  return p
+end
+
+function M.run(opts)
+  local settings, err = rch.config.settings()
+  if not settings then
+    ui.error(err)
+    return 2
+  end
+  if opts.to_version == "" then opts.to_version = nil end
+  if opts.to_version and not rch.version.parse(opts.to_version) then
+    ui.error(("--to-version %s is not a version"):format(opts.to_version))
+    return 2
+  end
+  local workers
+  workers, err = workers_mod.select(opts.worker)
+  if not workers then
+    ui.error(err)
+    return 2
+  end
+  local lock
+  if not opts.dry_run then
+    lock, err = rch.store.lock(state.lock_path(), "rch fleet rollback")
+    if not lock then
+      ui.error("another fleet operation is running: " .. err)
+      return 1
+    end
+  end
+  local id = rch.sys.uuid()
+  local previous_of = recorded_previous()
+  local started, started_at = rch.monotonic(), util.iso_now()
+  local audit
+  if not opts.dry_run then
+    audit, err = audit_mod.open({ state.state_dir() .. "/audit.jsonl" }, id)
+    if not audit then
+      lock:release()
+      ui.error(err)
+      return 1
+    end
+    audit:log("DeploymentStarted", nil, { kind = "rollback", to_version = opts.to_version or rch.json.null,
+      worker_count = #workers })
+  end
+
+  local plans = rch.parallel(workers, opts.parallel, function(w)
+    local p = plan_one(w, settings, opts, previous_of)
+    if opts.dry_run or p.error or p.skip then return p end
+    local ok
+    ok, err = p.conn:rollback(p.root, "versions/v" .. p.to, settings.defaults.command_timeout)
+    if not ok then
+      p.error = err
+      audit:log("WorkerFailed", w.id, { step = "rollback", error = err })
+      return p
+    end
+    -- Verify: the agent now answers with the version we switched to.
+    local probe
+    probe, err = p.conn:probe_agent(p.root, opts.verify, settings.defaults.command_timeout)
+    if not probe or probe.version ~= p.to then
+      p.error = "rolled back, but the agent " .. (probe and ("reports " .. tostring(probe.version)) or err)
+    elseif opts.verify and (not probe.health or probe.health.ok ~= true) then
+      p.error = "rolled back, but health reports failure: " .. tostring(probe.health and probe.health.error)
+    end
+    p.done = true
+    audit:log("WorkerRolledBack", w.id, { from_version = p.from or rch.json.null, to_version = p.to,
+      source = p.source or "--to-version", verify_error = p.error or rch.json.null })
+    return p
+  end)
+  transport.close_all()
+
+  local counts = { rolled_back = 0, failed = 0, skipped = 0 }
+  local list = rch.json.array()
+  for i, w in ipairs(workers) do
+    local p = plans[i] or { id = w.id, error = "internal error" }
+    local status = p.error and "Failed" or (p.skip and "Skipped" or (opts.dry_run and "WouldRollBack" or "RolledBack"))
+    if status == "Failed" then counts.failed = counts.failed + 1
+    elseif status == "Skipped" then counts.skipped = counts.skipped + 1
+    else counts.rolled_back = counts.rolled_back + 1 end
+    list[i] = { worker_id = w.id, status = status, from_version = p.from or rch.json.null,
+      to_version = p.to or rch.json.null, error = p.error or p.skip or rch.json.null }
+  end
+  local success = counts.failed == 0
+  if not opts.dry_run then
+    audit:log(success and "DeploymentCompleted" or "DeploymentFailed", nil, { kind = "rollback", counts = counts })
+    local by_worker = {}
+    for _, r in ipairs(list) do by_worker[r.worker_id] = r.status end
+    local dep = state.create({ id = id, created_at = started_at, kind = "rollback",
+      target_version = opts.to_version or "previous", workers = rch.json.array() })
+    local result = { id = id, kind = "rollback", target_version = opts.to_version or "previous",
+      outcome = success and "completed" or "failed", counts = counts, workers = list }
+    if dep then
+      dep:finish(result, { id = id, started_at = started_at, completed_at = util.iso_now(),
+        duration_secs = rch.monotonic() - started, user = rch.sys.user(), machine = rch.sys.hostname(),
+        target_version = opts.to_version or "previous", strategy = "rollback", outcome = result.outcome,
+        counts = { completed = 0, failed = counts.failed, skipped = counts.skipped,
+          rolled_back = counts.rolled_back }, workers = by_worker })
+    end
+    lock:release()
+  end
+  if opts.json then
+    io.stdout:write(rch.json.encode({ id = id, dry_run = opts.dry_run or false, counts = counts, workers = list },
+      { pretty = true }), "\n")
+  else
+    for _, r in ipairs(list) do
+      local arrow = ("%s -> %s"):format(tostring(r.from_version ~= rch.json.null and r.from_version or "none"),
+        tostring(r.to_version ~= rch.json.null and r.to_version or "?"))
+      local mark = r.status == "Failed" and ui.paint("red", "✗ ") or (r.status == "Skipped" and "- " or ui.paint("green", "↺ "))
+      local tail = r.error ~= rch.json.null and (": " .. r.error) or ""
+      io.stdout:write(("%s%s %s %s%s\n"):format(mark, r.worker_id, opts.dry_run and "would roll back" or r.status, arrow,
+        tail))
+    end
+    io.stdout:write(("%s: %d rolled back, %d failed, %d skipped%s\n"):format(opts.dry_run and "Dry run" or "Rollback",
+      counts.rolled_back, counts.failed, counts.skipped, opts.dry_run and " (nothing was changed)" or ""))
+  end
+  return success and 0 or 1
+end
+
+return M

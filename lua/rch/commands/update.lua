@@ -1,0 +1,533 @@
+--- rch update: check for, download, verify and install a release of rch,
+-- rchd and rch-wkr under $RCH_HOME; --rollback, --verify, --dry-run, --fleet.
+--
+-- Install: discover (releases JSON, channels hook or --version) → confirm →
+-- update.lock → download to the cache → verify (signature, checksums) →
+-- extract into $RCH_HOME/.staging-* and check each binary's --version →
+-- drain and stop rchd → versions/v<ver> → switch `current` (one rename) →
+-- prune old versions → start rchd → unlock → [--fleet: deploy rch-wkr].
+-- Exit codes: 0 done (or nothing to do), 1 the update failed or was
+-- refused, 2 usage or configuration error.
+local rch = require "rch"
+local ui = require "rch.ui"
+local release_mod = require "rch.update.release"
+local download = require "rch.update.download"
+local verify = require "rch.update.verify"
+local install = require "rch.update.install"
+local daemon = require "rch.update.daemon"
+local tree = require "rch.install"
+
+local M = {}
+
+local null = rch.json.null
+
+-- Output for people (stdout) or, with --json, one JSON object at the end;
+-- warnings and errors always go to stderr.
+local function new_output(json)
+  local out = { json = json }
+  function out.say(text)
+    if not json then io.stdout:write(ui.paint("bold", "==> "), text, "\n") io.stdout:flush() end
+  end
+  function out.print(text)
+    if not json then io.stdout:write(text, "\n") end
+  end
+  function out.warn(text)
+    io.stderr:write("rch: ", ui.paint("yellow", "warning: "), text, "\n")
+  end
+  function out.result(tbl)
+    if json then io.stdout:write(rch.json.encode(tbl, { pretty = true }), "\n") end
+  end
+  -- Reports a failure: message on stderr, {ok=false, error} with --json.
+  function out.fail(code, message, fields)
+    ui.error(message)
+    if json then
+      local t = fields or {}
+      t.ok, t.error = false, message
+      out.result(t)
+    end
+    return code
+  end
+  return out
+end
+
+local function assets_json(release)
+  local list = rch.json.array()
+  for i, a in ipairs(release.assets) do
+    list[i] = { name = a.name, size = a.size, browser_download_url = a.url }
+  end
+  return list
+end
+
+local function show_notes(out, release, notes)
+  if out.json or notes == "" then return end
+  out.print(ui.paint("bold", ("Release notes for rch %s:"):format(release.version)))
+  for line in (notes:gsub("%s+$", "") .. "\n"):gmatch("([^\n]*)\n") do out.print("  " .. line) end
+  out.print("")
+end
+
+-- y/N on a terminal; refused without one unless --yes.
+local function confirm(question, opts)
+  if opts.yes then return true end
+  if not rch.sys.isatty(0) then
+    return nil, ("no terminal to ask \"%s\": pass --yes to go ahead without confirmation"):format(question)
+  end
+  io.stderr:write(question, " [y/N] ")
+  io.stderr:flush()
+  local answer = io.stdin:read("*l")
+  if answer and answer:match("^%s*[yY]") then return true end
+  return nil, "cancelled: nothing was changed"
+end
+
+local function lock_path() return rch.config.paths().data_dir .. "/update.lock" end
+
+-- Runs `rch fleet deploy --version <ver>` with the configured defaults.
+local function fleet_deploy(version, settings, out)
+  local deploy = require "rch.commands.deploy"
+  out.say(("deploying rch-wkr %s to the fleet"):format(version))
+  local code = deploy.run({
+    worker = rch.json.array(), parallel = settings.defaults.parallel, canary_wait = settings.canary.wait,
+    no_toolchain = false, force = false, verify = false, drain_first = false, drain_timeout = 120,
+    dry_run = false, resume = false, json = false, quiet = out.json, version = version, audit_log = "",
+    strategy = "", rolling_batch = 0, rolling_wait = 0, max_fail_percent = 0,
+  })
+  return code, deploy.last_result
+end
+
+local function fleet_dry_run(version, out)
+  local workers = require("rch.workers").select({})
+  local n = workers and #workers or 0
+  out.print(("Would deploy rch-wkr %s to %d worker%s (rch fleet deploy --version %s)"):format(version, n,
+    n == 1 and "" or "s", version))
+  return { version = version, workers = n }
+end
+
+-- Discovery shared by --check and install: the release list and the pick.
+local function discover(opts, settings, out)
+  local url = release_mod.source_url(settings)
+  local list, err = release_mod.fetch(url, settings)
+  if not list then return nil, err end
+  local release
+  release, err = release_mod.pick(list, { version = opts.version, channel = opts.channel,
+    current_version = rch.version.current() })
+  if not release then return nil, err end
+  rch.log.debug(("%s: picked %s (%d releases listed)"):format(url, release.tag, #list))
+  out.url = url
+  return release
+end
+
+-- ---------------------------------------------------------------- --check
+
+local function run_check(opts, settings, out)
+  local release, err = discover(opts, settings, out)
+  if not release then return out.fail(1, err) end
+  local current = rch.version.current()
+  local available = rch.version.compare(release.version, current) > 0
+  local notes = release_mod.notes(release, settings)
+  local home = rch.config.paths().home
+  out.result({
+    ok = true, current_version = current, latest_version = release.version, update_available = available,
+    release_url = release.html_url or out.url, release_notes = notes, assets = assets_json(release),
+    channel = (opts.version ~= "" and null) or opts.channel, prerelease = release.prerelease,
+    installed_version = install.current_version(home) or null,
+  })
+  out.print(("Current version: %s"):format(current))
+  out.print(("Latest version:  %s%s"):format(release.version,
+    opts.version ~= "" and " (pinned)" or (" (" .. opts.channel .. " channel)")))
+  if available then
+    out.print(ui.paint("green", ("Update available: %s -> %s"):format(current, release.version))
+      .. "  (run `rch update` to install)")
+  else
+    out.print("No update available: rch is up to date")
+  end
+  if not out.json and notes ~= "" then out.print("") end
+  show_notes(out, release, notes)
+  return 0
+end
+
+-- ---------------------------------------------------------------- --verify
+
+local function run_verify(out)
+  local home = rch.config.paths().home
+  local report = install.verify(home)
+  local ok = #report.findings == 0
+  local files = rch.json.array()
+  for i, f in ipairs(report.files) do
+    files[i] = { name = f.name, ok = f.ok, expected_sha256 = f.expected or null, actual_sha256 = f.actual or null }
+  end
+  out.result({ ok = ok, home = home, current_version = report.current_version or null,
+    findings = rch.json.array(report.findings), files = files })
+  if out.json then return ok and 0 or 1 end
+  for _, f in ipairs(report.files) do
+    out.print(("%s %s"):format(f.ok and ui.paint("green", "ok ") or ui.paint("red", "BAD"), f.name))
+  end
+  for _, finding in ipairs(report.findings) do ui.error(finding) end
+  if ok then
+    out.print(("rch %s in %s: every binary matches its manifest and the links are intact"):format(
+      report.current_version, home))
+    return 0
+  end
+  out.print(ui.paint("red", ("%d problem%s found in %s"):format(#report.findings, #report.findings == 1 and "" or "s",
+    home)))
+  return 1
+end
+
+-- ------------------------------------------------------ shared install tail
+
+-- Stops rchd unless --no-restart. Returns the daemon report.
+local function stop_daemon(home, opts, out)
+  if opts.no_restart then
+    local st = daemon.status(home)
+    return { was_running = st and st.running or false, pid = st and st.pid or 0, left_running = true }
+  end
+  local interrupted = daemon.stopped_by_interrupted_update(home)
+  local state = install.read_state(home)
+  state.rchd_stopped = true
+  local report, err = daemon.stop(home, { drain_timeout = opts.drain_timeout, say = out.say, warn = out.warn })
+  if not report then return nil, err end
+  if report.was_running or interrupted then
+    -- Recorded before anything changes, so a run killed from here on still
+    -- restarts rchd next time.
+    install.write_state(home, state)
+  end
+  report.restart = report.was_running or interrupted
+  return report
+end
+
+-- Starts rchd again if stop_daemon stopped it (or an interrupted run did).
+local function restart_daemon(home, report, version, out)
+  if not report.restart then return true end
+  local st, err = daemon.start(home, version)
+  if not st then return nil, err end
+  report.restarted, report.new_pid, report.new_version = true, st.pid, st.version
+  local state = install.read_state(home)
+  state.rchd_stopped = nil
+  install.write_state(home, state)
+  out.say(("started rchd %s (pid %d)"):format(st.version, st.pid))
+  return true
+end
+
+local function daemon_json(report)
+  if not report then return null end
+  return {
+    was_running = report.was_running, pid = report.pid ~= 0 and report.pid or null,
+    active_builds = report.active_builds or 0, remaining_builds = report.remaining_builds or 0,
+    restarted = report.restarted or false, new_pid = report.new_pid or null, new_version = report.new_version or null,
+    left_running = report.left_running or false,
+  }
+end
+
+-- ---------------------------------------------------------------- install
+
+local function run_install(opts, settings, out)
+  local paths = rch.config.paths()
+  local home = paths.home
+  local release, err = discover(opts, settings, out)
+  if not release then return out.fail(1, err) end
+  local found
+  found, err = release_mod.assets(release)
+  if not found then return out.fail(1, err) end
+  local target = release.version
+  local running = rch.version.current()
+  local installed = install.current_version(home)
+  local from = installed or running
+  local cmp = rch.version.compare(target, from)
+  local pinned = opts.version ~= ""
+  local action = cmp > 0 and "upgrade" or (cmp < 0 and "downgrade" or "reinstall")
+  local base = { from_version = from, to_version = target, action = action, release_url = release.html_url or out.url }
+
+  if cmp == 0 and not opts.force then
+    out.print(("rch %s is already up to date (%s); --force reinstalls it"):format(from,
+      pinned and "the pinned version" or ("newest " .. opts.channel .. " release")))
+    local fleet
+    if opts.fleet and not opts.dry_run then
+      local code, result = fleet_deploy(target, settings, out)
+      fleet = { exit_code = code, result = result or null }
+      base.ok, base.status, base.fleet = code == 0, "up_to_date", fleet
+      out.result(base)
+      return code
+    end
+    base.ok, base.status, base.dry_run = true, "up_to_date", opts.dry_run or false
+    out.result(base)
+    return 0
+  end
+  if cmp < 0 and not pinned then
+    return out.fail(1, ("rch %s is newer than the newest %s release %s: not downgrading (pass --version %s to"
+      .. " downgrade)"):format(from, opts.channel, target, target), base)
+  end
+
+  local dstatus = daemon.status(home)
+  if opts.dry_run then
+    local downloads = rch.json.array()
+    for _, key in ipairs({ "tarball", "sha256", "checksums", "minisig" }) do
+      local a = found[key]
+      if a then
+        downloads[#downloads + 1] = { url = a.url, size = a.size }
+        out.print(("Would download %s (%s)"):format(a.url, download.human_size(a.size)))
+      end
+    end
+    local dir = install.version_dir(home, target)
+    out.print(("Would verify %s against %s and checksums.txt%s"):format(found.tarball.name, found.sha256.name,
+      settings.update.minisign_pubkey ~= "" and ", and checksums.txt.minisig with update.minisign_pubkey"
+        or " (no signature: update.minisign_pubkey is not set)"))
+    out.print(("Would install rch, rchd, rch-wkr %s into %s"):format(target, dir))
+    out.print(("Would switch %s/current: %s -> versions/v%s"):format(home,
+      installed and ("versions/v" .. installed) or "(none)", target))
+    local drun = dstatus and dstatus.running
+    if drun and not opts.no_restart then
+      out.print(("Would drain rchd (pid %d, %d active build%s; up to %ds), stop it and start rchd %s"):format(
+        dstatus.pid, dstatus.active_builds, dstatus.active_builds == 1 and "" or "s", opts.drain_timeout, target))
+    elseif drun then
+      out.print(("Would leave rchd (pid %d) running %s (--no-restart)"):format(dstatus.pid, dstatus.version))
+    end
+    local fleet
+    if opts.fleet then fleet = fleet_dry_run(target, out) end
+    out.print(("Dry run: %s %s -> %s; nothing was changed."):format(action, from, target))
+    base.ok, base.dry_run, base.downloads, base.install_dir = true, true, downloads, dir
+    base.switch = { from = installed and ("versions/v" .. installed) or null, to = "versions/v" .. target }
+    base.daemon = { running = drun or false, pid = drun and dstatus.pid or null,
+      active_builds = drun and dstatus.active_builds or 0 }
+    base.fleet = fleet or null
+    out.result(base)
+    return 0
+  end
+
+  show_notes(out, release, release_mod.notes(release, settings))
+  local yes
+  yes, err = confirm(("Install rch %s?"):format(target), opts)
+  if not yes then return out.fail(1, err, base) end
+
+  local lock
+  lock, err = rch.store.lock(lock_path(), ("rch update to %s"):format(target))
+  if not lock then return out.fail(1, "another update is running: " .. err, base) end
+  local code = M.install_locked(release, found, opts, settings, out, base, home)
+  lock:release()
+  if code ~= 0 or not opts.fleet then return code end
+  local fcode, result = fleet_deploy(target, settings, out)
+  base.fleet = { exit_code = fcode, result = result or null }
+  base.ok = fcode == 0
+  out.result(base)
+  return fcode
+end
+
+-- The part of an install that runs under update.lock. Returns the exit code;
+-- prints the JSON result itself unless --fleet still has to run.
+function M.install_locked(release, found, opts, settings, out, base, home)
+  local target = release.version
+  local removed, err = install.cleanup_staging(home)
+  if not removed then return out.fail(1, err, base) end
+  for _, path in ipairs(removed) do rch.log.info("removed " .. path .. " left by an interrupted update") end
+
+  out.say(("downloading rch %s (%s)"):format(target, download.human_size(found.tarball.size)))
+  local fetched
+  fetched, err = download.fetch(release, found, {
+    settings = settings, tty = ui.stdout_tty and not out.json,
+    expected_sha256 = function(text) return (verify.sha256_for(text, found.tarball.name, found.sha256.name)) end,
+  })
+  if not fetched then return out.fail(1, err, base) end
+  base.tarball = { url = found.tarball.url, size = found.tarball.size, path = fetched.tarball, cached = fetched.reused or false }
+
+  local signature, details = verify.signature(release, fetched, settings.update.minisign_pubkey)
+  if not signature then
+    download.discard(fetched)
+    return out.fail(1, details, base)
+  end
+  local sha
+  sha, err = verify.checksums(release, found, fetched)
+  if not sha then
+    download.discard(fetched)
+    return out.fail(1, err, base)
+  end
+  base.tarball.sha256, base.signature = sha, signature
+  if signature == "verified" then
+    base.signature_key_id = details.key_id
+    out.say(("verified %s: sha256 matches %s and checksums.txt, signed by key %s (\"%s\")"):format(found.tarball.name,
+      found.sha256.name, details.key_id, details.trusted_comment))
+  else
+    out.warn(("update.minisign_pubkey is not configured: only checksums were verified for %s (no signature check)")
+      :format(found.tarball.name))
+    out.say(("verified %s: sha256 matches %s and checksums.txt"):format(found.tarball.name, found.sha256.name))
+  end
+
+  local staging
+  staging, err = install.stage(home, { version = target, tarball = fetched.tarball, tarball_sha256 = sha,
+    source_url = found.tarball.url, signature = signature })
+  if not staging then
+    download.discard(fetched)
+    return out.fail(1, err, base)
+  end
+
+  local dreport
+  dreport, err = stop_daemon(home, opts, out)
+  if not dreport then
+    tree.remove_tree(staging)
+    return out.fail(1, err .. "; nothing was installed", base)
+  end
+  base.daemon = dreport
+
+  local previous = install.current_version(home)
+  local ok
+  ok, err = install.place(home, staging, target)
+  if ok then ok, err = install.switch(home, target) end
+  if not ok then
+    tree.remove_tree(staging)
+    local failure = ("installing %s failed: %s"):format(install.version_dir(home, target), err)
+    local rok, rerr = restart_daemon(home, dreport, nil, out)
+    if not rok then failure = failure .. "; and rchd did not start again: " .. rerr end
+    base.daemon = daemon_json(dreport)
+    return out.fail(1, failure, base)
+  end
+  out.say(("installed rch %s: %s/current -> versions/v%s"):format(target, home, target))
+
+  local state = install.read_state(home)
+  state.current = target
+  if previous and previous ~= target then state.previous = previous end
+  install.write_state(home, state)
+
+  ok, err = restart_daemon(home, dreport, target, out)
+  if not ok then
+    -- The new rchd does not run: go back to the version that did.
+    local message = ("rch %s was installed but its rchd did not start: %s"):format(target, err)
+    if previous and previous ~= target then
+      local bok, berr = install.switch(home, previous)
+      if bok then
+        state.current, state.previous = previous, target
+        install.write_state(home, state)
+        message = message .. ("; switched back to %s"):format(previous)
+        local rok, rerr = restart_daemon(home, dreport, previous, out)
+        if not rok then message = message .. " (and its rchd did not start either: " .. rerr .. ")" end
+      else
+        message = message .. "; switching back to " .. previous .. " failed too: " .. berr
+      end
+    end
+    base.daemon = daemon_json(dreport)
+    return out.fail(1, message, base)
+  end
+  if dreport.left_running and dreport.was_running then
+    out.warn(("rchd (pid %d) still runs the previous version (--no-restart): restart it to use %s"):format(
+      dreport.pid, target))
+  end
+
+  local pruned
+  pruned, err = install.prune(home, settings.update.keep, target, state.previous)
+  if not pruned then
+    out.warn("could not remove old versions: " .. err)
+    pruned = {}
+  end
+  for _, v in ipairs(pruned) do out.say(("removed old version %s (keep = %d)"):format(v, settings.update.keep)) end
+
+  base.ok, base.status = true, "installed"
+  base.previous_version = previous or null
+  base.install_dir = install.version_dir(home, target)
+  base.removed_versions = rch.json.array(pruned)
+  base.daemon = daemon_json(dreport)
+  out.print(ui.paint("green", ("rch %s installed"):format(target)) ..
+    (previous and previous ~= target and (" (was %s; `rch update --rollback` goes back)"):format(previous) or ""))
+  if not opts.fleet then out.result(base) end
+  return 0
+end
+
+-- ---------------------------------------------------------------- --rollback
+
+local function run_rollback(opts, settings, out)
+  local home = rch.config.paths().home
+  local target, current = install.rollback_target(home)
+  if not target then return out.fail(1, current) end
+  local base = { action = "rollback", from_version = current, to_version = target }
+  local dir = install.version_dir(home, target)
+  for _, name in ipairs(install.BINARIES) do
+    local ok, err = install.check_binary(dir .. "/" .. name, name, target)
+    if not ok then return out.fail(1, ("cannot roll back to %s: %s"):format(target, err), base) end
+  end
+  local dstatus = daemon.status(home)
+  if opts.dry_run then
+    out.print(("Would switch %s/current: versions/v%s -> versions/v%s"):format(home, current, target))
+    if dstatus and dstatus.running and not opts.no_restart then
+      out.print(("Would drain rchd (pid %d), stop it and start rchd %s"):format(dstatus.pid, target))
+    end
+    local fleet
+    if opts.fleet then fleet = fleet_dry_run(target, out) end
+    out.print(("Dry run: rollback %s -> %s; nothing was changed."):format(current, target))
+    base.ok, base.dry_run, base.fleet = true, true, fleet or null
+    out.result(base)
+    return 0
+  end
+  local yes, err = confirm(("Roll back rch %s to %s?"):format(current, target), opts)
+  if not yes then return out.fail(1, err, base) end
+
+  local lock
+  lock, err = rch.store.lock(lock_path(), ("rch update --rollback to %s"):format(target))
+  if not lock then return out.fail(1, "another update is running: " .. err, base) end
+  local function finish(code, message)
+    lock:release()
+    if message then return out.fail(code, message, base) end
+    return code
+  end
+  local removed
+  removed, err = install.cleanup_staging(home)
+  if not removed then return finish(1, err) end
+
+  local dreport
+  dreport, err = stop_daemon(home, opts, out)
+  if not dreport then return finish(1, err .. "; nothing was changed") end
+  local ok
+  ok, err = install.switch(home, target)
+  if not ok then
+    local message = "rollback failed: " .. err
+    local rok, rerr = restart_daemon(home, dreport, nil, out)
+    if not rok then message = message .. "; and rchd did not start again: " .. rerr end
+    base.daemon = daemon_json(dreport)
+    return finish(1, message)
+  end
+  local state = install.read_state(home)
+  state.current, state.previous = target, current
+  install.write_state(home, state)
+  out.say(("switched %s/current -> versions/v%s"):format(home, target))
+  ok, err = restart_daemon(home, dreport, target, out)
+  base.daemon = daemon_json(dreport)
+  if not ok then return finish(1, ("rolled back to %s but rchd did not start: %s"):format(target, err)) end
+  lock:release()
+  out.print(ui.paint("green", ("rolled back rch %s -> %s"):format(current, target)))
+  base.ok = true
+  if opts.fleet then
+    local code, result = fleet_deploy(target, settings, out)
+    base.fleet = { exit_code = code, result = result or null }
+    base.ok = code == 0
+    out.result(base)
+    return code
+  end
+  out.result(base)
+  return 0
+end
+
+--- @param opts {check, version, channel, fleet, rollback, verify, yes, dry_run, no_restart,
+--   drain_timeout, force, json}
+-- @return exit code
+function M.run(opts)
+  local out = new_output(opts.json)
+  local modes = {}
+  for _, m in ipairs({ "check", "rollback", "verify" }) do
+    if opts[m] then modes[#modes + 1] = "--" .. m:gsub("_", "-") end
+  end
+  if #modes > 1 then return out.fail(2, table.concat(modes, " and ") .. " cannot be combined") end
+  opts.version = opts.version or ""
+  if opts.rollback and opts.version ~= "" then
+    return out.fail(2, "--rollback goes back to the previous version; to install a given one use --version alone")
+  end
+  opts.drain_timeout = tonumber(opts.drain_timeout) or 60
+
+  local settings, err = rch.config.settings()
+  if not settings then return out.fail(2, err) end
+  if not opts.channel or opts.channel == "" then opts.channel = settings.update.channel end
+  local key = settings.update.minisign_pubkey
+  if key ~= "" then
+    local ok, kerr = rch.crypto.minisign_key_id(key)
+    if not ok then return out.fail(2, "config.toml [update] minisign_pubkey: " .. kerr) end
+  end
+
+  if opts.verify then return run_verify(out) end
+  if opts.check then return run_check(opts, settings, out) end
+  if opts.rollback then return run_rollback(opts, settings, out) end
+  return run_install(opts, settings, out)
+end
+
+return M

@@ -1,0 +1,133 @@
+--- rch fleet verify: per worker, the installed binary's sha256 against the
+-- manifest written at install, the current/bin links, the agent's health; then
+-- version consistency across the fleet (stragglers). Exit 1 on any finding.
+local rch = require "rch"
+local ui = require "rch.ui"
+local transport = require "rch.transport"
+local workers_mod = require "rch.workers"
+
+local M = {}
+
+local function check(worker, settings)
+  local entry = { id = worker.id, reachable = false, findings = {} }
+  local function finding(text) entry.findings[#entry.findings + 1] = text end
+  local conn, err = transport.get(worker, settings)
+  if not conn then
+    finding("unreachable: " .. err)
+    return entry
+  end
+  entry.reachable = true
+  local root
+  root, err = conn:root()
+  if not root then
+    finding(err)
+    return entry
+  end
+  local facts
+  facts, err = conn:inspect(root, settings.defaults.command_timeout)
+  if not facts then
+    finding(err)
+    return entry
+  end
+  if facts.current_link == "" then
+    finding("no agent installed (no " .. root .. "/current)")
+    return entry
+  end
+  local version = facts.current_link:match("^versions/v(.+)$")
+  if not version then
+    finding(("current -> %s is not a version directory"):format(facts.current_link))
+    return entry
+  end
+  entry.version = version
+  if not facts.binary_sha256 then
+    finding(("current -> %s is dangling: no rch-wkr there"):format(facts.current_link))
+  end
+  if facts.bin_link ~= "../current/rch-wkr" then
+    finding(("bin/rch-wkr -> '%s', expected ../current/rch-wkr"):format(facts.bin_link))
+  end
+  local manifest = facts.manifest
+  if not manifest then
+    finding(("no manifest.json in versions/v%s: not installed by rch"):format(version))
+  elseif facts.binary_sha256 and manifest.sha256 ~= facts.binary_sha256 then
+    finding(("versions/v%s/rch-wkr was modified: sha256 %s, manifest says %s"):format(version,
+      facts.binary_sha256, tostring(manifest.sha256)))
+  elseif manifest.version ~= version then
+    finding(("manifest of versions/v%s names version %s"):format(version, tostring(manifest.version)))
+  end
+  local health = facts.health
+  if not health then
+    finding("rch-wkr health did not answer")
+  else
+    entry.health = health
+    if health.ok ~= true then finding("unhealthy: " .. tostring(health.error or "ok=false")) end
+    if health.version ~= version then
+      finding(("agent reports %s, current is %s"):format(tostring(health.version), version))
+    end
+  end
+  return entry
+end
+
+-- The version most workers run (ties: the newest); everyone else is a straggler.
+local function fleet_version(entries)
+  local count = {}
+  for _, e in ipairs(entries) do
+    if e.version then count[e.version] = (count[e.version] or 0) + 1 end
+  end
+  local best
+  for v, n in pairs(count) do
+    if not best or n > count[best] or (n == count[best] and rch.version.compare(v, best) > 0) then best = v end
+  end
+  return best
+end
+
+function M.run(opts)
+  local settings, err = rch.config.settings()
+  if not settings then
+    ui.error(err)
+    return 2
+  end
+  local workers
+  workers, err = workers_mod.select(opts.worker)
+  if not workers then
+    ui.error(err)
+    return 2
+  end
+  local results, errors = rch.parallel(workers, math.max(settings.defaults.parallel, 16), function(w)
+    return check(w, settings)
+  end)
+  for i, e in pairs(errors or {}) do results[i] = { id = workers[i].id, reachable = false, findings = { e } } end
+  transport.close_all()
+  local reference = fleet_version(results)
+  local ok = true
+  for i = 1, #workers do
+    local e = results[i]
+    if reference and e.version and e.version ~= reference then
+      e.findings[#e.findings + 1] = ("straggler: runs %s, the fleet runs %s"):format(e.version, reference)
+    end
+    e.ok = #e.findings == 0
+    ok = ok and e.ok
+  end
+  if opts.json then
+    local list = rch.json.array()
+    for i = 1, #workers do
+      local e = results[i]
+      list[i] = { id = e.id, reachable = e.reachable, version = e.version or rch.json.null, ok = e.ok,
+        findings = rch.json.array(e.findings) }
+    end
+    io.stdout:write(rch.json.encode({ ok = ok, fleet_version = reference or rch.json.null, workers = list },
+      { pretty = true }), "\n")
+  else
+    local rows = {}
+    for i = 1, #workers do
+      local e = results[i]
+      rows[#rows + 1] = { e.id, e.version or "-", e.ok and ui.paint("green", "ok") or ui.paint("red", "FAIL"),
+        table.concat(e.findings, "; ") }
+    end
+    ui.table({ "WORKER", "VERSION", "VERIFY", "FINDINGS" }, rows)
+    io.stdout:write(ok and "fleet verified: every worker matches its manifest and runs " .. tostring(reference) .. "\n"
+      or "verification found problems\n")
+  end
+  return ok and 0 or 1
+end
+
+return M
