@@ -3,6 +3,8 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${RCH_BUILD_DIR:-$root/build}"
+# Shared ccache entries with scripts/make-release.sh's build dirs (see there).
+export CCACHE_BASEDIR="$build" CCACHE_NOHASHDIR=1
 if [[ ! -f "$build/build.ninja" ]]; then
   cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 fi

@@ -61,15 +61,17 @@ tag="v$version"
 tarball="rch-$tag-$target.tar.gz"
 bins=(rch rchd rch-wkr)
 
-# Build. Release (no -g) keeps the working directory out of ccache's hash, and
-# a base_dir at the build directory makes its absolute paths (the generated
-# include dir) relative, so every release build dir shares one ccache entry
-# per source file: a new version recompiles only build_info.cpp.
+# Build with the same flags as scripts/build.sh (RelWithDebInfo; the binaries
+# are stripped below). A base_dir at the build directory makes its absolute
+# paths (the generated include dir) relative and NOHASHDIR keeps the working
+# directory out of the hash, so every build dir — the main one and each
+# release — shares one ccache entry per source file: a new version recompiles
+# only build_info.cpp.
 say "building rch $version in $build"
 log="$build/make-release.log"
-export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$build}
+export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$build} CCACHE_NOHASHDIR=1
 if ! {
-  cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DRCH_VERSION="$version" -DBUILD_TESTING=OFF &&
+  cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRCH_VERSION="$version" -DBUILD_TESTING=OFF &&
     cmake --build "$build" --target "${bins[@]}"
 } >"$log" 2>&1; then
   tail -n 40 "$log" >&2
