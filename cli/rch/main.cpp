@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
+#include <functional>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -76,11 +77,6 @@ struct UpdateOptions {
   int drain_timeout = 60;
 };
 
-int not_available(const std::string& command) {
-  std::cerr << "rch: " << command << " is not available yet\n";
-  return 2;
-}
-
 rch::lua::EngineOptions engine_options(const Globals& g) {
   rch::lua::EngineOptions options;
   for (const auto& dir : g.script_dirs) options.script_dirs.emplace_back(dir);
@@ -89,11 +85,13 @@ rch::lua::EngineOptions engine_options(const Globals& g) {
   return options;
 }
 
-// Runs lua/rch/commands/<name>.lua's run(args); its number result is the exit code.
-int run_lua_command(const Globals& g, const std::string& name, const json& args) {
+// Runs `what` as the engine's main task; a number it returns is the exit code,
+// a Lua error (file:line, traceback with -v) exits 1.
+int run_in_engine(const Globals& g,
+                  const std::function<rch::Result<json>(rch::lua::Engine&)>& what) {
   try {
     rch::lua::Engine engine(engine_options(g));
-    auto result = engine.run_module("rch.commands." + name, args);
+    auto result = what(engine);
     if (!result.ok()) {
       std::cerr << "rch: " << result.error() << "\n";
       return 1;
@@ -106,21 +104,14 @@ int run_lua_command(const Globals& g, const std::string& name, const json& args)
   }
 }
 
-// rch run FILE [ARGS…]: the script's number result is the exit code.
+// Runs lua/rch/commands/<name>.lua's run(args).
+int run_lua_command(const Globals& g, const std::string& name, const json& args) {
+  return run_in_engine(g, [&](rch::lua::Engine& e) { return e.run_module("rch.commands." + name, args); });
+}
+
+// rch run FILE [ARGS…]
 int run_script(const Globals& g, const std::string& file, const std::vector<std::string>& args) {
-  try {
-    rch::lua::Engine engine(engine_options(g));
-    auto result = engine.run_file(file, args);
-    if (!result.ok()) {
-      std::cerr << "rch: " << result.error() << "\n";
-      return 1;
-    }
-    if (result.value().is_number_integer()) return result.value().get<int>();
-    return 0;
-  } catch (const std::exception& e) {
-    std::cerr << "rch: " << e.what() << "\n";
-    return 1;
-  }
+  return run_in_engine(g, [&](rch::lua::Engine& e) { return e.run_file(file, args); });
 }
 
 json worker_list(const std::vector<std::string>& workers) {

@@ -45,6 +45,18 @@ function M.select(selection)
   return out
 end
 
+--- What every fleet command starts with: config.toml and the selected workers.
+-- @param selection as for select()
+-- @return settings, workers; or nil, err (a configuration error: exit 2)
+function M.load(selection)
+  local settings, err = config.settings()
+  if not settings then return nil, err end
+  local workers
+  workers, err = M.select(selection)
+  if not workers then return nil, err end
+  return settings, workers
+end
+
 --- Workers that carry `tag`.
 function M.with_tag(workers, tag)
   local out = {}

@@ -74,15 +74,9 @@ end
 
 --- @param opts {worker, timeout, json, undrain = bool}
 function M.run(opts)
-  local settings, err = rch.config.settings()
+  local settings, workers = workers_mod.load(opts.worker)
   if not settings then
-    ui.error(err)
-    return 2
-  end
-  local workers
-  workers, err = workers_mod.select(opts.worker)
-  if not workers then
-    ui.error(err)
+    ui.error(workers)
     return 2
   end
   local progress = progress_mod.new(opts.json and "silent" or "plain", #workers)

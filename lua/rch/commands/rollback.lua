@@ -90,20 +90,15 @@ local function plan_one(worker, settings, opts, previous_of)
 end
 
 function M.run(opts)
-  local settings, err = rch.config.settings()
+  local settings, workers = workers_mod.load(opts.worker)
   if not settings then
-    ui.error(err)
+    ui.error(workers)
     return 2
   end
+  local err
   if opts.to_version == "" then opts.to_version = nil end
   if opts.to_version and not rch.version.parse(opts.to_version) then
     ui.error(("--to-version %s is not a version"):format(opts.to_version))
-    return 2
-  end
-  local workers
-  workers, err = workers_mod.select(opts.worker)
-  if not workers then
-    ui.error(err)
     return 2
   end
   local lock

@@ -110,15 +110,9 @@ end
 --- @param opts {worker = list of ids, json = bool, watch = bool}
 -- @return exit code
 function M.run(opts)
-  local settings, err = rch.config.settings()
+  local settings, workers = workers_mod.load(opts.worker)
   if not settings then
-    ui.error(err)
-    return 2
-  end
-  local workers
-  workers, err = workers_mod.select(opts.worker)
-  if not workers then
-    ui.error(err)
+    ui.error(workers)
     return 2
   end
   if not opts.watch then

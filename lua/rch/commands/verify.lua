@@ -81,15 +81,9 @@ local function fleet_version(entries)
 end
 
 function M.run(opts)
-  local settings, err = rch.config.settings()
+  local settings, workers = workers_mod.load(opts.worker)
   if not settings then
-    ui.error(err)
-    return 2
-  end
-  local workers
-  workers, err = workers_mod.select(opts.worker)
-  if not workers then
-    ui.error(err)
+    ui.error(workers)
     return 2
   end
   local results, errors = rch.parallel(workers, math.max(settings.defaults.parallel, 16), function(w)
