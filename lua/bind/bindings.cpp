@@ -13,6 +13,10 @@ void open_bindings(lua_State* L) {
       {"rch.config", luaopen_rch_config}, {"rch.ssh", luaopen_rch_ssh},
       {"rch.sys", luaopen_rch_sys},       {"rch.store", luaopen_rch_store},
       {"rch.resolver", luaopen_rch_resolver}, {"rch.sim", luaopen_rch_sim},
+      {"rch.net", luaopen_rch_net},
+      {"rch.archive", luaopen_rch_archive},
+      {"rch.daemon", luaopen_rch_daemon},
+      {"rch.install", luaopen_rch_install},
       {nullptr, nullptr},
   };
   // Tables decoded from JSON arrays carry this so `[]` round-trips.

@@ -18,6 +18,10 @@ int luaopen_rch_sys(lua_State* L);
 int luaopen_rch_store(lua_State* L);
 int luaopen_rch_resolver(lua_State* L);
 int luaopen_rch_sim(lua_State* L);
+int luaopen_rch_net(lua_State* L);
+int luaopen_rch_archive(lua_State* L);
+int luaopen_rch_daemon(lua_State* L);
+int luaopen_rch_install(lua_State* L);
 
 // Fills package.preload with every module above.
 void open_bindings(lua_State* L);

@@ -190,8 +190,9 @@ function M.run(opts)
       io.stdout:write(("%s%s %s %s%s\n"):format(mark, r.worker_id, opts.dry_run and "would roll back" or r.status, arrow,
         tail))
     end
-    io.stdout:write(("%s: %d rolled back, %d failed, %d skipped%s\n"):format(opts.dry_run and "Dry run" or "Rollback",
-      counts.rolled_back, counts.failed, counts.skipped, opts.dry_run and " (nothing was changed)" or ""))
+    io.stdout:write(("%s: %d %s, %d failed, %d skipped%s\n"):format(opts.dry_run and "Dry run" or "Rollback",
+      counts.rolled_back, opts.dry_run and "would roll back" or "rolled back", counts.failed, counts.skipped,
+      opts.dry_run and " (nothing was changed)" or ""))
   end
   return success and 0 or 1
 end
