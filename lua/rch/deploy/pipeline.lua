@@ -155,7 +155,7 @@ local function preflight(d, ws)
   ws.root, err = conn:root()
   if not ws.root then return fail(d, ws, err) end
   local facts
-  facts, err = conn:preflight(ws.root, d.target_version, d.timeout)
+  facts, err = conn:preflight(ws.root, d.target_version, d.timeout, not d.options.force)
   if not facts then return fail(d, ws, err) end
   ws.facts = facts
   ws.current_version = facts.current_version
