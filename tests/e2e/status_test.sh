@@ -18,7 +18,8 @@ expect_exit 0 "$RCH" fleet status --json
 json 'w=d["workers"]; assert [x["id"] for x in w]==["w1","w2","w3","w4"], w
 for x in w:
     assert x["reachable"] is True and x["version"] is None and x["error"] is None, x
-    assert set(x)=={"id","host","port","user","reachable","root","version","error"}, x'
+    assert set(x)=={"id","host","port","user","reachable","root","version","versions","draining",
+                    "active_builds","disk_free_mb","last_deployment","error"}, x'
 
 # An agent installed by hand in w1's layout shows its version.
 v=$("$RCH_WKR" --version); v=${v#rch-wkr }

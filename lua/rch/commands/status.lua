@@ -78,7 +78,7 @@ local function collect(workers, settings)
   return results
 end
 
-local function render_json(results)
+local function render_json(results, compact)
   local null = rch.json.null
   local list = rch.json.array()
   for i, r in ipairs(results) do
@@ -89,7 +89,7 @@ local function render_json(results)
       disk_free_mb = r.disk_free_mb or null, last_deployment = r.last_deployment or null, error = r.error or null,
     }
   end
-  return rch.json.encode({ workers = list }, { pretty = true }) .. "\n"
+  return rch.json.encode({ workers = list }, { pretty = not compact }) .. "\n"
 end
 
 local function render_table(results)
@@ -125,10 +125,15 @@ function M.run(opts)
   while true do
     local started = rch.monotonic()
     local results = collect(workers, settings)
-    if ui.stdout_tty then io.stdout:write("\27[H\27[J") end
-    io.stdout:write(("rch fleet status — %s (every 1s, Ctrl-C to stop)\n"):format(os.date("%H:%M:%S")))
-    if opts.json then io.stdout:write(render_json(results)) else render_table(results) end
-    if not ui.stdout_tty then io.stdout:write("\n") end
+    if opts.json then
+      -- One JSON document per line: a stream a program can read.
+      io.stdout:write(render_json(results, true))
+    else
+      if ui.stdout_tty then io.stdout:write("\27[H\27[J") end
+      io.stdout:write(("rch fleet status — %s (every 1s, Ctrl-C to stop)\n"):format(os.date("%H:%M:%S")))
+      render_table(results)
+      if not ui.stdout_tty then io.stdout:write("\n") end
+    end
     io.stdout:flush()
     rch.sleep(math.max(0, 1 - (rch.monotonic() - started)))
   end
