@@ -42,6 +42,35 @@ local function check_audit(path)
   return true
 end
 
+-- A worker is in flight from its first journal record to its terminal status, in the
+-- order the loop wrote them. @return number of lines, peak number of workers in flight
+local function journal_concurrency(path)
+  local count, active, in_flight, peak = 0, {}, 0, 0
+  for line in io.lines(path) do
+    count = count + 1
+    local w, status = line:match('"worker":"([^"]*)"'), line:match('"status":"(%a+)"')
+    if w and status then
+      local terminal = status == "Completed" or status == "Failed" or status == "Skipped" or status == "RolledBack"
+      if terminal and active[w] then
+        active[w], in_flight = nil, in_flight - 1
+      elseif not terminal and not active[w] then
+        active[w], in_flight = true, in_flight + 1
+        if in_flight > peak then peak = in_flight end
+      end
+    end
+  end
+  return count, peak
+end
+
+-- @return the first worker whose journal replays to another status than the result's, or nil
+local function replay_mismatch(deployment, statuses)
+  local replayed = deployment:replay()
+  for id, status in pairs(statuses) do
+    local journaled = (replayed[id] or {}).status
+    if journaled ~= status then return ("%s: journal %s, result %s"):format(id, tostring(journaled), status) end
+  end
+end
+
 function M.run(opts)
   local n, p = opts.workers, opts.parallel
   -- Injected faults are the point here; the report counts them instead of a warning each.
@@ -73,7 +102,13 @@ function M.run(opts)
   local function check(name, ok, detail)
     checks[#checks + 1] = { name = name, ok = ok and true or false, detail = detail or "" }
   end
-  check("peak in-flight <= --parallel", d.peak_in_flight <= p, ("peak %d, cap %d"):format(d.peak_in_flight, p))
+  -- Concurrency also from the journal, independently of the executor's own counter (a
+  -- strategy that runs the pipeline itself bypasses it).
+  local deployment = assert(state.load(result.id))
+  local journal = deployment.dir .. "/journal.jsonl"
+  local before, journal_peak = journal_concurrency(journal)
+  check("peak in-flight <= --parallel", d.peak_in_flight <= p and journal_peak <= p,
+    ("peak %d, cap %d; journal peak %d"):format(d.peak_in_flight, p, journal_peak))
 
   local terminal = { Completed = true, Failed = true, Skipped = true, RolledBack = true }
   local seen, bad, statuses = {}, nil, {}
@@ -85,38 +120,42 @@ function M.run(opts)
   check("every worker in exactly one terminal state", not bad and #result.workers == n,
     bad or ("%d workers"):format(#result.workers))
 
-  -- What each simulated worker really runs now, against what its status claims.
+  -- What each simulated worker really runs now (read from the model, past its injected
+  -- faults: a worker failing at verify cannot be probed), against what its status claims.
+  local sim_transport = require "rch.transport.sim"
   local fleet_state = {}
-  rch.parallel(workers, p, function(w)
-    local conn = assert(transport.get(w, d.settings))
-    fleet_state[w.id] = conn:installed_version("")
+  local _, probe_errors = rch.parallel(workers, p, function(w)
+    fleet_state[w.id] = assert(sim_transport.inspect(w.id)).current_link
   end)
-  local wrong
+  local previous_link = {}
+  for _, ws in ipairs(d.workers) do previous_link[ws.id] = ws.previous_link end
+  local wrong = probe_errors and ("cannot inspect a simulated worker: " .. tostring(select(2, next(probe_errors))))
+  local target_link = "versions/v" .. result.target_version
   for _, w in ipairs(result.workers) do
-    local installed = fleet_state[w.worker_id]
-    if w.status == "Completed" and installed ~= result.target_version then
-      wrong = w.worker_id .. " completed but runs " .. tostring(installed)
+    local link = fleet_state[w.worker_id]
+    -- What preflight found ("" = no agent; also for a worker it never reached: the simulated fleet starts empty).
+    local previous = previous_link[w.worker_id] or ""
+    if w.status == "Completed" and link ~= target_link then
+      wrong = w.worker_id .. " completed but its current is " .. tostring(link)
     end
-    if (w.status == "RolledBack" or w.status == "Failed") and installed == result.target_version then
-      wrong = w.worker_id .. " " .. w.status .. " but runs the target version"
+    if (w.status == "RolledBack" or w.status == "Failed") and link ~= previous then
+      wrong = ("%s %s but its current is '%s', not its previous '%s'"):format(w.worker_id, w.status, tostring(link),
+        previous)
     end
   end
   check("failed workers are back on their previous version", not wrong, wrong)
 
+  -- The checks read whole files: collect between them, so that their garbage does not
+  -- pile up into the peak RSS this command reports.
+  collectgarbage()
   local audit_ok, audit_err = check_audit(state.state_dir() .. "/audit.jsonl")
   check("every Started audit event completed or failed", audit_ok, audit_err)
 
   -- Resume: replay the journal as if rch had died at the end, run --resume,
   -- and check that finished workers are not touched again.
-  local deployment = assert(state.load(result.id))
-  local replayed = deployment:replay()
-  local mismatch
-  for id, status in pairs(statuses) do
-    local journaled = (replayed[id] or {}).status
-    if journaled ~= status then mismatch = ("%s: journal %s, result %s"):format(id, tostring(journaled), status) end
-  end
-  local journal = deployment.dir .. "/journal.jsonl"
-  local before = #rch.store.read_lines(journal)
+  collectgarbage()
+  local mismatch = replay_mismatch(deployment, statuses)
+  collectgarbage()
   os.rename(deployment.dir .. "/result.json", deployment.dir .. "/result.first.json")
   deploy_opts.resume = true
   deploy.run(deploy_opts)

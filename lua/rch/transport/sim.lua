@@ -85,4 +85,8 @@ function Handle:close() self.open = false end
 --- The fault the simulation gave a worker ("none", "connect", "fail_at=verify", …).
 function M.fault(worker_id) return the_fleet():fault(worker_id) end
 
+--- What a simulated worker really has (current_link, bin_link, …), without a
+-- connection and without its injected faults: ground truth for rch fleet stress.
+function M.inspect(worker_id) return the_fleet():inspect(worker_id) end
+
 return M
