@@ -233,6 +233,7 @@ int main(int argc, char** argv) {
   history_cmd->add_flag("--json", history.json, "JSON output");
   auto* history_show = history_cmd->add_subcommand("show", "Show one deployment's per-worker steps and errors");
   history_show->add_option("ID", history.show_id, "Deployment id")->required();
+  history_show->add_flag("--json", history.json, "JSON output");
 
   std::string audit_file;
   auto* audit_cmd = fleet->add_subcommand("audit", "Audit log tools");

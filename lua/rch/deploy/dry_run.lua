@@ -58,7 +58,7 @@ function M.estimate_total(times, strategy_name, options)
 end
 
 local function predict(worker, ctx)
-  local p = { worker_id = worker.id, target_version = ctx.target_version, preflight_issues = {} }
+  local p = { worker_id = worker.id, target_version = ctx.target_version, preflight_issues = rch.json.array() }
   local function blocked(message, check, remediation)
     p.action = "Blocked"
     p.estimated_transfer_mb, p.estimated_time_secs = 0, SETUP_SECS
@@ -100,7 +100,7 @@ end
 
 --- Computes the dry run. @return result table (the --json shape)
 function M.compute(ctx)
-  ctx.issues = {}
+  ctx.issues = rch.json.array()
   local results = rch.parallel(ctx.workers, math.max(ctx.options.parallel, 16), function(w) return predict(w, ctx) end)
   local predictions, times, total_mb = {}, {}, 0
   for i = 1, #ctx.workers do
