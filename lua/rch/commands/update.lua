@@ -180,14 +180,24 @@ local function stop_daemon(home, opts, out)
     return { was_running = st and st.running or false, pid = st and st.pid or 0, left_running = true }
   end
   local interrupted = daemon.stopped_by_interrupted_update(home)
-  local state = install.read_state(home)
-  state.rchd_stopped = true
+  local st = daemon.status(home)
+  local running = st and st.running or false
+  if running and not interrupted then
+    -- Recorded before rchd is stopped, so that a run killed from here on
+    -- leaves the next run a note to start it again.
+    local state = install.read_state(home)
+    state.rchd_stopped = true
+    local ok, err = install.write_state(home, state)
+    if not ok then return nil, err end
+  end
   local report, err = daemon.stop(home, { drain_timeout = opts.drain_timeout, say = out.say, warn = out.warn })
-  if not report then return nil, err end
-  if report.was_running or interrupted then
-    -- Recorded before anything changes, so a run killed from here on still
-    -- restarts rchd next time.
-    install.write_state(home, state)
+  if not report then
+    if running and not interrupted then
+      local state = install.read_state(home)
+      state.rchd_stopped = nil
+      install.write_state(home, state)
+    end
+    return nil, err
   end
   report.restart = report.was_running or interrupted
   return report
@@ -217,6 +227,8 @@ local function daemon_json(report)
 end
 
 -- ---------------------------------------------------------------- install
+
+local install_locked -- defined below run_install
 
 local function run_install(opts, settings, out)
   local paths = rch.config.paths()
@@ -291,7 +303,9 @@ local function run_install(opts, settings, out)
     return 0
   end
 
-  show_notes(out, release, release_mod.notes(release, settings))
+  local notes = release_mod.notes(release, settings)
+  base.release_notes = notes
+  show_notes(out, release, notes)
   local yes
   yes, err = confirm(("Install rch %s?"):format(target), opts)
   if not yes then return out.fail(1, err, base) end
@@ -299,7 +313,7 @@ local function run_install(opts, settings, out)
   local lock
   lock, err = rch.store.lock(lock_path(), ("rch update to %s"):format(target))
   if not lock then return out.fail(1, "another update is running: " .. err, base) end
-  local code = M.install_locked(release, found, opts, settings, out, base, home)
+  local code = install_locked(release, found, opts, settings, out, base, home)
   lock:release()
   if code ~= 0 or not opts.fleet then return code end
   local fcode, result = fleet_deploy(target, settings, out)
@@ -311,7 +325,7 @@ end
 
 -- The part of an install that runs under update.lock. Returns the exit code;
 -- prints the JSON result itself unless --fleet still has to run.
-function M.install_locked(release, found, opts, settings, out, base, home)
+install_locked = function(release, found, opts, settings, out, base, home)
   local target = release.version
   local removed, err = install.cleanup_staging(home)
   if not removed then return out.fail(1, err, base) end
@@ -324,6 +338,7 @@ function M.install_locked(release, found, opts, settings, out, base, home)
     expected_sha256 = function(text) return (verify.sha256_for(text, found.tarball.name, found.sha256.name)) end,
   })
   if not fetched then return out.fail(1, err, base) end
+  if fetched.reused then out.say(("using %s, downloaded earlier"):format(fetched.tarball)) end
   base.tarball = { url = found.tarball.url, size = found.tarball.size, path = fetched.tarball, cached = fetched.reused or false }
 
   local signature, details = verify.signature(release, fetched, settings.update.minisign_pubkey)

@@ -1,0 +1,118 @@
+--- Download of a release's assets into $RCH_CACHE_DIR/downloads/v<ver>/:
+-- the small ones (.sha256, checksums.txt, .minisig) are fetched fresh every
+-- time; the tarball resumes a .part left by an interrupted run and is capped
+-- at the size the release announces. A progress bar is drawn on a TTY.
+local rch = require "rch"
+local net = require "rch.net"
+local install = require "rch.install"
+local release_mod = require "rch.update.release"
+
+local M = {}
+
+local SMALL_CAP = 1024 * 1024
+
+--- "12.3 MB" style sizes.
+function M.human_size(bytes)
+  bytes = tonumber(bytes) or 0
+  if bytes >= 1024 * 1024 then return ("%.1f MB"):format(bytes / (1024 * 1024)) end
+  if bytes >= 1024 then return ("%.1f KB"):format(bytes / 1024) end
+  return ("%d B"):format(bytes)
+end
+
+local function bar(name, done, total, started)
+  local secs = math.max(rch.monotonic() - started, 0.001)
+  local rate = M.human_size(done / secs) .. "/s"
+  if total and total > 0 then
+    local frac = math.min(done / total, 1)
+    local width = 24
+    local fill = math.floor(frac * width + 0.5)
+    return ("\r  %s [%s%s] %3d%% %s / %s %s\27[K"):format(name, ("#"):rep(fill), ("-"):rep(width - fill),
+      math.floor(frac * 100), M.human_size(done), M.human_size(total), rate)
+  end
+  return ("\r  %s %s %s\27[K"):format(name, M.human_size(done), rate)
+end
+
+-- Downloads one large file with a live bar on stdout when `tty`.
+local function download_with_progress(asset, dest, options, tty)
+  if not tty then return net.download(asset.url, dest, options) end
+  local progress = net.progress()
+  options.progress = progress
+  local finished = false
+  local started = rch.monotonic()
+  local drawer = rch.spawn(function()
+    while not finished do
+      local done, total = progress:get()
+      io.stdout:write(bar(asset.name, done, total > 0 and total or asset.size, started))
+      io.stdout:flush()
+      rch.sleep(0.1)
+    end
+  end)
+  local ok, err = net.download(asset.url, dest, options)
+  finished = true
+  rch.join(drawer)
+  local done, total = progress:get()
+  io.stdout:write(bar(asset.name, done, total > 0 and total or asset.size, started), "\n")
+  io.stdout:flush()
+  return ok, err
+end
+
+--- Fetches the assets of `release` into the cache.
+-- @param found the release's assets (release.assets())
+-- @param opts {settings, tty = draw a progress bar, expected_sha256 = function(text of .sha256) -> hex}
+-- @return {dir, tarball, sha256_text, checksums_text, minisig_text (or nil), checksums_path, reused}, or nil, err
+function M.fetch(release, found, opts)
+  local settings = opts.settings
+  local dir = rch.config.paths().cache_dir .. "/downloads/v" .. release.version
+  local ok, err = rch.fs.mkdirs(dir)
+  if not ok then return nil, err end
+  local out = { dir = dir }
+
+  local function small(asset)
+    local body, gerr = net.get(asset.url, release_mod.net_options(settings, {
+      max_bytes = (asset.size > 0 and asset.size < SMALL_CAP) and asset.size or SMALL_CAP,
+    }))
+    if not body then return nil, gerr end
+    local wok, werr = rch.fs.write_atomic(dir .. "/" .. asset.name, body)
+    if not wok then return nil, werr end
+    return body
+  end
+
+  out.sha256_text, err = small(found.sha256)
+  if not out.sha256_text then return nil, err end
+  out.checksums_text, err = small(found.checksums)
+  if not out.checksums_text then return nil, err end
+  out.checksums_path = dir .. "/" .. found.checksums.name
+  if found.minisig then
+    out.minisig_text, err = small(found.minisig)
+    if not out.minisig_text then return nil, err end
+  else
+    install.remove(dir .. "/checksums.txt.minisig")
+  end
+
+  -- A tarball cached by an earlier run is reused when it has the announced digest.
+  out.tarball = dir .. "/" .. found.tarball.name
+  local want = opts.expected_sha256 and opts.expected_sha256(out.sha256_text)
+  if want and rch.fs.exists(out.tarball) then
+    local have = rch.crypto.sha256_file(out.tarball)
+    if have == want then
+      out.reused = true
+      return out
+    end
+    install.remove(out.tarball)
+  end
+  local options = release_mod.net_options(settings, { max_bytes = found.tarball.size > 0 and found.tarball.size or nil })
+  ok, err = download_with_progress(found.tarball, out.tarball, options, opts.tty)
+  if not ok then return nil, err end
+  return out
+end
+
+--- Forgets a cached tarball (and its .part) that failed verification, so the
+-- next run downloads it again instead of resuming into the same bytes.
+function M.discard(fetched)
+  if fetched and fetched.tarball then
+    install.remove(fetched.tarball)
+    install.remove(fetched.tarball .. ".part")
+  end
+end
+
+return M
