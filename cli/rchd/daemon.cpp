@@ -27,7 +27,7 @@
 
 #include "cli/rchd/job.hpp"
 #include "cli/rchd/pidfile.hpp"
-#include "cli/rchd/unique_fd.hpp"
+#include "core/util/unique_fd.hpp"
 #include "core/agent/agent.hpp"
 #include "core/agent/daemon_client.hpp"
 #include "core/util/time.hpp"

@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "cli/rchd/unique_fd.hpp"
+#include "core/util/unique_fd.hpp"
 #include "core/util/result.hpp"
 
 namespace rch::rchd {

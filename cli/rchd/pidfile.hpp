@@ -7,7 +7,7 @@
 
 #include <filesystem>
 
-#include "cli/rchd/unique_fd.hpp"
+#include "core/util/unique_fd.hpp"
 #include "core/util/result.hpp"
 
 namespace rch::rchd {

@@ -3,6 +3,8 @@
 // holds it, so a crashed job can never keep a worker "busy" forever.
 #include "core/agent/agent.hpp"
 
+#include "core/util/unique_fd.hpp"
+
 #include <fcntl.h>
 #include <pwd.h>
 #include <signal.h>
@@ -35,32 +37,6 @@ namespace fs = std::filesystem;
 namespace {
 
 std::string errno_text(int err) { return std::strerror(err); }
-
-// Owns one file descriptor.
-class UniqueFd {
- public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  UniqueFd(UniqueFd&& o) noexcept : fd_(o.release()) {}
-  UniqueFd& operator=(UniqueFd&& o) noexcept {
-    if (this != &o) reset(o.release());
-    return *this;
-  }
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-  ~UniqueFd() { reset(); }
-
-  int get() const { return fd_; }
-  bool valid() const { return fd_ >= 0; }
-  int release() { return std::exchange(fd_, -1); }
-  void reset(int fd = -1) {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = fd;
-  }
-
- private:
-  int fd_ = -1;
-};
 
 std::string random_hex(size_t bytes) {
   static constexpr char digits[] = "0123456789abcdef";

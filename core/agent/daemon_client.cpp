@@ -3,6 +3,8 @@
 // deadline over the whole exchange so a wedged daemon cannot hang rch update).
 #include "core/agent/daemon_client.hpp"
 
+#include "core/util/unique_fd.hpp"
+
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -239,28 +241,6 @@ Error wrong_type(std::string_view key, std::string_view want) {
 }
 
 // ---- socket client -----------------------------------------------------------
-
-class UniqueFd {
- public:
-  explicit UniqueFd(int fd = -1) : fd_(fd) {}
-  UniqueFd(UniqueFd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  UniqueFd& operator=(UniqueFd&& o) noexcept {
-    if (this != &o) {
-      if (fd_ >= 0) ::close(fd_);
-      fd_ = std::exchange(o.fd_, -1);
-    }
-    return *this;
-  }
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-  ~UniqueFd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
 
 int remaining_ms(steady::time_point deadline) {
   const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - steady::now()).count();

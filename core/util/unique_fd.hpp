@@ -1,12 +1,12 @@
-// UniqueFd: the one owner of a file descriptor inside rchd (sockets, pipes,
-// the pidfile lock, the signalfd), closed when the owner goes away.
+// UniqueFd: the one owner of a file descriptor (sockets, pipes, lease and
+// pidfile locks, the signalfd), closed when the owner goes away.
 #pragma once
 
 #include <unistd.h>
 
 #include <utility>
 
-namespace rch::rchd {
+namespace rch {
 
 class UniqueFd {
  public:
@@ -33,4 +33,4 @@ class UniqueFd {
   int fd_ = -1;
 };
 
-}  // namespace rch::rchd
+}  // namespace rch
