@@ -81,7 +81,7 @@ class Engine {
   int spawn(lua_State* L, int fn_index, int nargs, std::string name);
   // The id of the task whose coroutine is L, or 0 when L is not a task.
   int task_of(lua_State* L) const;
-  // Yields the running task until task `target` ends; see l_sched_join.
+  // Whether task `id` has ended (its results can be pushed at once).
   bool task_done(int id) const;
   void add_joiner(int target, int waiter);
   // Pushes the results of a finished task onto L: true, results… or false, err.

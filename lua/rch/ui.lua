@@ -1,10 +1,7 @@
 --- Terminal output helpers: colour only on a TTY and without NO_COLOR.
 local M = {}
 
-local ffi = require "ffi"
-ffi.cdef [[ int isatty(int fd); ]]
-
-M.stdout_tty = ffi.C.isatty(1) == 1
+M.stdout_tty = require("rch.sys").isatty(1)
 M.color = M.stdout_tty and os.getenv("NO_COLOR") == nil
 
 local codes = { red = "31", green = "32", yellow = "33", dim = "2", bold = "1" }
