@@ -13,7 +13,8 @@ namespace {
 
 spdlog::logger& logger() {
   static std::shared_ptr<spdlog::logger> instance = [] {
-    const bool color = isatty(STDERR_FILENO) && std::getenv("NO_COLOR") == nullptr;
+    const char* no_color = std::getenv("NO_COLOR");  // no-color.org: set and non-empty
+    const bool color = isatty(STDERR_FILENO) && (no_color == nullptr || *no_color == '\0');
     auto sink = std::make_shared<spdlog::sinks::stderr_color_sink_mt>(
         color ? spdlog::color_mode::automatic : spdlog::color_mode::never);
     auto l = std::make_shared<spdlog::logger>("rch", sink);

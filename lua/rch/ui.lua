@@ -2,7 +2,8 @@
 local M = {}
 
 M.stdout_tty = require("rch.sys").isatty(1)
-M.color = M.stdout_tty and os.getenv("NO_COLOR") == nil
+-- no-color.org: NO_COLOR set to a non-empty value turns colour off.
+M.color = M.stdout_tty and (os.getenv("NO_COLOR") or "") == ""
 
 local codes = { red = "31", green = "32", yellow = "33", dim = "2", bold = "1" }
 
