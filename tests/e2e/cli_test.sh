@@ -115,4 +115,15 @@ contains "$ERR" "$TMP/broken/rch/commands/status.lua:2: exploded"
 [[ $ERR != *"stack traceback"* ]] || fail "traceback without -v"
 expect_exit 1 "$RCH" -v --script-dir "$TMP/broken" fleet status
 contains "$ERR" "stack traceback"
+# Colour only on a TTY, and never with NO_COLOR set (script(1) gives rch a pty).
+mkdir -p "$TMP/mock"
+printf '[[workers]]\nid = "m1"\nhost = "sim"\n' >"$TMP/mock/workers.toml"
+colour_runs() {
+  env RCH_MOCK_SSH=1 RCH_CONFIG_DIR="$TMP/mock" RCH_STATE_DIR="$TMP/mockstate" "$@" \
+    script -qec "$RCH fleet status" /dev/null | grep -c $'\e\[' || true
+}
+[[ $(colour_runs env -u NO_COLOR) -gt 0 ]] || fail "no colour on a TTY"
+[[ $(colour_runs env NO_COLOR=1) == 0 ]] || fail "colour despite NO_COLOR"
+[[ $(RCH_MOCK_SSH=1 RCH_CONFIG_DIR="$TMP/mock" RCH_STATE_DIR="$TMP/mockstate" "$RCH" fleet status | grep -c $'\e\[' || true) == 0 ]] ||
+  fail "colour when piped"
 echo "cli_test: ok"
