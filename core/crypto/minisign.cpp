@@ -2,6 +2,8 @@
 // "BLAKE2B-512" digest, so rch needs no libsodium. Formats follow minisign 0.11.
 #include "core/crypto/minisign.hpp"
 
+#include "core/util/unique_fd.hpp"
+
 #include <fcntl.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -41,20 +43,6 @@ void check(int ok, const char* what) {
   // These EVP calls fail only on allocation or provider breakage: a bug, not input.
   if (ok != 1) throw std::runtime_error(std::string("OpenSSL ") + what + " failed");
 }
-
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
 
 int base64_value(char c) {
   if (c >= 'A' && c <= 'Z') return c - 'A';
@@ -306,7 +294,7 @@ Result<MinisignVerified> minisign_verify_file(const MinisignPublicKey& key, cons
   if (!sig) return Error{sig.error()};
   const PkeyPtr pkey = make_ed25519_key(key);
   if (!pkey) return bad_key();
-  Fd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+  UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd.get() < 0) return make_error("cannot open " + file.string() + ": " + std::strerror(errno));
 
   // Legacy "Ed" signs the bytes themselves, so the whole file must be in memory.

@@ -2,6 +2,8 @@
 // an accelerated provider implementation.
 #include "core/crypto/sha256.hpp"
 
+#include "core/util/unique_fd.hpp"
+
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <unistd.h>
@@ -40,20 +42,6 @@ std::string to_lower(std::string_view s) {
   for (char& c : out) c = lower(c);
   return out;
 }
-
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
 
 // sha256sum escapes '\\' and '\n' in names and then starts the line with '\\'.
 std::string unescape_name(std::string_view name) {
@@ -104,7 +92,7 @@ std::string sha256_hex(std::string_view data) {
 }
 
 Result<std::string> sha256_file_hex(const std::filesystem::path& path) {
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd.get() < 0) return make_error("cannot open " + path.string() + ": " + std::strerror(errno));
   Sha256 h;
   std::vector<char> buf(kChunk);

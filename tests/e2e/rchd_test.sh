@@ -27,33 +27,11 @@ fail() {
   exit 1
 }
 
-# rq SOCKET JSON: sends one request line, prints the reply line; exit 1 if the
-# daemon cannot be reached or closes without a reply.
-rq() {
-  python3 - "$1" "$2" <<'EOF'
-import socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.settimeout(5)
-try:
-    s.connect(sys.argv[1])
-except OSError as e:
-    sys.exit("cannot connect to %s: %s" % (sys.argv[1], e))
-s.sendall(sys.argv[2].encode() + b"\n")
-buf = b""
-while not buf.endswith(b"\n"):
-    chunk = s.recv(4096)
-    if not chunk:
-        sys.exit("connection closed without a reply")
-    buf += chunk
-print(buf.decode().rstrip("\n"))
-EOF
-}
+# shellcheck source=tests/e2e/rchd_lib.sh
+source "$(dirname "$0")/rchd_lib.sh"
+rq() { rchd_request "$@"; }
 
 # field JSON KEY: the value of KEY, JSON-encoded (true, 12, "text").
-field() {
-  python3 -c 'import json, sys; print(json.dumps(json.loads(sys.argv[1])[sys.argv[2]]))' "$1" "$2"
-}
-
 expect_field() {
   local got
   got=$(field "$1" "$2") || fail "no field $2 in: $1"

@@ -52,28 +52,11 @@ wait_until() {
   fail "timed out after ${limit}s waiting for: $*"
 }
 
+# shellcheck source=tests/e2e/rchd_lib.sh
+source "$(dirname "$0")/rchd_lib.sh"
 # rq JSON: one request to rchd's socket, prints the reply line.
-rq() {
-  python3 - "$RCH_HOME/rchd.sock" "$1" <<'EOF'
-import socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.settimeout(5)
-try:
-    s.connect(sys.argv[1])
-except OSError as e:
-    sys.exit("cannot connect to %s: %s" % (sys.argv[1], e))
-s.sendall(sys.argv[2].encode() + b"\n")
-buf = b""
-while not buf.endswith(b"\n"):
-    chunk = s.recv(4096)
-    if not chunk:
-        sys.exit("connection closed without a reply")
-    buf += chunk
-print(buf.decode().rstrip("\n"))
-EOF
-}
+rq() { rchd_request "$RCH_HOME/rchd.sock" "$1"; }
 # field JSON KEY: KEY's value, JSON-encoded.
-field() { python3 -c 'import json, sys; print(json.dumps(json.loads(sys.argv[1])[sys.argv[2]]))' "$1" "$2"; }
 # jcheck JSON PYTHON: runs PYTHON with d = the parsed JSON; fails the test when it raises.
 jcheck() {
   python3 -c "import json, sys
