@@ -17,7 +17,7 @@ constexpr int k_exit_ok = 0;
 constexpr int k_exit_fail = 1;
 constexpr int k_exit_usage = 2;
 constexpr int k_exit_drain_timeout = 3;
-constexpr int k_exit_refused = 75;       // EX_TEMPFAIL: try another worker or later
+constexpr int k_exit_refused = 75;        // EX_TEMPFAIL: try another worker or later
 constexpr int k_exit_cannot_start = 125;  // like env(1)/timeout(1): our failure, not the job's
 
 constexpr const char* k_help = R"(usage: rch-wkr [--root DIR] COMMAND [ARGS]
@@ -119,9 +119,8 @@ int cmd_drain(Agent& agent, const std::vector<std::string>& args) {
     std::fprintf(stderr, "rch-wkr: cannot drain: %s\n", r.error().c_str());
     return k_exit_fail;
   }
-  auto r = agent.drain(std::chrono::seconds(timeout), [](int n) {
-    std::fprintf(stderr, "draining: %s\n", active_builds_text(n).c_str());
-  });
+  auto r = agent.drain(std::chrono::seconds(timeout),
+                       [](int n) { std::fprintf(stderr, "draining: %s\n", active_builds_text(n).c_str()); });
   if (r) {
     if (json) {
       std::printf("{\"drained\":true,\"active_builds\":0}\n");

@@ -87,8 +87,7 @@ rch::lua::EngineOptions engine_options(const Globals& g) {
 
 // Runs `what` as the engine's main task; a number it returns is the exit code,
 // a Lua error (file:line, traceback with -v) exits 1.
-int run_in_engine(const Globals& g,
-                  const std::function<rch::Result<json>(rch::lua::Engine&)>& what) {
+int run_in_engine(const Globals& g, const std::function<rch::Result<json>(rch::lua::Engine&)>& what) {
   try {
     rch::lua::Engine engine(engine_options(g));
     auto result = what(engine);
@@ -177,18 +176,35 @@ int main(int argc, char** argv) {
   DeployOptions deploy;
   auto* deploy_cmd = fleet->add_subcommand("deploy", "Deploy or update workers");
   deploy_cmd->add_option("--worker", deploy.worker, "Target specific worker(s), comma-separated")->delimiter(',');
-  deploy_cmd->add_option("--parallel", deploy.parallel, "Max parallel deployments")->capture_default_str()->check(CLI::PositiveNumber);
-  deploy_cmd->add_option("--canary", deploy.canary, "Deploy to PERCENT% of workers first, wait for --canary-wait")->check(CLI::Range(1, 100));
-  deploy_cmd->add_option("--canary-wait", deploy.canary_wait, "Seconds to wait after the canary before the full rollout")->capture_default_str()->check(CLI::NonNegativeNumber);
-  deploy_cmd->add_option("--strategy", deploy.strategy, "Strategy script (strategies/NAME.lua); default from --canary/--rolling-batch, else all_at_once");
-  deploy_cmd->add_option("--rolling-batch", deploy.rolling_batch, "Rolling strategy: workers per batch")->check(CLI::PositiveNumber);
-  deploy_cmd->add_option("--rolling-wait", deploy.rolling_wait, "Rolling strategy: seconds between batches")->capture_default_str()->check(CLI::NonNegativeNumber);
-  deploy_cmd->add_option("--max-fail-percent", deploy.max_fail_percent, "Rolling strategy: stop when more than P% of workers failed")->capture_default_str()->check(CLI::Range(0, 100));
+  deploy_cmd->add_option("--parallel", deploy.parallel, "Max parallel deployments")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  deploy_cmd->add_option("--canary", deploy.canary, "Deploy to PERCENT% of workers first, wait for --canary-wait")
+      ->check(CLI::Range(1, 100));
+  deploy_cmd
+      ->add_option("--canary-wait", deploy.canary_wait, "Seconds to wait after the canary before the full rollout")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  deploy_cmd->add_option(
+      "--strategy", deploy.strategy,
+      "Strategy script (strategies/NAME.lua); default from --canary/--rolling-batch, else all_at_once");
+  deploy_cmd->add_option("--rolling-batch", deploy.rolling_batch, "Rolling strategy: workers per batch")
+      ->check(CLI::PositiveNumber);
+  deploy_cmd->add_option("--rolling-wait", deploy.rolling_wait, "Rolling strategy: seconds between batches")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  deploy_cmd
+      ->add_option("--max-fail-percent", deploy.max_fail_percent,
+                   "Rolling strategy: stop when more than P% of workers failed")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 100));
   deploy_cmd->add_flag("--no-toolchain", deploy.no_toolchain, "Skip rustup/toolchain sync");
   deploy_cmd->add_flag("--force", deploy.force, "Reinstall even if version matches");
   deploy_cmd->add_flag("--verify", deploy.verify, "Run post-install verification");
   deploy_cmd->add_flag("--drain-first", deploy.drain_first, "Drain active builds before deploy");
-  deploy_cmd->add_option("--drain-timeout", deploy.drain_timeout, "Max seconds to wait for drain")->capture_default_str()->check(CLI::NonNegativeNumber);
+  deploy_cmd->add_option("--drain-timeout", deploy.drain_timeout, "Max seconds to wait for drain")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   deploy_cmd->add_flag("--dry-run", deploy.dry_run, "Show the detailed plan without executing");
   deploy_cmd->add_flag("--resume", deploy.resume, "Resume the newest unfinished deployment");
   deploy_cmd->add_option("--version", deploy.version, "Deploy specific version (default: this rch's version)");
@@ -198,8 +214,11 @@ int main(int argc, char** argv) {
   RollbackOptions rollback;
   auto* rollback_cmd = fleet->add_subcommand("rollback", "Rollback to previous version");
   rollback_cmd->add_option("--worker", rollback.worker, "Rollback specific worker(s), comma-separated")->delimiter(',');
-  rollback_cmd->add_option("--to-version", rollback.to_version, "Rollback to specific version (default: each worker's previous)");
-  rollback_cmd->add_option("--parallel", rollback.parallel, "Max parallel rollbacks")->capture_default_str()->check(CLI::PositiveNumber);
+  rollback_cmd->add_option("--to-version", rollback.to_version,
+                           "Rollback to specific version (default: each worker's previous)");
+  rollback_cmd->add_option("--parallel", rollback.parallel, "Max parallel rollbacks")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   rollback_cmd->add_flag("--verify", rollback.verify, "Verify after rollback");
   rollback_cmd->add_flag("--dry-run", rollback.dry_run, "Show what would be switched, change nothing");
   rollback_cmd->add_flag("--json", rollback.json, "JSON output");
@@ -218,7 +237,9 @@ int main(int argc, char** argv) {
   WorkerListOptions drain;
   auto* drain_cmd = fleet->add_subcommand("drain", "Drain workers before maintenance");
   drain_cmd->add_option("--worker", drain.worker, "Drain specific worker(s), comma-separated")->delimiter(',');
-  drain_cmd->add_option("--timeout", drain.timeout, "Max seconds to wait for active builds")->capture_default_str()->check(CLI::NonNegativeNumber);
+  drain_cmd->add_option("--timeout", drain.timeout, "Max seconds to wait for active builds")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   drain_cmd->add_flag("--json", drain.json, "JSON output");
 
   WorkerListOptions undrain;
@@ -228,7 +249,9 @@ int main(int argc, char** argv) {
 
   HistoryOptions history;
   auto* history_cmd = fleet->add_subcommand("history", "Show deployment history");
-  history_cmd->add_option("--limit", history.limit, "Number of deployments to show")->capture_default_str()->check(CLI::PositiveNumber);
+  history_cmd->add_option("--limit", history.limit, "Number of deployments to show")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   history_cmd->add_option("--worker", history.worker, "Filter by worker");
   history_cmd->add_flag("--json", history.json, "JSON output");
   auto* history_show = history_cmd->add_subcommand("show", "Show one deployment's per-worker steps and errors");
@@ -242,12 +265,23 @@ int main(int argc, char** argv) {
   audit_verify->add_option("FILE", audit_file, "Audit log (JSONL)")->required();
 
   StressOptions stress;
-  auto* stress_cmd = fleet->add_subcommand("stress", "Run the real executor against simulated workers and check invariants");
-  stress_cmd->add_option("--workers", stress.workers, "Number of simulated workers")->capture_default_str()->check(CLI::PositiveNumber);
-  stress_cmd->add_option("--parallel", stress.parallel, "Max parallel deployments")->capture_default_str()->check(CLI::PositiveNumber);
-  stress_cmd->add_option("--strategy", stress.strategy, "all | canary | rolling")->capture_default_str()->check(CLI::IsMember({"all", "canary", "rolling"}));
-  stress_cmd->add_option("--fault-rate", stress.fault_rate, "Fraction of workers given a fault")->capture_default_str()->check(CLI::Range(0.0, 1.0));
-  stress_cmd->add_option("--latency-ms", stress.latency_ms, "Simulated latency per remote command")->capture_default_str()->check(CLI::NonNegativeNumber);
+  auto* stress_cmd =
+      fleet->add_subcommand("stress", "Run the real executor against simulated workers and check invariants");
+  stress_cmd->add_option("--workers", stress.workers, "Number of simulated workers")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  stress_cmd->add_option("--parallel", stress.parallel, "Max parallel deployments")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  stress_cmd->add_option("--strategy", stress.strategy, "all | canary | rolling")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"all", "canary", "rolling"}));
+  stress_cmd->add_option("--fault-rate", stress.fault_rate, "Fraction of workers given a fault")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  stress_cmd->add_option("--latency-ms", stress.latency_ms, "Simulated latency per remote command")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   stress_cmd->add_option("--seed", stress.seed, "Random seed")->capture_default_str();
   stress_cmd->add_flag("--json", stress.json, "JSON output");
 
@@ -256,14 +290,18 @@ int main(int argc, char** argv) {
   auto* update_cmd = app.add_subcommand("update", "Update rch, rchd and rch-wkr from signed releases");
   update_cmd->add_flag("--check", update.check, "Check for updates without installing");
   update_cmd->add_option("--version", update.version, "Install specific version (e.g., v0.2.0)");
-  update_cmd->add_option("--channel", update.channel, "Release channel: stable, beta, nightly")->capture_default_str()->check(CLI::IsMember({"stable", "beta", "nightly"}));
+  update_cmd->add_option("--channel", update.channel, "Release channel: stable, beta, nightly")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"stable", "beta", "nightly"}));
   update_cmd->add_flag("--fleet", update.fleet, "Also deploy the new rch-wkr to all configured workers");
   update_cmd->add_flag("--rollback", update.rollback, "Restore previous version from backup");
   update_cmd->add_flag("--verify", update.verify, "Verify current installation integrity");
   update_cmd->add_flag("--yes", update.yes, "Skip confirmation prompts");
   update_cmd->add_flag("--dry-run", update.dry_run, "Show planned actions without executing");
   update_cmd->add_flag("--no-restart", update.no_restart, "Update binaries but don't restart daemon");
-  update_cmd->add_option("--drain-timeout", update.drain_timeout, "Wait up to N seconds for builds to complete")->capture_default_str()->check(CLI::NonNegativeNumber);
+  update_cmd->add_option("--drain-timeout", update.drain_timeout, "Wait up to N seconds for builds to complete")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   update_cmd->add_flag("--force", update.force, "Skip version check, reinstall current version");
   update_cmd->add_flag("--json", update.json, "Output results as JSON");
 
@@ -274,7 +312,8 @@ int main(int argc, char** argv) {
   auto* scripts_list_cmd = scripts_cmd->add_subcommand("list", "List every script name and the file it resolves to");
   scripts_list_cmd->add_flag("--json", scripts_json, "JSON output");
   std::string show_name;
-  auto* scripts_show_cmd = scripts_cmd->add_subcommand("show", "Print the script NAME resolves to (copy it to override)");
+  auto* scripts_show_cmd =
+      scripts_cmd->add_subcommand("show", "Print the script NAME resolves to (copy it to override)");
   scripts_show_cmd->add_option("NAME", show_name, "e.g. strategies/canary or rch/init.lua")->required();
 
   // ---- rch run
@@ -294,55 +333,86 @@ int main(int argc, char** argv) {
 
   if (*fleet) {
     if (*deploy_cmd) {
-      json args = {{"worker", worker_list(deploy.worker)}, {"parallel", deploy.parallel},
-                   {"canary_wait", deploy.canary_wait}, {"no_toolchain", deploy.no_toolchain},
-                   {"force", deploy.force}, {"verify", deploy.verify}, {"drain_first", deploy.drain_first},
-                   {"drain_timeout", deploy.drain_timeout}, {"dry_run", deploy.dry_run}, {"resume", deploy.resume},
-                   {"json", deploy.json}, {"version", deploy.version}, {"audit_log", deploy.audit_log},
-                   {"strategy", deploy.strategy}, {"rolling_batch", deploy.rolling_batch},
-                   {"rolling_wait", deploy.rolling_wait}, {"max_fail_percent", deploy.max_fail_percent}};
+      json args = {{"worker", worker_list(deploy.worker)},
+                   {"parallel", deploy.parallel},
+                   {"canary_wait", deploy.canary_wait},
+                   {"no_toolchain", deploy.no_toolchain},
+                   {"force", deploy.force},
+                   {"verify", deploy.verify},
+                   {"drain_first", deploy.drain_first},
+                   {"drain_timeout", deploy.drain_timeout},
+                   {"dry_run", deploy.dry_run},
+                   {"resume", deploy.resume},
+                   {"json", deploy.json},
+                   {"version", deploy.version},
+                   {"audit_log", deploy.audit_log},
+                   {"strategy", deploy.strategy},
+                   {"rolling_batch", deploy.rolling_batch},
+                   {"rolling_wait", deploy.rolling_wait},
+                   {"max_fail_percent", deploy.max_fail_percent}};
       if (deploy.canary) args["canary"] = *deploy.canary;
       return run_lua_command(g, "deploy", args);
     }
     if (*rollback_cmd) {
-      return run_lua_command(g, "rollback", {{"worker", worker_list(rollback.worker)}, {"to_version", rollback.to_version},
-                                             {"parallel", rollback.parallel}, {"verify", rollback.verify},
-                                             {"dry_run", rollback.dry_run}, {"json", rollback.json}});
+      return run_lua_command(g, "rollback",
+                             {{"worker", worker_list(rollback.worker)},
+                              {"to_version", rollback.to_version},
+                              {"parallel", rollback.parallel},
+                              {"verify", rollback.verify},
+                              {"dry_run", rollback.dry_run},
+                              {"json", rollback.json}});
     }
     if (*status_cmd) {
       return run_lua_command(g, "status",
                              {{"worker", worker_list(status.worker)}, {"json", status.json}, {"watch", status.watch}});
     }
-    if (*verify_cmd) return run_lua_command(g, "verify", {{"worker", worker_list(verify.worker)}, {"json", verify.json}});
+    if (*verify_cmd)
+      return run_lua_command(g, "verify", {{"worker", worker_list(verify.worker)}, {"json", verify.json}});
     if (*drain_cmd) {
-      return run_lua_command(g, "drain", {{"worker", worker_list(drain.worker)}, {"timeout", drain.timeout},
-                                          {"json", drain.json}, {"undrain", false}});
+      return run_lua_command(g, "drain",
+                             {{"worker", worker_list(drain.worker)},
+                              {"timeout", drain.timeout},
+                              {"json", drain.json},
+                              {"undrain", false}});
     }
     if (*undrain_cmd) {
-      return run_lua_command(g, "drain", {{"worker", worker_list(undrain.worker)}, {"timeout", 0},
-                                          {"json", undrain.json}, {"undrain", true}});
+      return run_lua_command(
+          g, "drain",
+          {{"worker", worker_list(undrain.worker)}, {"timeout", 0}, {"json", undrain.json}, {"undrain", true}});
     }
     if (*history_cmd) {
-      return run_lua_command(g, "history", {{"limit", history.limit}, {"worker", history.worker},
-                                            {"json", history.json}, {"show", history.show_id}});
+      return run_lua_command(
+          g, "history",
+          {{"limit", history.limit}, {"worker", history.worker}, {"json", history.json}, {"show", history.show_id}});
     }
     if (*audit_cmd) return run_lua_command(g, "audit_verify", {{"file", audit_file}});
     if (*stress_cmd) {
-      return run_lua_command(g, "stress", {{"workers", stress.workers}, {"parallel", stress.parallel},
-                                           {"strategy", stress.strategy}, {"fault_rate", stress.fault_rate},
-                                           {"latency_ms", stress.latency_ms}, {"seed", stress.seed},
-                                           {"json", stress.json}});
+      return run_lua_command(g, "stress",
+                             {{"workers", stress.workers},
+                              {"parallel", stress.parallel},
+                              {"strategy", stress.strategy},
+                              {"fault_rate", stress.fault_rate},
+                              {"latency_ms", stress.latency_ms},
+                              {"seed", stress.seed},
+                              {"json", stress.json}});
     }
   }
   if (*update_cmd) {
     // Without --channel, config.toml's update.channel decides (empty = not given).
     const bool channel_given = update_cmd->get_option("--channel")->count() > 0;
-    return run_lua_command(g, "update", {{"check", update.check}, {"version", update.version},
-                                         {"channel", channel_given ? update.channel : std::string()},
-                                         {"fleet", update.fleet}, {"rollback", update.rollback},
-                                         {"verify", update.verify}, {"yes", update.yes}, {"dry_run", update.dry_run},
-                                         {"no_restart", update.no_restart}, {"drain_timeout", update.drain_timeout},
-                                         {"force", update.force}, {"json", update.json}});
+    return run_lua_command(g, "update",
+                           {{"check", update.check},
+                            {"version", update.version},
+                            {"channel", channel_given ? update.channel : std::string()},
+                            {"fleet", update.fleet},
+                            {"rollback", update.rollback},
+                            {"verify", update.verify},
+                            {"yes", update.yes},
+                            {"dry_run", update.dry_run},
+                            {"no_restart", update.no_restart},
+                            {"drain_timeout", update.drain_timeout},
+                            {"force", update.force},
+                            {"json", update.json}});
   }
   if (*scripts_cmd) {
     if (*scripts_list_cmd) return scripts_list(g, scripts_json);

@@ -27,10 +27,10 @@
 
 #include "cli/rchd/job.hpp"
 #include "cli/rchd/pidfile.hpp"
-#include "core/util/unique_fd.hpp"
 #include "core/agent/agent.hpp"
 #include "core/agent/daemon_client.hpp"
 #include "core/util/time.hpp"
+#include "core/util/unique_fd.hpp"
 #include "core/version/build_info.hpp"
 
 namespace rch::rchd {
@@ -58,9 +58,7 @@ void log_line(const std::string& message) {
 
 std::string builds_text(int n) { return std::to_string(n) + (n == 1 ? " build" : " builds"); }
 
-std::string error_reply(std::string_view message) {
-  return "{\"ok\":false,\"error\":" + json_quote(message) + "}";
-}
+std::string error_reply(std::string_view message) { return "{\"ok\":false,\"error\":" + json_quote(message) + "}"; }
 
 // Stdio must be open: a pipe or socket landing on fd 1 or 2 would receive
 // log lines (and jobs would write into it).
@@ -108,7 +106,7 @@ Result<UniqueFd> listen_on(const fs::path& path, struct stat& bound) {
   fs::create_directories(path.parent_path(), ec);
   if (ec) return make_error("cannot create " + path.parent_path().string() + ": " + ec.message());
 
-  struct stat st{};
+  struct stat st {};
   if (::lstat(path.c_str(), &st) == 0) {
     if (!S_ISSOCK(st.st_mode)) return make_error(path.string() + " exists and is not a socket; not replacing it");
     UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
@@ -241,7 +239,7 @@ Result<std::unique_ptr<Daemon>> Daemon::start(const DaemonOptions& options, cons
     log_line("cleared the drain marker left by the previous daemon");
   }
 
-  struct stat socket_id{};
+  struct stat socket_id {};
   auto listener = listen_on(options.socket, socket_id);
   if (!listener) return Error{listener.error()};
 
@@ -250,8 +248,8 @@ Result<std::unique_ptr<Daemon>> Daemon::start(const DaemonOptions& options, cons
     ::unlink(options.socket.c_str());
     return make_error("cannot create a signalfd: " + errno_text());
   }
-  auto daemon = std::make_unique<Daemon>(options, std::move(*pidfile), std::move(*listener), socket_id,
-                                         std::move(signals));
+  auto daemon =
+      std::make_unique<Daemon>(options, std::move(*pidfile), std::move(*listener), socket_id, std::move(signals));
   log_line(std::string("rchd ") + build_version() + " listening on " + options.socket.string() + " (root " +
            options.root.string() + ", leases in " + agent_root.string() + ")");
   return daemon;
@@ -261,7 +259,7 @@ void Daemon::close_listener() {
   if (!listener_.valid()) return;
   listener_.reset();
   // Only our own socket: someone may have replaced the path meanwhile.
-  struct stat st{};
+  struct stat st {};
   if (::lstat(options_.socket.c_str(), &st) == 0 && same_file(st, socket_id_)) ::unlink(options_.socket.c_str());
 }
 
@@ -271,9 +269,9 @@ void Daemon::begin_stop(const std::string& why) {
   stop_deadline_ = steady::now() + k_exit_grace;
   close_listener();
   const int active = agent_.active_leases();
-  log_line("shutting down (" + why + ")" +
-           (active > 0 ? "; leaving " + builds_text(active) + " running, holding leases until they end"
-                       : std::string()));
+  log_line(
+      "shutting down (" + why + ")" +
+      (active > 0 ? "; leaving " + builds_text(active) + " running, holding leases until they end" : std::string()));
 }
 
 int Daemon::serve() {
@@ -311,9 +309,8 @@ int Daemon::serve() {
 
     int timeout = -1;
     if (stopping_) {
-      timeout = static_cast<int>(
-          std::max<long long>(0, std::chrono::duration_cast<std::chrono::milliseconds>(stop_deadline_ - steady::now())
-                                     .count()));
+      timeout = static_cast<int>(std::max<long long>(
+          0, std::chrono::duration_cast<std::chrono::milliseconds>(stop_deadline_ - steady::now()).count()));
     }
     if (::poll(fds.data(), fds.size(), timeout) < 0) {
       if (errno == EINTR) continue;
@@ -326,8 +323,12 @@ int Daemon::serve() {
       if (fds[k].revents == 0) continue;
       const auto [kind, id] = what[k];
       switch (kind) {
-        case Kind::signals: on_signal(); break;
-        case Kind::listener: accept_clients(); break;
+        case Kind::signals:
+          on_signal();
+          break;
+        case Kind::listener:
+          accept_clients();
+          break;
         case Kind::client: {
           auto it = clients_.find(id);
           if (it == clients_.end()) break;
@@ -335,7 +336,9 @@ int Daemon::serve() {
           if (fds[k].revents & (POLLIN | POLLHUP | POLLERR)) read_client(id);
           break;
         }
-        case Kind::pending: read_pending(id); break;
+        case Kind::pending:
+          read_pending(id);
+          break;
       }
     }
 

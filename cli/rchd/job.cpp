@@ -52,7 +52,7 @@ void notify_error(int fd, std::string message) {
 }
 
 bool executable_file(const std::string& path) {
-  struct stat st{};
+  struct stat st {};
   return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(path.c_str(), X_OK) == 0;
 }
 

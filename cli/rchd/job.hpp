@@ -14,15 +14,15 @@
 #include <string>
 #include <vector>
 
-#include "core/util/unique_fd.hpp"
 #include "core/util/result.hpp"
+#include "core/util/unique_fd.hpp"
 
 namespace rch::rchd {
 
 inline constexpr const char* k_job_shim_command = "__job";
 
 // Supervisor exit codes besides the job's own status (128+N for signal N).
-inline constexpr int k_supervisor_refused = 75;       // draining (EX_TEMPFAIL, as rch-wkr exec)
+inline constexpr int k_supervisor_refused = 75;        // draining (EX_TEMPFAIL, as rch-wkr exec)
 inline constexpr int k_supervisor_cannot_start = 125;  // the job never ran
 
 struct StartedBuild {

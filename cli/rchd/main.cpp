@@ -23,7 +23,8 @@ namespace fs = std::filesystem;
 
 constexpr int k_exit_usage = 2;
 
-constexpr const char* k_help = R"(usage: rchd run [--root DIR] [--socket PATH] [--pidfile PATH] [--log PATH] [--foreground]
+constexpr const char* k_help =
+    R"(usage: rchd run [--root DIR] [--socket PATH] [--pidfile PATH] [--log PATH] [--foreground]
        rchd --version | --help
 
 The rch local daemon: runs builds under leases (the worker agent's lease

@@ -25,7 +25,8 @@ std::string errno_text() { return std::strerror(errno); }
 
 // True when `path` currently names the inode open as fd.
 bool names_inode(const fs::path& path, int fd) {
-  struct stat held{}, named{};
+  struct stat held {
+  }, named{};
   return ::fstat(fd, &held) == 0 && ::lstat(path.c_str(), &named) == 0 && held.st_dev == named.st_dev &&
          held.st_ino == named.st_ino;
 }

@@ -7,8 +7,8 @@
 
 #include <filesystem>
 
-#include "core/util/unique_fd.hpp"
 #include "core/util/result.hpp"
+#include "core/util/unique_fd.hpp"
 
 namespace rch::rchd {
 
@@ -32,7 +32,8 @@ class PidFile {
   pid_t stale_pid() const { return stale_pid_; }
 
  private:
-  PidFile(std::filesystem::path path, UniqueFd fd, pid_t stale) : path_(std::move(path)), fd_(std::move(fd)), stale_pid_(stale) {}
+  PidFile(std::filesystem::path path, UniqueFd fd, pid_t stale)
+      : path_(std::move(path)), fd_(std::move(fd)), stale_pid_(stale) {}
 
   std::filesystem::path path_;
   UniqueFd fd_;

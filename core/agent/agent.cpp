@@ -62,8 +62,7 @@ std::string user_at_host() {
 
 // The lease's one JSON line. job_pid is added once the job has been forked,
 // so an operator can find the process that holds the lease.
-std::string lease_json(const std::vector<std::string>& argv, const std::string& started,
-                       std::optional<pid_t> job_pid) {
+std::string lease_json(const std::vector<std::string>& argv, const std::string& started, std::optional<pid_t> job_pid) {
   std::string s = "{\"pid\":" + std::to_string(::getpid());
   if (job_pid) s += ",\"job_pid\":" + std::to_string(*job_pid);
   s += ",\"argv\":[";
@@ -116,7 +115,8 @@ Result<Lease> acquire_lease(const fs::path& dir) {
     // Between open and flock a counter may have found our file unlocked,
     // taken it for a dead lease and unlinked it: then the path no longer
     // names our inode and the lease would be invisible. Start over.
-    struct stat held{}, named{};
+    struct stat held {
+    }, named{};
     if (::fstat(fd.get(), &held) == 0 && ::stat(path.c_str(), &named) == 0 && held.st_dev == named.st_dev &&
         held.st_ino == named.st_ino) {
       return Lease(std::move(path), std::move(fd));
@@ -135,7 +135,7 @@ std::optional<std::string> find_program(const std::string& argv0) {
     size_t colon = path.find(':');
     std::string_view entry = path.substr(0, colon);
     std::string candidate = (entry.empty() ? std::string(".") : std::string(entry)) + "/" + argv0;
-    struct stat st{};
+    struct stat st {};
     if (::stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(candidate.c_str(), X_OK) == 0) {
       return candidate;
     }
@@ -179,7 +179,7 @@ class SignalForwarding {
       g_installed[i] = false;
       if (::sigaction(k_forwarded[i], nullptr, &g_saved_actions[i]) != 0) continue;
       if (!(g_saved_actions[i].sa_flags & SA_SIGINFO) && g_saved_actions[i].sa_handler == SIG_IGN) continue;
-      struct sigaction sa{};
+      struct sigaction sa {};
       sa.sa_sigaction = forward_to_jobs;
       sa.sa_flags = SA_SIGINFO | SA_RESTART;
       sigemptyset(&sa.sa_mask);
@@ -212,7 +212,7 @@ class SignalForwarding {
   static void restore_in_child() {
     for (size_t i = 0; i < k_forwarded.size(); ++i) {
       if (!g_installed[i]) continue;
-      struct sigaction dfl{};
+      struct sigaction dfl {};
       dfl.sa_handler = SIG_DFL;
       sigemptyset(&dfl.sa_mask);
       ::sigaction(k_forwarded[i], &dfl, nullptr);
@@ -314,14 +314,36 @@ std::string json_quote(std::string_view s) {
   for (size_t i = 0; i < s.size();) {
     unsigned char c = static_cast<unsigned char>(s[i]);
     switch (c) {
-      case '"': out += "\\\""; ++i; continue;
-      case '\\': out += "\\\\"; ++i; continue;
-      case '\n': out += "\\n"; ++i; continue;
-      case '\r': out += "\\r"; ++i; continue;
-      case '\t': out += "\\t"; ++i; continue;
-      case '\b': out += "\\b"; ++i; continue;
-      case '\f': out += "\\f"; ++i; continue;
-      default: break;
+      case '"':
+        out += "\\\"";
+        ++i;
+        continue;
+      case '\\':
+        out += "\\\\";
+        ++i;
+        continue;
+      case '\n':
+        out += "\\n";
+        ++i;
+        continue;
+      case '\r':
+        out += "\\r";
+        ++i;
+        continue;
+      case '\t':
+        out += "\\t";
+        ++i;
+        continue;
+      case '\b':
+        out += "\\b";
+        ++i;
+        continue;
+      case '\f':
+        out += "\\f";
+        ++i;
+        continue;
+      default:
+        break;
     }
     if (c < 0x20) {
       char buf[8];
@@ -367,7 +389,7 @@ AgentHealth Agent::health() const {
   h.draining = draining();
   std::string lease_error;
   h.active_builds = count_leases(leases_dir_, &lease_error);
-  struct statvfs st{};
+  struct statvfs st {};
   if (::statvfs(root_.c_str(), &st) != 0) {
     h.error = "cannot read free space of " + root_.string() + ": " + errno_text(errno);
     return h;

@@ -72,8 +72,7 @@ std::filesystem::path discover_agent_root(const std::string& root_flag);
 
 // The same rule on explicit inputs (exe_path already resolved by realpath).
 std::filesystem::path resolve_agent_root(const std::string& root_flag, const char* env_root,
-                                         const std::filesystem::path& exe_path,
-                                         const std::filesystem::path& home);
+                                         const std::filesystem::path& exe_path, const std::filesystem::path& home);
 
 // {"version":…,"draining":…,"active_builds":…,"disk_free_mb":…,"ok":…,"root":…}
 // plus "error" when not ok; one line, no trailing newline.

@@ -202,14 +202,30 @@ class FlatParser {
       }
       if (pos_ >= s_.size()) return fail("unterminated escape");
       switch (const char e = s_[pos_++]) {
-        case '"': out += '"'; break;
-        case '\\': out += '\\'; break;
-        case '/': out += '/'; break;
-        case 'b': out += '\b'; break;
-        case 'f': out += '\f'; break;
-        case 'n': out += '\n'; break;
-        case 'r': out += '\r'; break;
-        case 't': out += '\t'; break;
+        case '"':
+          out += '"';
+          break;
+        case '\\':
+          out += '\\';
+          break;
+        case '/':
+          out += '/';
+          break;
+        case 'b':
+          out += '\b';
+          break;
+        case 'f':
+          out += '\f';
+          break;
+        case 'n':
+          out += '\n';
+          break;
+        case 'r':
+          out += '\r';
+          break;
+        case 't':
+          out += '\t';
+          break;
         case 'u': {
           auto hi = parse_hex4();
           if (!hi) return Error{hi.error()};
@@ -386,8 +402,7 @@ Result<std::optional<double>> FlatJsonObject::get_number(std::string_view key) c
   return std::optional<double>(v->number);
 }
 
-Result<std::optional<long long>> FlatJsonObject::get_integer(std::string_view key, long long min,
-                                                             long long max) const {
+Result<std::optional<long long>> FlatJsonObject::get_integer(std::string_view key, long long min, long long max) const {
   const JsonValue* v = find(key);
   if (!v) return std::optional<long long>();
   const std::string want = "a whole number from " + std::to_string(min) + " to " + std::to_string(max);

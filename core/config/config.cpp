@@ -22,9 +22,8 @@ using Choices = std::vector<std::pair<std::string_view, E>>;
 
 const Choices<HostKeyPolicy> kHostKeyPolicies{{"strict", HostKeyPolicy::strict},
                                               {"accept-new", HostKeyPolicy::accept_new}};
-const Choices<Requirement> kRequirements{{"required", Requirement::required},
-                                         {"optional", Requirement::optional},
-                                         {"ignore", Requirement::ignore}};
+const Choices<Requirement> kRequirements{
+    {"required", Requirement::required}, {"optional", Requirement::optional}, {"ignore", Requirement::ignore}};
 const Choices<UpdateChannel> kChannels{
     {"stable", UpdateChannel::stable}, {"beta", UpdateChannel::beta}, {"nightly", UpdateChannel::nightly}};
 
@@ -39,13 +38,11 @@ std::string_view name_of(const Choices<E>& choices, E value) {
 constexpr std::int64_t kDay = 86400;
 
 bool toolchain_char(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-         c == '-';
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
 }
 
 bool base64_char(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '+' || c == '/' ||
-         c == '=';
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '+' || c == '/' || c == '=';
 }
 
 // Plain http is allowed only to this machine (test servers); anything
@@ -85,12 +82,9 @@ class Parser {
     }
     Config c = default_config();
     std::vector<Field> sections{
-        {"defaults",
-         [&](const toml::node& n) { return section("defaults", n, defaults_fields(c.defaults)); }},
-        {"preflight",
-         [&](const toml::node& n) { return section("preflight", n, preflight_fields(c.preflight)); }},
-        {"toolchain",
-         [&](const toml::node& n) { return section("toolchain", n, toolchain_fields(c.toolchain)); }},
+        {"defaults", [&](const toml::node& n) { return section("defaults", n, defaults_fields(c.defaults)); }},
+        {"preflight", [&](const toml::node& n) { return section("preflight", n, preflight_fields(c.preflight)); }},
+        {"toolchain", [&](const toml::node& n) { return section("toolchain", n, toolchain_fields(c.toolchain)); }},
         {"canary", [&](const toml::node& n) { return section("canary", n, canary_fields(c.canary)); }},
         {"update", [&](const toml::node& n) { return section("update", n, update_fields(c.update)); }},
     };
@@ -121,11 +115,10 @@ class Parser {
     std::vector<std::string_view> names;
     for (const auto& f : fields) names.push_back(f.key);
     for (const auto& [k, v] : entries) {
-      const auto f =
-          std::find_if(fields.begin(), fields.end(), [&](const Field& x) { return x.key == k->str(); });
+      const auto f = std::find_if(fields.begin(), fields.end(), [&](const Field& x) { return x.key == k->str(); });
       if (f == fields.end()) {
-        return at(k->source(), "unknown key '" + std::string(k->str()) + "'" + where(section_name) +
-                                   did_you_mean(k->str(), names));
+        return at(k->source(),
+                  "unknown key '" + std::string(k->str()) + "'" + where(section_name) + did_you_mean(k->str(), names));
       }
       if (auto r = f->apply(*v); !r) return r;
     }
@@ -141,8 +134,7 @@ class Parser {
 
   // Field makers: each validates one value and stores it.
 
-  Field integer(std::string_view section, std::string_view key, int& out, std::int64_t lo,
-                std::int64_t hi) const {
+  Field integer(std::string_view section, std::string_view key, int& out, std::int64_t lo, std::int64_t hi) const {
     return {key, [=, this, &out](const toml::node& n) -> Result<void> {
               const auto* i = n.as_integer();
               if (i == nullptr || i->get() < lo || i->get() > hi) {
@@ -160,8 +152,8 @@ class Parser {
               const auto* i = n.as_integer();
               if (i == nullptr || i->get() < lo || i->get() > hi) {
                 return at(n.source(), std::string(key) + where(section) +
-                                          " must be an integer number of seconds between " +
-                                          std::to_string(lo) + " and " + std::to_string(hi));
+                                          " must be an integer number of seconds between " + std::to_string(lo) +
+                                          " and " + std::to_string(hi));
               }
               out = std::chrono::seconds(i->get());
               return {};
@@ -173,8 +165,7 @@ class Parser {
                std::function<std::string(const std::string&)> valid) const {
     return {key, [=, this, &out](const toml::node& n) -> Result<void> {
               const auto* s = n.as_string();
-              if (s == nullptr)
-                return at(n.source(), std::string(key) + where(section) + " must be a string");
+              if (s == nullptr) return at(n.source(), std::string(key) + where(section) + " must be a string");
               if (const std::string why = valid(s->get()); !why.empty()) {
                 return at(n.source(), std::string(key) + where(section) + " " + why);
               }
@@ -188,8 +179,7 @@ class Parser {
              std::filesystem::path fallback) const {
     return {key, [=, this, &out](const toml::node& n) -> Result<void> {
               const auto* s = n.as_string();
-              if (s == nullptr)
-                return at(n.source(), std::string(key) + where(section) + " must be a string (a path)");
+              if (s == nullptr) return at(n.source(), std::string(key) + where(section) + " must be a string (a path)");
               if (s->get().empty()) {
                 out = fallback;
                 return {};
@@ -237,9 +227,8 @@ class Parser {
 
   std::vector<Field> preflight_fields(Config::Preflight& p) const {
     const std::string_view s = "preflight";
-    return {integer(s, "min_disk_mb", p.min_disk_mb, 0, 1'000'000'000),
-            choice(s, "rsync", p.rsync, kRequirements), choice(s, "zstd", p.zstd, kRequirements),
-            choice(s, "rustup", p.rustup, kRequirements)};
+    return {integer(s, "min_disk_mb", p.min_disk_mb, 0, 1'000'000'000), choice(s, "rsync", p.rsync, kRequirements),
+            choice(s, "zstd", p.zstd, kRequirements), choice(s, "rustup", p.rustup, kRequirements)};
   }
 
   std::vector<Field> toolchain_fields(Config::Toolchain& t) const {
@@ -259,27 +248,25 @@ class Parser {
 
   std::vector<Field> update_fields(Config::Update& u) const {
     const std::string_view s = "update";
-    return {
-        string(s, "url", u.url,
-               [](const std::string& v) -> std::string {
-                 return acceptable_url(v) ? std::string()
-                                          : "must be an https:// URL (http:// only to localhost)";
-               }),
-        choice(s, "channel", u.channel, kChannels),
-        string(s, "minisign_pubkey", u.minisign_pubkey,
-               [](const std::string& v) -> std::string {
-                 // Ed25519 public key: base64 of "Ed" + 8-byte key id + 32 bytes.
-                 if (v.empty()) return {};
-                 if (v.size() == 56 && v.starts_with("RW") && std::all_of(v.begin(), v.end(), base64_char)) {
-                   return {};
-                 }
-                 return "must be the key line of a minisign public key (56 base64 characters "
-                        "starting with 'RW'), not its comment line";
-               }),
-        path(s, "ca_file", u.ca_file, {}),
-        integer(s, "keep", u.keep, 1, 1000),
-        seconds(s, "connect_timeout", u.connect_timeout, 1, kDay),
-        seconds(s, "transfer_timeout", u.transfer_timeout, 1, 7 * kDay)};
+    return {string(s, "url", u.url,
+                   [](const std::string& v) -> std::string {
+                     return acceptable_url(v) ? std::string() : "must be an https:// URL (http:// only to localhost)";
+                   }),
+            choice(s, "channel", u.channel, kChannels),
+            string(s, "minisign_pubkey", u.minisign_pubkey,
+                   [](const std::string& v) -> std::string {
+                     // Ed25519 public key: base64 of "Ed" + 8-byte key id + 32 bytes.
+                     if (v.empty()) return {};
+                     if (v.size() == 56 && v.starts_with("RW") && std::all_of(v.begin(), v.end(), base64_char)) {
+                       return {};
+                     }
+                     return "must be the key line of a minisign public key (56 base64 characters "
+                            "starting with 'RW'), not its comment line";
+                   }),
+            path(s, "ca_file", u.ca_file, {}),
+            integer(s, "keep", u.keep, 1, 1000),
+            seconds(s, "connect_timeout", u.connect_timeout, 1, kDay),
+            seconds(s, "transfer_timeout", u.transfer_timeout, 1, 7 * kDay)};
   }
 
   std::string_view source_;

@@ -31,8 +31,7 @@ std::filesystem::path home_dir() {
   char buf[4096];
   passwd pw{};
   passwd* found = nullptr;
-  if (::getpwuid_r(::geteuid(), &pw, buf, sizeof buf, &found) == 0 && found != nullptr &&
-      found->pw_dir != nullptr) {
+  if (::getpwuid_r(::geteuid(), &pw, buf, sizeof buf, &found) == 0 && found != nullptr && found->pw_dir != nullptr) {
     return found->pw_dir;
   }
   return "/";

@@ -22,8 +22,7 @@ std::size_t levenshtein(std::string_view a, std::string_view b) {
   return row[b.size()];
 }
 
-std::string nearest(std::string_view word, std::span<const std::string_view> candidates,
-                    std::size_t max_distance) {
+std::string nearest(std::string_view word, std::span<const std::string_view> candidates, std::size_t max_distance) {
   std::string_view best;
   std::size_t best_distance = max_distance + 1;
   for (std::string_view c : candidates) {

@@ -14,8 +14,7 @@ std::size_t levenshtein(std::string_view a, std::string_view b);
 // The candidate nearest to `word`, or "" when none is within `max_distance`
 // edits (a suggestion that rewrites most of a short word helps nobody, so the
 // distance must also be less than the candidate's length).
-std::string nearest(std::string_view word, std::span<const std::string_view> candidates,
-                    std::size_t max_distance = 2);
+std::string nearest(std::string_view word, std::span<const std::string_view> candidates, std::size_t max_distance = 2);
 
 // " (did you mean 'host'?)", or "" when nothing is near.
 std::string did_you_mean(std::string_view word, std::span<const std::string_view> candidates);

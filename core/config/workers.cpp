@@ -18,8 +18,7 @@ namespace rch {
 namespace {
 
 constexpr std::array<std::string_view, 1> kTopKeys{"workers"};
-constexpr std::array<std::string_view, 7> kWorkerKeys{"id",   "host", "user", "port", "identity_file",
-                                                      "root", "tags"};
+constexpr std::array<std::string_view, 7> kWorkerKeys{"id", "host", "user", "port", "identity_file", "root", "tags"};
 
 class Parser {
  public:
@@ -42,16 +41,15 @@ class Parser {
     }
     for (const auto& [key, node] : root) {
       if (key.str() != "workers") {
-        return at(key.source(),
-                  "unknown key '" + std::string(key.str()) + "'" + did_you_mean(key.str(), kTopKeys));
+        return at(key.source(), "unknown key '" + std::string(key.str()) + "'" + did_you_mean(key.str(), kTopKeys));
       }
     }
     std::vector<WorkerConfig> workers;
     const toml::node* node = root.get("workers");
     if (node == nullptr) return workers;
     const toml::array* arr = node->as_array();
-    const bool tables = arr != nullptr && std::all_of(arr->begin(), arr->end(),
-                                                      [](const toml::node& n) { return n.is_table(); });
+    const bool tables =
+        arr != nullptr && std::all_of(arr->begin(), arr->end(), [](const toml::node& n) { return n.is_table(); });
     if (!tables) return at(node->source(), "workers must be an array of tables ([[workers]])");
 
     std::map<std::string, std::uint32_t> first_line;  // id → line of its definition
@@ -61,8 +59,8 @@ class Parser {
       const toml::node& id_node = *el.as_table()->get("id");
       const auto [it, fresh] = first_line.emplace(w->id, id_node.source().begin.line);
       if (!fresh) {
-        return at(id_node.source(), "duplicate worker id '" + w->id + "' (first defined at line " +
-                                        std::to_string(it->second) + ")");
+        return at(id_node.source(),
+                  "duplicate worker id '" + w->id + "' (first defined at line " + std::to_string(it->second) + ")");
       }
       workers.push_back(std::move(*w));
     }
@@ -71,16 +69,14 @@ class Parser {
 
  private:
   static bool safe_id_char(char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-           c == '_' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+           c == '-';
   }
   static bool has_space_or_control(std::string_view s) {
-    return std::any_of(s.begin(), s.end(),
-                       [](char c) { return static_cast<unsigned char>(c) <= ' ' || c == 0x7f; });
+    return std::any_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) <= ' ' || c == 0x7f; });
   }
   static bool has_control(std::string_view s) {
-    return std::any_of(s.begin(), s.end(),
-                       [](char c) { return static_cast<unsigned char>(c) < ' ' || c == 0x7f; });
+    return std::any_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < ' ' || c == 0x7f; });
   }
 
   Result<std::string> string_of(std::string_view key, const toml::node& v) const {
@@ -124,8 +120,7 @@ class Parser {
           w.root = std::move(*s);
           root_node = &v;
         } else {
-          if (s->empty())
-            return at(v.source(), "identity_file must not be empty (omit it to use ssh's default)");
+          if (s->empty()) return at(v.source(), "identity_file must not be empty (omit it to use ssh's default)");
           std::filesystem::path p = expand_user(*s);
           if (p.is_relative() && !base_dir_.empty()) p = base_dir_ / p;
           w.identity_file = p.string();
@@ -145,8 +140,7 @@ class Parser {
           const std::string& name = s->get();
           if (name.empty() || name[0] == '-' || !std::all_of(name.begin(), name.end(), safe_id_char)) {
             return at(tag.source(),
-                      "invalid tag '" + name +
-                          "': use only letters, digits, '.', '_' and '-', not starting with '-'");
+                      "invalid tag '" + name + "': use only letters, digits, '.', '_' and '-', not starting with '-'");
           }
           w.tags.push_back(name);
         }
@@ -159,39 +153,32 @@ class Parser {
     if (id_node == nullptr) return at(t.source(), "missing id in [[workers]]");
     if (w.id.empty()) return at(id_node->source(), "empty id in [[workers]]");
     if (!std::all_of(w.id.begin(), w.id.end(), safe_id_char)) {
-      return at(id_node->source(),
-                "invalid worker id '" + w.id + "': use only letters, digits, '.', '_' and '-'");
+      return at(id_node->source(), "invalid worker id '" + w.id + "': use only letters, digits, '.', '_' and '-'");
     }
-    if (w.id[0] == '-')
-      return at(id_node->source(), "invalid worker id '" + w.id + "': must not begin with '-'");
+    if (w.id[0] == '-') return at(id_node->source(), "invalid worker id '" + w.id + "': must not begin with '-'");
 
     const std::string for_worker = " for worker '" + w.id + "'";
     if (host_node == nullptr) return at(t.source(), "missing host" + for_worker);
     if (w.host.empty()) return at(host_node->source(), "empty host" + for_worker);
     if (w.host[0] == '-') {
-      return at(host_node->source(),
-                "invalid host '" + w.host + "'" + for_worker + ": must not begin with '-'");
+      return at(host_node->source(), "invalid host '" + w.host + "'" + for_worker + ": must not begin with '-'");
     }
     if (has_space_or_control(w.host)) {
       return at(host_node->source(), "invalid host '" + w.host + "'" + for_worker + ": contains whitespace");
     }
     if (user_node != nullptr) {
-      if (w.user.empty())
-        return at(user_node->source(), "empty user" + for_worker + " (omit it for ssh's default)");
+      if (w.user.empty()) return at(user_node->source(), "empty user" + for_worker + " (omit it for ssh's default)");
       if (w.user[0] == '-') {
-        return at(user_node->source(),
-                  "invalid user '" + w.user + "'" + for_worker + ": must not begin with '-'");
+        return at(user_node->source(), "invalid user '" + w.user + "'" + for_worker + ": must not begin with '-'");
       }
       if (has_space_or_control(w.user) || w.user.find('@') != std::string::npos) {
-        return at(user_node->source(),
-                  "invalid user '" + w.user + "'" + for_worker + ": contains whitespace or '@'");
+        return at(user_node->source(), "invalid user '" + w.user + "'" + for_worker + ": contains whitespace or '@'");
       }
     }
     if (root_node != nullptr) {
       if (w.root.empty()) return at(root_node->source(), "empty root" + for_worker);
       if (w.root[0] == '-') {
-        return at(root_node->source(),
-                  "invalid root '" + w.root + "'" + for_worker + ": must not begin with '-'");
+        return at(root_node->source(), "invalid root '" + w.root + "'" + for_worker + ": must not begin with '-'");
       }
       if (has_control(w.root)) {
         return at(root_node->source(), "invalid root" + for_worker + ": contains control characters");

@@ -23,12 +23,9 @@ struct Executor::Impl {
   std::mt19937_64 rng;
 };
 
-Executor::Executor(std::size_t pool_threads)
-    : impl_(std::make_unique<Impl>(pool_threads == 0 ? 1 : pool_threads)) {}
+Executor::Executor(std::size_t pool_threads) : impl_(std::make_unique<Impl>(pool_threads == 0 ? 1 : pool_threads)) {}
 
-Executor::~Executor() {
-  impl_->pool.join();
-}
+Executor::~Executor() { impl_->pool.join(); }
 
 void Executor::run_blocking(BlockingJob job) {
   // The work guard keeps io.run() alive until the completion has been posted.
@@ -41,9 +38,7 @@ void Executor::run_blocking(BlockingJob job) {
         std::lock_guard lock(impl_->rng_mutex);
         delay = std::chrono::milliseconds(impl_->rng() % 16);
       }
-      asio::post(impl_->io, [this, delay, done = std::move(done)]() mutable {
-        after(delay, std::move(done));
-      });
+      asio::post(impl_->io, [this, delay, done = std::move(done)]() mutable { after(delay, std::move(done)); });
     } else {
       asio::post(impl_->io, std::move(done));
     }

@@ -49,7 +49,8 @@ Result<ProcessResult> run_process(const std::vector<std::string>& argv, int time
   int open_fds = 2;
   char buffer[65536];
   while (open_fds > 0) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (timeout_s > 0 && left.count() <= 0) {
       kill(pid, SIGKILL);
       result.timed_out = true;
@@ -76,9 +77,12 @@ Result<ProcessResult> run_process(const std::vector<std::string>& argv, int time
   while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
   if (exec_failed) return make_error("cannot run " + argv[0] + ": " + std::strerror(exec_errno));
-  if (result.timed_out) result.exit_code = -1;
-  else if (WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
-  else if (WIFSIGNALED(status)) result.exit_code = 128 + WTERMSIG(status);
+  if (result.timed_out)
+    result.exit_code = -1;
+  else if (WIFEXITED(status))
+    result.exit_code = WEXITSTATUS(status);
+  else if (WIFSIGNALED(status))
+    result.exit_code = 128 + WTERMSIG(status);
   return result;
 }
 

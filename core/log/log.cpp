@@ -15,8 +15,8 @@ spdlog::logger& logger() {
   static std::shared_ptr<spdlog::logger> instance = [] {
     const char* no_color = std::getenv("NO_COLOR");  // no-color.org: set and non-empty
     const bool color = isatty(STDERR_FILENO) && (no_color == nullptr || *no_color == '\0');
-    auto sink = std::make_shared<spdlog::sinks::stderr_color_sink_mt>(
-        color ? spdlog::color_mode::automatic : spdlog::color_mode::never);
+    auto sink = std::make_shared<spdlog::sinks::stderr_color_sink_mt>(color ? spdlog::color_mode::automatic
+                                                                            : spdlog::color_mode::never);
     auto l = std::make_shared<spdlog::logger>("rch", sink);
     l->set_pattern("%^[%H:%M:%S.%e %l]%$ %v");
     l->set_level(spdlog::level::warn);
@@ -27,12 +27,18 @@ spdlog::logger& logger() {
 
 spdlog::level::level_enum to_spd(Level level) {
   switch (level) {
-    case Level::trace: return spdlog::level::trace;
-    case Level::debug: return spdlog::level::debug;
-    case Level::info: return spdlog::level::info;
-    case Level::warn: return spdlog::level::warn;
-    case Level::error: return spdlog::level::err;
-    case Level::off: return spdlog::level::off;
+    case Level::trace:
+      return spdlog::level::trace;
+    case Level::debug:
+      return spdlog::level::debug;
+    case Level::info:
+      return spdlog::level::info;
+    case Level::warn:
+      return spdlog::level::warn;
+    case Level::error:
+      return spdlog::level::err;
+    case Level::off:
+      return spdlog::level::off;
   }
   return spdlog::level::info;
 }
@@ -43,15 +49,23 @@ void init(int verbosity) {
   Level level = Level::warn;
   if (const char* env = std::getenv("RCH_LOG_LEVEL")) {
     const std::string v = env;
-    if (v == "trace") level = Level::trace;
-    else if (v == "debug") level = Level::debug;
-    else if (v == "info") level = Level::info;
-    else if (v == "warn" || v == "warning") level = Level::warn;
-    else if (v == "error") level = Level::error;
-    else if (v == "off") level = Level::off;
+    if (v == "trace")
+      level = Level::trace;
+    else if (v == "debug")
+      level = Level::debug;
+    else if (v == "info")
+      level = Level::info;
+    else if (v == "warn" || v == "warning")
+      level = Level::warn;
+    else if (v == "error")
+      level = Level::error;
+    else if (v == "off")
+      level = Level::off;
   }
-  if (verbosity >= 2) level = Level::trace;
-  else if (verbosity == 1 && level > Level::debug) level = Level::debug;
+  if (verbosity >= 2)
+    level = Level::trace;
+  else if (verbosity == 1 && level > Level::debug)
+    level = Level::debug;
   set_level(level);
 }
 

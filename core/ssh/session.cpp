@@ -98,9 +98,9 @@ std::string session_string_option(ssh_session s, ssh_options_e option) {
 // Shell convention for a command killed by a signal (as $? shows it).
 int signal_exit_code(const std::string& name) {
   static const std::pair<const char*, int> table[] = {
-      {"HUP", 1},   {"INT", 2},   {"QUIT", 3},  {"ILL", 4},   {"TRAP", 5},  {"ABRT", 6},  {"BUS", 7},
-      {"FPE", 8},   {"KILL", 9},  {"USR1", 10}, {"SEGV", 11}, {"USR2", 12}, {"PIPE", 13}, {"ALRM", 14},
-      {"TERM", 15}, {"XCPU", 24}, {"XFSZ", 25},
+      {"HUP", 1},   {"INT", 2},   {"QUIT", 3},  {"ILL", 4},   {"TRAP", 5},  {"ABRT", 6},
+      {"BUS", 7},   {"FPE", 8},   {"KILL", 9},  {"USR1", 10}, {"SEGV", 11}, {"USR2", 12},
+      {"PIPE", 13}, {"ALRM", 14}, {"TERM", 15}, {"XCPU", 24}, {"XFSZ", 25},
   };
   for (const auto& [n, num] : table) {
     if (name == n) return 128 + num;
@@ -338,14 +338,14 @@ Result<void> verify_host_key(ssh_session s, const SshTarget& target, const std::
       return make_error("host key of " + host_port + " has CHANGED: the server now offers " + key_desc +
                         ", which does not match " + known_hosts +
                         ". This may be a man-in-the-middle attack; refusing to connect. If the worker was really "
-                        "reinstalled, remove the old key (ssh-keygen -R '" + entry_name + "' -f " + known_hosts +
-                        ") and add the new one after checking its fingerprint");
+                        "reinstalled, remove the old key (ssh-keygen -R '" +
+                        entry_name + "' -f " + known_hosts + ") and add the new one after checking its fingerprint");
     case SSH_KNOWN_HOSTS_NOT_FOUND:
     case SSH_KNOWN_HOSTS_UNKNOWN:
       if (target.host_key_policy == HostKeyPolicy::strict) {
         return make_error("host key of " + host_port + " is not in " + known_hosts + " (server offers " + key_desc +
-                          "); check the fingerprint, then add it: ssh-keyscan -p " + std::to_string(port) + " " +
-                          host + " >> " + known_hosts);
+                          "); check the fingerprint, then add it: ssh-keyscan -p " + std::to_string(port) + " " + host +
+                          " >> " + known_hosts);
       }
       if (ssh_session_update_known_hosts(s) != SSH_OK) {
         return make_error("cannot add the host key of " + host_port + " to " + known_hosts + ": " + ssh_get_error(s));
@@ -355,8 +355,7 @@ Result<void> verify_host_key(ssh_session s, const SshTarget& target, const std::
     case SSH_KNOWN_HOSTS_ERROR:
       break;
   }
-  return make_error("cannot check the host key of " + host_port + " against " + known_hosts + ": " +
-                    ssh_get_error(s));
+  return make_error("cannot check the host key of " + host_port + " against " + known_hosts + ": " + ssh_get_error(s));
 }
 
 Result<void> authenticate(ssh_session s, const SshTarget& target, const std::string& where) {
@@ -405,8 +404,8 @@ Result<std::unique_ptr<SshSession>> SshSession::connect(const SshTarget& target)
   ssh_session s = impl->session.get();
   if (s == nullptr) return make_error("ssh: cannot allocate a session");
   impl->connect_timeout_s = std::max(1, target.connect_timeout_s);
-  impl->where = (target.user.empty() ? local_user_name() : target.user) + "@" + target.host + ":" +
-                std::to_string(target.port);
+  impl->where =
+      (target.user.empty() ? local_user_name() : target.user) + "@" + target.host + ":" + std::to_string(target.port);
 
   if (auto r = apply_options(s, target, impl->where); !r) return Error{r.error()};
 
@@ -465,7 +464,8 @@ Result<ExecResult> SshSession::Impl::run(const std::string& command, int timeout
   if (!opened) return Error{opened.error()};
   bool started = false;
   if (*opened) {
-    auto exec_ok = await_reply([&] { return ssh_channel_request_exec(ch, command.c_str()); }, "cannot start the command");
+    auto exec_ok =
+        await_reply([&] { return ssh_channel_request_exec(ch, command.c_str()); }, "cannot start the command");
     if (!exec_ok) return Error{exec_ok.error()};
     started = *exec_ok;
   }

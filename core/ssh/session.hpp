@@ -14,9 +14,9 @@
 namespace rch {
 
 struct SshTarget {
-  std::string host;  // a name, an address or a Host alias of the ssh config
-  int port = 22;     // 22 leaves the ssh config's Port (if any) in charge
-  std::string user;  // empty: ssh config's User, else the local user name
+  std::string host;              // a name, an address or a Host alias of the ssh config
+  int port = 22;                 // 22 leaves the ssh config's Port (if any) in charge
+  std::string user;              // empty: ssh config's User, else the local user name
   std::string identity_file;     // empty: ssh-agent, then the default keys
   std::string known_hosts_file;  // empty = ~/.ssh/known_hosts
   std::string ssh_config_file;   // empty = ~/.ssh/config; "none" = don't read
@@ -45,8 +45,7 @@ class SshSession {  // one authenticated libssh session; use from one thread at 
   Result<ExecResult> exec(const std::string& command, int timeout_s, std::string_view stdin_data = {});
 
   // Streams a local file into the command's stdin (e.g. `cat > tmp`), for uploads.
-  Result<ExecResult> exec_with_input_file(const std::string& command, const std::filesystem::path& file,
-                                          int timeout_s);
+  Result<ExecResult> exec_with_input_file(const std::string& command, const std::filesystem::path& file, int timeout_s);
 
   // False once the connection is known to be gone (peer closed or errored);
   // cheap, sends nothing.

@@ -50,9 +50,8 @@ std::string one_line(std::string_view s) {
 }
 
 std::string holder_line(std::string_view purpose) {
-  return "pid=" + std::to_string(::getpid()) + " user=" + one_line(current_user()) +
-         " host=" + one_line(host_name()) + " since=" + iso8601_utc_now() + " purpose=" + one_line(purpose) +
-         "\n";
+  return "pid=" + std::to_string(::getpid()) + " user=" + one_line(current_user()) + " host=" + one_line(host_name()) +
+         " since=" + iso8601_utc_now() + " purpose=" + one_line(purpose) + "\n";
 }
 
 // "pid=1 user=u host=h since=t purpose=free text" → fields; purpose takes the
@@ -98,8 +97,7 @@ Result<FileLock> FileLock::try_acquire(const std::filesystem::path& path, std::s
   return lock_once(path, purpose, contended);
 }
 
-Result<FileLock> FileLock::lock_once(const std::filesystem::path& path, std::string_view purpose,
-                                     bool& contended) {
+Result<FileLock> FileLock::lock_once(const std::filesystem::path& path, std::string_view purpose, bool& contended) {
   contended = false;
   if (path.has_parent_path()) {
     std::error_code ec;
@@ -148,8 +146,7 @@ Result<FileLock> FileLock::acquire(const std::filesystem::path& path, std::strin
   }
 }
 
-FileLock::FileLock(FileLock&& other) noexcept
-    : fd_(std::exchange(other.fd_, -1)), path_(std::move(other.path_)) {}
+FileLock::FileLock(FileLock&& other) noexcept : fd_(std::exchange(other.fd_, -1)), path_(std::move(other.path_)) {}
 
 FileLock& FileLock::operator=(FileLock&& other) noexcept {
   if (this != &other) {

@@ -33,8 +33,7 @@ class FileLock {
  private:
   FileLock(int fd, std::filesystem::path path) : fd_(fd), path_(std::move(path)) {}
   // One attempt; `contended` tells acquire() whether waiting could help.
-  static Result<FileLock> lock_once(const std::filesystem::path& path, std::string_view purpose,
-                                    bool& contended);
+  static Result<FileLock> lock_once(const std::filesystem::path& path, std::string_view purpose, bool& contended);
 
   int fd_ = -1;
   std::filesystem::path path_;

@@ -28,10 +28,14 @@ namespace {
 
 Result<SimFault> parse_fault(const std::string& text) {
   SimFault f;
-  if (text == "connect") f.kind = SimFaultKind::connect;
-  else if (text == "disconnect_transfer") f.kind = SimFaultKind::disconnect_transfer;
-  else if (text == "slow_health") f.kind = SimFaultKind::slow_health;
-  else if (text == "unhealthy") f.kind = SimFaultKind::unhealthy;
+  if (text == "connect")
+    f.kind = SimFaultKind::connect;
+  else if (text == "disconnect_transfer")
+    f.kind = SimFaultKind::disconnect_transfer;
+  else if (text == "slow_health")
+    f.kind = SimFaultKind::slow_health;
+  else if (text == "unhealthy")
+    f.kind = SimFaultKind::unhealthy;
   else if (text.rfind("fail_at=", 0) == 0) {
     f.kind = SimFaultKind::fail_at_step;
     f.step = text.substr(8);
@@ -122,8 +126,8 @@ Result<void> SimFleet::save() const {
   if (config_.state_file.empty()) return {};
   nlohmann::json doc = {{"workers", nlohmann::json::object()}};
   for (const auto& [id, w] : workers_) {
-    doc["workers"][id] = {{"current", w->current}, {"bin_link", w->bin_link}, {"draining", w->draining},
-                          {"versions", w->versions}};
+    doc["workers"][id] = {
+        {"current", w->current}, {"bin_link", w->bin_link}, {"draining", w->draining}, {"versions", w->versions}};
   }
   std::filesystem::create_directories(config_.state_file.parent_path());
   return write_file_atomic(config_.state_file, doc.dump() + "\n");
@@ -142,10 +146,14 @@ SimFault SimFleet::fault_of(const std::string& id) const {
   if (static_cast<double>(r % 1000000) / 1e6 >= config_.fault_rate) return {};
   static const char* steps[] = {"preflight", "transfer", "install", "verify"};
   switch ((r >> 20) % 4) {
-    case 0: return {SimFaultKind::connect, ""};
-    case 1: return {SimFaultKind::fail_at_step, steps[(r >> 24) % 4]};
-    case 2: return {SimFaultKind::disconnect_transfer, ""};
-    default: return {SimFaultKind::unhealthy, ""};
+    case 0:
+      return {SimFaultKind::connect, ""};
+    case 1:
+      return {SimFaultKind::fail_at_step, steps[(r >> 24) % 4]};
+    case 2:
+      return {SimFaultKind::disconnect_transfer, ""};
+    default:
+      return {SimFaultKind::unhealthy, ""};
   }
 }
 
@@ -169,9 +177,14 @@ SimOp SimFleet::preflight(const std::string& id, const std::string& target) {
   SimOp op = fail_if(id, "preflight", config_.latency_ms);
   if (!op.ok) return op;
   const Worker& w = worker(id);
-  nlohmann::json facts = {{"arch", w.arch}, {"disk_free_mb", w.disk_free_mb}, {"writable", true},
-                          {"rsync", w.rsync}, {"zstd", w.zstd}, {"rustup", w.rustup},
-                          {"agent_present", w.bin_link}, {"draining", w.draining}};
+  nlohmann::json facts = {{"arch", w.arch},
+                          {"disk_free_mb", w.disk_free_mb},
+                          {"writable", true},
+                          {"rsync", w.rsync},
+                          {"zstd", w.zstd},
+                          {"rustup", w.rustup},
+                          {"agent_present", w.bin_link},
+                          {"draining", w.draining}};
   if (w.bin_link && !w.current.empty()) {
     facts["current_version"] = w.current;
     facts["current_link"] = "versions/v" + w.current;
@@ -186,8 +199,8 @@ SimOp SimFleet::preflight(const std::string& id, const std::string& target) {
 
 SimOp SimFleet::transfer(const std::string& id, const std::string& version, const std::string& sha256,
                          std::uint64_t size) {
-  const int delay = config_.latency_ms + static_cast<int>(static_cast<double>(size) / 1e6 /
-                                                          config_.bandwidth_mb_s * 1000.0);
+  const int delay =
+      config_.latency_ms + static_cast<int>(static_cast<double>(size) / 1e6 / config_.bandwidth_mb_s * 1000.0);
   Worker& w = worker(id);
   if (fault_of(id).kind == SimFaultKind::disconnect_transfer && !w.transfer_dropped) {
     w.transfer_dropped = true;
@@ -220,7 +233,8 @@ SimOp SimFleet::rollback(const std::string& id, const std::string& previous_link
   }
   const std::string prefix = "versions/v";
   const std::string version = previous_link.rfind(prefix, 0) == 0 ? previous_link.substr(prefix.size()) : "";
-  if (!w.versions.count(version)) return {false, "previous version " + previous_link + " is gone", config_.latency_ms, ""};
+  if (!w.versions.count(version))
+    return {false, "previous version " + previous_link + " is gone", config_.latency_ms, ""};
   w.current = version;
   return {true, "", config_.latency_ms, ""};
 }
@@ -256,8 +270,11 @@ SimOp SimFleet::probe_agent(const std::string& id, bool with_health) {
   nlohmann::json out = {{"version", w.current}};
   if (with_health) {
     const bool ok = f.kind != SimFaultKind::unhealthy;
-    out["health"] = {{"version", w.current}, {"draining", w.draining}, {"active_builds", w.active_builds},
-                     {"disk_free_mb", w.disk_free_mb}, {"ok", ok}};
+    out["health"] = {{"version", w.current},
+                     {"draining", w.draining},
+                     {"active_builds", w.active_builds},
+                     {"disk_free_mb", w.disk_free_mb},
+                     {"ok", ok}};
     if (!ok) out["health"]["error"] = "simulated unhealthy agent";
   }
   op.value = out.dump();
@@ -274,8 +291,11 @@ SimOp SimFleet::inspect(const std::string& id) {
   }
   if (w.bin_link && !w.current.empty()) {
     const bool ok = fault_of(id).kind != SimFaultKind::unhealthy;
-    facts["health"] = {{"version", w.current}, {"draining", w.draining}, {"active_builds", w.active_builds},
-                       {"disk_free_mb", w.disk_free_mb}, {"ok", ok}};
+    facts["health"] = {{"version", w.current},
+                       {"draining", w.draining},
+                       {"active_builds", w.active_builds},
+                       {"disk_free_mb", w.disk_free_mb},
+                       {"ok", ok}};
   }
   return {true, "", config_.latency_ms, facts.dump()};
 }

@@ -30,8 +30,8 @@ struct SimConfig {
   double bandwidth_mb_s = 200.0;  // per worker upload
   double fault_rate = 0.0;        // share of workers given a random fault
   std::uint64_t seed = 1;
-  std::filesystem::path state_file;           // empty: nothing persists across runs
-  std::map<std::string, SimFault> faults;     // named faults win over the rate
+  std::filesystem::path state_file;        // empty: nothing persists across runs
+  std::map<std::string, SimFault> faults;  // named faults win over the rate
 
   // RCH_SIM_LATENCY_MS, RCH_SIM_BANDWIDTH_MBPS, RCH_SIM_FAULT_RATE, RCH_SIM_SEED,
   // RCH_SIM_FAULTS ("w1:connect,w2:fail_at=verify,w3:disconnect_transfer,w4:slow_health,w5:unhealthy").
@@ -53,8 +53,7 @@ class SimFleet {
 
   SimOp connect(const std::string& worker);
   SimOp preflight(const std::string& worker, const std::string& target_version);
-  SimOp transfer(const std::string& worker, const std::string& version, const std::string& sha256,
-                 std::uint64_t size);
+  SimOp transfer(const std::string& worker, const std::string& version, const std::string& sha256, std::uint64_t size);
   SimOp install(const std::string& worker, const std::string& version, const std::string& sha256,
                 const std::string& deployment_id);
   SimOp rollback(const std::string& worker, const std::string& previous_link);

@@ -49,8 +49,8 @@ int l_config_paths(lua_State* L) {
 
 // workers([file]) -> list of {id, host, user, port, identity_file, root, tags, line} | nil, err
 int l_config_workers(lua_State* L) {
-  const std::string file = lua_isnoneornil(L, 1) ? (Paths::from_env().config_dir / "workers.toml").string()
-                                                  : check_std_string(L, 1);
+  const std::string file =
+      lua_isnoneornil(L, 1) ? (Paths::from_env().config_dir / "workers.toml").string() : check_std_string(L, 1);
   auto workers = load_workers(file);
   if (!workers.ok()) return push_failure(L, workers.error());
   lua_createtable(L, static_cast<int>(workers->size()), 0);
@@ -63,8 +63,8 @@ int l_config_workers(lua_State* L) {
 
 // settings([file]) -> config.toml as nested tables (defaults applied) | nil, err
 int l_config_settings(lua_State* L) {
-  const std::string file = lua_isnoneornil(L, 1) ? (Paths::from_env().config_dir / "config.toml").string()
-                                                  : check_std_string(L, 1);
+  const std::string file =
+      lua_isnoneornil(L, 1) ? (Paths::from_env().config_dir / "config.toml").string() : check_std_string(L, 1);
   auto loaded = load_config(file);
   if (!loaded.ok()) return push_failure(L, loaded.error());
   const Config& c = loaded.value();

@@ -48,14 +48,15 @@ int l_daemon_status(lua_State* L) {
 // drain(socket) -> true | nil, err   (yields; returns at once, poll status)
 int l_daemon_drain(lua_State* L) {
   const std::string socket = check_std_string(L, 1);
-  return yield_blocking<Result<void>>(L, "rch.daemon.drain", [socket] { return daemon_drain(socket); }, push_ok);
+  return yield_blocking<Result<void>>(
+      L, "rch.daemon.drain", [socket] { return daemon_drain(socket); }, push_ok);
 }
 
 // undrain(socket) -> true | nil, err   (yields)
 int l_daemon_undrain(lua_State* L) {
   const std::string socket = check_std_string(L, 1);
-  return yield_blocking<Result<void>>(L, "rch.daemon.undrain", [socket] { return daemon_undrain(socket); },
-                                      push_ok);
+  return yield_blocking<Result<void>>(
+      L, "rch.daemon.undrain", [socket] { return daemon_undrain(socket); }, push_ok);
 }
 
 // shutdown(socket, force, wait_seconds) -> true | nil, err   (yields until the process is gone)

@@ -84,10 +84,14 @@ int l_fs_expand_user(lua_State* L) {
 
 int luaopen_rch_fs(lua_State* L) {
   static const luaL_Reg functions[] = {
-      {"read", guarded<l_fs_read>},     {"write_atomic", guarded<l_fs_write_atomic>},
-      {"exists", guarded<l_fs_exists>}, {"mkdirs", guarded<l_fs_mkdirs>},
-      {"list", guarded<l_fs_list>},     {"size", guarded<l_fs_size>},
-      {"expand_user", guarded<l_fs_expand_user>}, {nullptr, nullptr},
+      {"read", guarded<l_fs_read>},
+      {"write_atomic", guarded<l_fs_write_atomic>},
+      {"exists", guarded<l_fs_exists>},
+      {"mkdirs", guarded<l_fs_mkdirs>},
+      {"list", guarded<l_fs_list>},
+      {"size", guarded<l_fs_size>},
+      {"expand_user", guarded<l_fs_expand_user>},
+      {nullptr, nullptr},
   };
   lua_newtable(L);
   set_functions(L, functions);

@@ -53,7 +53,8 @@ int l_install_mkdtemp(lua_State* L) {
   fs::create_directories(dir, ec);
   if (ec) return push_failure(L, "cannot create " + dir + ": " + ec.message());
   std::string templ = (fs::path(dir) / (prefix + "XXXXXX")).string();
-  if (::mkdtemp(templ.data()) == nullptr) return push_failure(L, "cannot create a temp dir in " + dir + ": " + errno_text(errno));
+  if (::mkdtemp(templ.data()) == nullptr)
+    return push_failure(L, "cannot create a temp dir in " + dir + ": " + errno_text(errno));
   lua_pushstring(L, templ.c_str());
   return 1;
 }
@@ -134,7 +135,10 @@ int l_install_kind(lua_State* L) {
     }
     return push_failure(L, "cannot stat " + path + ": " + errno_text(errno));
   }
-  const char* kind = S_ISREG(st.st_mode) ? "file" : S_ISDIR(st.st_mode) ? "dir" : S_ISLNK(st.st_mode) ? "link" : "other";
+  const char* kind = S_ISREG(st.st_mode)   ? "file"
+                     : S_ISDIR(st.st_mode) ? "dir"
+                     : S_ISLNK(st.st_mode) ? "link"
+                                           : "other";
   lua_pushstring(L, kind);
   return 1;
 }

@@ -12,23 +12,35 @@ namespace {
 const char kArrayMeta[] = "rch.json.array";
 // rch.json.null: a value that encodes as JSON null (a Lua nil cannot sit in a table).
 const char kNullSentinel = 0;
-}
+}  // namespace
 
 void push_json(lua_State* L, const nlohmann::json& value) {
   luaL_checkstack(L, 4, "json nesting too deep");
   switch (value.type()) {
     case nlohmann::json::value_t::null:
-    case nlohmann::json::value_t::discarded: lua_pushnil(L); break;
-    case nlohmann::json::value_t::boolean: lua_pushboolean(L, value.get<bool>()); break;
-    case nlohmann::json::value_t::number_integer: lua_pushnumber(L, static_cast<lua_Number>(value.get<std::int64_t>())); break;
-    case nlohmann::json::value_t::number_unsigned: lua_pushnumber(L, static_cast<lua_Number>(value.get<std::uint64_t>())); break;
-    case nlohmann::json::value_t::number_float: lua_pushnumber(L, value.get<double>()); break;
+    case nlohmann::json::value_t::discarded:
+      lua_pushnil(L);
+      break;
+    case nlohmann::json::value_t::boolean:
+      lua_pushboolean(L, value.get<bool>());
+      break;
+    case nlohmann::json::value_t::number_integer:
+      lua_pushnumber(L, static_cast<lua_Number>(value.get<std::int64_t>()));
+      break;
+    case nlohmann::json::value_t::number_unsigned:
+      lua_pushnumber(L, static_cast<lua_Number>(value.get<std::uint64_t>()));
+      break;
+    case nlohmann::json::value_t::number_float:
+      lua_pushnumber(L, value.get<double>());
+      break;
     case nlohmann::json::value_t::string: {
       const auto& s = value.get_ref<const std::string&>();
       lua_pushlstring(L, s.data(), s.size());
       break;
     }
-    case nlohmann::json::value_t::binary: lua_pushnil(L); break;
+    case nlohmann::json::value_t::binary:
+      lua_pushnil(L);
+      break;
     case nlohmann::json::value_t::array: {
       lua_createtable(L, static_cast<int>(value.size()), 0);
       int i = 1;
@@ -55,11 +67,13 @@ void push_json(lua_State* L, const nlohmann::json& value) {
 nlohmann::json to_json(lua_State* L, int idx) {
   idx = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
   switch (lua_type(L, idx)) {
-    case LUA_TNIL: return nullptr;
+    case LUA_TNIL:
+      return nullptr;
     case LUA_TLIGHTUSERDATA:
       if (lua_touserdata(L, idx) == &kNullSentinel) return nullptr;
       throw Misuse("rch.json: cannot encode a light userdata");
-    case LUA_TBOOLEAN: return lua_toboolean(L, idx) != 0;
+    case LUA_TBOOLEAN:
+      return lua_toboolean(L, idx) != 0;
     case LUA_TNUMBER: {
       const double n = lua_tonumber(L, idx);
       if (std::floor(n) == n && std::fabs(n) < 9.007199254740992e15) return static_cast<std::int64_t>(n);
@@ -116,7 +130,8 @@ nlohmann::json to_json(lua_State* L, int idx) {
       }
       return object;
     }
-    default: throw Misuse(std::string("rch.json: cannot encode a ") + luaL_typename(L, idx));
+    default:
+      throw Misuse(std::string("rch.json: cannot encode a ") + luaL_typename(L, idx));
   }
 }
 
@@ -196,11 +211,21 @@ void append_escaped(std::string& out, const char* s, std::size_t len) {
   for (std::size_t i = 0; i < len; ++i) {
     const auto c = static_cast<unsigned char>(s[i]);
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (c < 0x20) {
           char buf[8];
@@ -227,8 +252,12 @@ void encode(lua_State* L, int idx, std::string& out, int indent, int depth) {
   if (depth > 64) throw Misuse("rch.json: nesting deeper than 64");
   idx = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
   switch (lua_type(L, idx)) {
-    case LUA_TNIL: out += "null"; return;
-    case LUA_TBOOLEAN: out += lua_toboolean(L, idx) ? "true" : "false"; return;
+    case LUA_TNIL:
+      out += "null";
+      return;
+    case LUA_TBOOLEAN:
+      out += lua_toboolean(L, idx) ? "true" : "false";
+      return;
     case LUA_TLIGHTUSERDATA:
       if (lua_touserdata(L, idx) == &kNullSentinel) {
         out += "null";
@@ -253,8 +282,10 @@ void encode(lua_State* L, int idx, std::string& out, int indent, int depth) {
       append_escaped(out, str, len);
       return;
     }
-    case LUA_TTABLE: break;
-    default: throw Misuse(std::string("rch.json: cannot encode a ") + luaL_typename(L, idx));
+    case LUA_TTABLE:
+      break;
+    default:
+      throw Misuse(std::string("rch.json: cannot encode a ") + luaL_typename(L, idx));
   }
   luaL_checkstack(L, 4, "json nesting too deep");
   const std::size_t n = lua_objlen(L, idx);

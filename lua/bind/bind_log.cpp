@@ -56,9 +56,12 @@ int l_log_set_level(lua_State* L) {
 
 int luaopen_rch_log(lua_State* L) {
   static const luaL_Reg functions[] = {
-      {"trace", guarded<l_log_write<log::Level::trace>>}, {"debug", guarded<l_log_write<log::Level::debug>>},
-      {"info", guarded<l_log_write<log::Level::info>>},   {"warn", guarded<l_log_write<log::Level::warn>>},
-      {"error", guarded<l_log_write<log::Level::error>>}, {"enabled", guarded<l_log_enabled>},
+      {"trace", guarded<l_log_write<log::Level::trace>>},
+      {"debug", guarded<l_log_write<log::Level::debug>>},
+      {"info", guarded<l_log_write<log::Level::info>>},
+      {"warn", guarded<l_log_write<log::Level::warn>>},
+      {"error", guarded<l_log_write<log::Level::error>>},
+      {"enabled", guarded<l_log_enabled>},
       {"set_level", guarded<l_log_set_level>},
       {nullptr, nullptr},
   };

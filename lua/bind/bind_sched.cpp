@@ -40,9 +40,8 @@ int l_sched_sleep(lua_State* L) {
   if (seconds < 0) return luaL_argerror(L, 1, "negative duration");
   const int self = require_task(L, "rch.sleep");
   Engine& engine = engine_of(L);
-  engine.executor().after(std::chrono::milliseconds(static_cast<long long>(seconds * 1000)), [&engine, self] {
-    engine.resume_later(self, [](lua_State*) { return 0; });
-  });
+  engine.executor().after(std::chrono::milliseconds(static_cast<long long>(seconds * 1000)),
+                          [&engine, self] { engine.resume_later(self, [](lua_State*) { return 0; }); });
   return lua_yield(L, 0);
 }
 
@@ -76,10 +75,10 @@ int l_sched_in_task(lua_State* L) {
 
 int luaopen_rch_sched(lua_State* L) {
   static const luaL_Reg functions[] = {
-      {"spawn", guarded<l_sched_spawn>},   {"join", guarded<l_sched_join>},
-      {"sleep", guarded<l_sched_sleep>},   {"now", guarded<l_sched_now>},
+      {"spawn", guarded<l_sched_spawn>},         {"join", guarded<l_sched_join>},
+      {"sleep", guarded<l_sched_sleep>},         {"now", guarded<l_sched_now>},
       {"monotonic", guarded<l_sched_monotonic>}, {"live", guarded<l_sched_live>},
-      {"in_task", guarded<l_sched_in_task>}, {nullptr, nullptr},
+      {"in_task", guarded<l_sched_in_task>},     {nullptr, nullptr},
   };
   lua_newtable(L);
   set_functions(L, functions);

@@ -95,8 +95,7 @@ int l_fleet_install(lua_State* L) {
 
 int l_fleet_rollback(lua_State* L) {
   FleetBox& box = check_fleet(L);
-  return finish(L, "rch.sim rollback", box, box.fleet->rollback(check_std_string(L, 2), check_std_string(L, 3)),
-                true);
+  return finish(L, "rch.sim rollback", box, box.fleet->rollback(check_std_string(L, 2), check_std_string(L, 3)), true);
 }
 
 int l_fleet_drain(lua_State* L) {
@@ -112,14 +111,14 @@ int l_fleet_undrain(lua_State* L) {
 
 int l_fleet_toolchain(lua_State* L) {
   FleetBox& box = check_fleet(L);
-  return finish(L, "rch.sim toolchain", box,
-                box.fleet->toolchain(check_std_string(L, 2), check_std_string(L, 3)), false);
+  return finish(L, "rch.sim toolchain", box, box.fleet->toolchain(check_std_string(L, 2), check_std_string(L, 3)),
+                false);
 }
 
 int l_fleet_probe_agent(lua_State* L) {
   FleetBox& box = check_fleet(L);
-  return finish(L, "rch.sim probe_agent", box,
-                box.fleet->probe_agent(check_std_string(L, 2), lua_toboolean(L, 3) != 0), false);
+  return finish(L, "rch.sim probe_agent", box, box.fleet->probe_agent(check_std_string(L, 2), lua_toboolean(L, 3) != 0),
+                false);
 }
 
 int l_fleet_inspect(lua_State* L) {
@@ -150,13 +149,12 @@ int luaopen_rch_sim(lua_State* L) {
   lua_pushcfunction(L, l_fleet_gc);
   lua_setfield(L, -2, "__gc");
   static const luaL_Reg methods[] = {
-      {"connect", guarded<l_fleet_connect>},   {"preflight", guarded<l_fleet_preflight>},
-      {"transfer", guarded<l_fleet_transfer>}, {"install", guarded<l_fleet_install>},
-      {"rollback", guarded<l_fleet_rollback>}, {"drain", guarded<l_fleet_drain>},
-      {"undrain", guarded<l_fleet_undrain>},   {"toolchain", guarded<l_fleet_toolchain>},
+      {"connect", guarded<l_fleet_connect>},         {"preflight", guarded<l_fleet_preflight>},
+      {"transfer", guarded<l_fleet_transfer>},       {"install", guarded<l_fleet_install>},
+      {"rollback", guarded<l_fleet_rollback>},       {"drain", guarded<l_fleet_drain>},
+      {"undrain", guarded<l_fleet_undrain>},         {"toolchain", guarded<l_fleet_toolchain>},
       {"probe_agent", guarded<l_fleet_probe_agent>}, {"fault", guarded<l_fleet_fault>},
-      {"inspect", guarded<l_fleet_inspect>},
-      {nullptr, nullptr},
+      {"inspect", guarded<l_fleet_inspect>},         {nullptr, nullptr},
   };
   lua_newtable(L);
   set_functions(L, methods);

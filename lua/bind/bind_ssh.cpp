@@ -62,15 +62,17 @@ int l_ssh_connect(lua_State* L) {
   target.ssh_config_file = opt_string_field(L, 1, "ssh_config", "");
   target.connect_timeout_s = static_cast<int>(opt_number_field(L, 1, "connect_timeout", 10));
   const std::string policy = opt_string_field(L, 1, "host_key_policy", "strict");
-  if (policy == "strict") target.host_key_policy = HostKeyPolicy::strict;
-  else if (policy == "accept-new") target.host_key_policy = HostKeyPolicy::accept_new;
-  else throw Misuse("rch.ssh.connect: host_key_policy must be \"strict\" or \"accept-new\"");
+  if (policy == "strict")
+    target.host_key_policy = HostKeyPolicy::strict;
+  else if (policy == "accept-new")
+    target.host_key_policy = HostKeyPolicy::accept_new;
+  else
+    throw Misuse("rch.ssh.connect: host_key_policy must be \"strict\" or \"accept-new\"");
   const std::string label =
       (target.user.empty() ? "" : target.user + "@") + target.host + ":" + std::to_string(target.port);
   using Connected = Result<std::unique_ptr<SshSession>>;
   return yield_blocking<std::shared_ptr<Connected>>(
-      L, "rch.ssh.connect",
-      [target] { return std::make_shared<Connected>(SshSession::connect(target)); },
+      L, "rch.ssh.connect", [target] { return std::make_shared<Connected>(SshSession::connect(target)); },
       [label](lua_State* co, std::shared_ptr<Connected>& r) {
         if (!r->ok()) return push_failure(co, r->error());
         auto* box = static_cast<SessionBox*>(lua_newuserdata(co, sizeof(SessionBox)));
@@ -138,7 +140,8 @@ int l_ssh_home(lua_State* L) {
   auto* boxp = &box;
   const int ref = pin(L);
   return yield_blocking<Result<std::string>>(
-      L, "rch.ssh.home", [session]() -> Result<std::string> {
+      L, "rch.ssh.home",
+      [session]() -> Result<std::string> {
         const std::string& home = session->remote_home();
         if (home.empty()) return make_error("cannot resolve the remote $HOME on " + session->where());
         return home;
@@ -192,8 +195,13 @@ int l_ssh_join(lua_State* L) {
 
 int luaopen_rch_ssh(lua_State* L) {
   static const luaL_Reg methods[] = {
-      {"exec", guarded<l_ssh_exec>},   {"upload", guarded<l_ssh_upload>}, {"home", guarded<l_ssh_home>},   {"alive", guarded<l_ssh_alive>},
-      {"close", guarded<l_ssh_close>}, {"label", guarded<l_ssh_label>}, {nullptr, nullptr},
+      {"exec", guarded<l_ssh_exec>},
+      {"upload", guarded<l_ssh_upload>},
+      {"home", guarded<l_ssh_home>},
+      {"alive", guarded<l_ssh_alive>},
+      {"close", guarded<l_ssh_close>},
+      {"label", guarded<l_ssh_label>},
+      {nullptr, nullptr},
   };
   luaL_newmetatable(L, kSessionMeta);
   lua_pushcfunction(L, l_ssh_gc);
@@ -204,8 +212,10 @@ int luaopen_rch_ssh(lua_State* L) {
   lua_pop(L, 1);
 
   static const luaL_Reg functions[] = {
-      {"connect", guarded<l_ssh_connect>}, {"quote", guarded<l_ssh_quote>},
-      {"join", guarded<l_ssh_join>},       {nullptr, nullptr},
+      {"connect", guarded<l_ssh_connect>},
+      {"quote", guarded<l_ssh_quote>},
+      {"join", guarded<l_ssh_join>},
+      {nullptr, nullptr},
   };
   lua_newtable(L);
   set_functions(L, functions);

@@ -31,7 +31,7 @@ struct JournalBox {
   std::string failed;  // after a failed flush every later append fails too
   bool flushing = false;
   bool scheduled = false;
-  std::size_t flushes = 0;  // stats: group commit shows as flushes < lines
+  std::size_t flushes = 0;   // stats: group commit shows as flushes < lines
   int self_ref = LUA_NOREF;  // pins the userdata while lines are in flight
 };
 
@@ -90,8 +90,8 @@ void start_flush(lua_State* L, JournalBox* box) {
   Engine& engine = engine_of(L);
   auto writer = box->writer;
   engine.executor().run_blocking([&engine, L, box, writer, lines]() {
-    auto result = std::make_shared<Result<void>>(
-        box->chained ? writer->append_batch_linked(*lines, link_hash) : writer->append_batch(*lines));
+    auto result = std::make_shared<Result<void>>(box->chained ? writer->append_batch_linked(*lines, link_hash)
+                                                              : writer->append_batch(*lines));
     const std::size_t count = lines->size();
     return Executor::Completion([&engine, L, box, result, count]() {
       box->flushing = false;
@@ -236,10 +236,11 @@ int luaopen_rch_store(lua_State* L) {
   lua_pushcfunction(L, l_journal_gc);
   lua_setfield(L, -2, "__gc");
   lua_newtable(L);
-  static const luaL_Reg journal_methods[] = {
-      {"append", guarded<l_journal_append>}, {"barrier", guarded<l_journal_barrier>},
-      {"path", guarded<l_journal_path>},
-      {"stats", guarded<l_journal_stats>},   {nullptr, nullptr}};
+  static const luaL_Reg journal_methods[] = {{"append", guarded<l_journal_append>},
+                                             {"barrier", guarded<l_journal_barrier>},
+                                             {"path", guarded<l_journal_path>},
+                                             {"stats", guarded<l_journal_stats>},
+                                             {nullptr, nullptr}};
   set_functions(L, journal_methods);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
@@ -254,8 +255,10 @@ int luaopen_rch_store(lua_State* L) {
   lua_pop(L, 1);
 
   static const luaL_Reg functions[] = {
-      {"open_journal", guarded<l_store_open_journal>}, {"read_lines", guarded<l_store_read_lines>},
-      {"last_line", guarded<l_store_last_line>},       {"lock", guarded<l_store_lock>},
+      {"open_journal", guarded<l_store_open_journal>},
+      {"read_lines", guarded<l_store_read_lines>},
+      {"last_line", guarded<l_store_last_line>},
+      {"lock", guarded<l_store_lock>},
       {nullptr, nullptr},
   };
   lua_newtable(L);

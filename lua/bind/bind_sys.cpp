@@ -124,11 +124,16 @@ int l_sys_uuid(lua_State* L) {
 
 int luaopen_rch_sys(lua_State* L) {
   static const luaL_Reg functions[] = {
-      {"user", guarded<l_sys_user>},           {"hostname", guarded<l_sys_hostname>},
-      {"isatty", guarded<l_sys_isatty>},       {"term_size", guarded<l_sys_term_size>},
-      {"exe_path", guarded<l_sys_exe_path>},   {"read_head", guarded<l_sys_read_head>},
-      {"run", guarded<l_sys_run>},             {"uuid", guarded<l_sys_uuid>},
-      {"exit_on_interrupt", guarded<l_sys_exit_on_interrupt>},             {"peak_rss_mb", guarded<l_sys_peak_rss_mb>},
+      {"user", guarded<l_sys_user>},
+      {"hostname", guarded<l_sys_hostname>},
+      {"isatty", guarded<l_sys_isatty>},
+      {"term_size", guarded<l_sys_term_size>},
+      {"exe_path", guarded<l_sys_exe_path>},
+      {"read_head", guarded<l_sys_read_head>},
+      {"run", guarded<l_sys_run>},
+      {"uuid", guarded<l_sys_uuid>},
+      {"exit_on_interrupt", guarded<l_sys_exit_on_interrupt>},
+      {"peak_rss_mb", guarded<l_sys_peak_rss_mb>},
       {nullptr, nullptr},
   };
   lua_newtable(L);

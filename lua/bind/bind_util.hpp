@@ -47,8 +47,7 @@ int guarded(lua_State* L) {
 // `push` turns the job's value into Lua results and the task resumes with
 // them. Must be the tail of a C function: `return yield_blocking(...)`.
 template <class T>
-int yield_blocking(lua_State* L, const char* api, std::function<T()> job,
-                   std::function<int(lua_State*, T&)> push) {
+int yield_blocking(lua_State* L, const char* api, std::function<T()> job, std::function<int(lua_State*, T&)> push) {
   const int task = require_task(L, api);
   Engine& engine = engine_of(L);
   engine.executor().run_blocking([&engine, task, job = std::move(job), push = std::move(push)]() {

@@ -43,8 +43,10 @@ int l_version_current(lua_State* L) {
 
 int luaopen_rch_version(lua_State* L) {
   static const luaL_Reg functions[] = {
-      {"parse", guarded<l_version_parse>},     {"extract", guarded<l_version_extract>},
-      {"compare", guarded<l_version_compare>}, {"current", guarded<l_version_current>},
+      {"parse", guarded<l_version_parse>},
+      {"extract", guarded<l_version_extract>},
+      {"compare", guarded<l_version_compare>},
+      {"current", guarded<l_version_current>},
       {nullptr, nullptr},
   };
   lua_newtable(L);

@@ -9,8 +9,8 @@
 #include <fstream>
 #include <map>
 #include <set>
-#include <unordered_map>
 #include <sstream>
+#include <unordered_map>
 
 #include "core/log/log.hpp"
 #include "lua/bind/bind_util.hpp"
@@ -131,8 +131,10 @@ int require_task(lua_State* L, const char* api) {
   Engine& engine = engine_of(L);
   const int id = engine.task_of(L);
   if (id == 0) {
-    luaL_error(L, "%s yields and must be called from an rch task (not the main chunk of a "
-                  "plain coroutine or a coroutine.wrap body)", api);
+    luaL_error(L,
+               "%s yields and must be called from an rch task (not the main chunk of a "
+               "plain coroutine or a coroutine.wrap body)",
+               api);
   }
   engine.set_waiting(id, api);
   return id;
@@ -327,8 +329,8 @@ Result<nlohmann::json> Engine::run_main(std::function<int(lua_State*)> push_fn_a
   Task& main = *tasks_.at(id - 1);
   for (const auto& task : tasks_) {
     if (!task->done) {
-      log::error("task '" + task->name + "' never finished (waiting on " +
-                 (task->waiting_on ? task->waiting_on : "?") + ")");
+      log::error("task '" + task->name + "' never finished (waiting on " + (task->waiting_on ? task->waiting_on : "?") +
+                 ")");
     } else if (!task->ok && !task->joined && task->id != id) {
       log::error("task '" + task->name + "' failed and nobody joined it: " + task->error);
     }

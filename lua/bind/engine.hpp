@@ -52,8 +52,8 @@ class Resolver {
 struct EngineOptions {
   std::vector<std::filesystem::path> script_dirs;
   std::filesystem::path config_dir;
-  int verbosity = 0;              // -v count: traceback depth in error messages
-  std::size_t pool_threads = 8;   // bound on concurrent blocking jobs
+  int verbosity = 0;             // -v count: traceback depth in error messages
+  std::size_t pool_threads = 8;  // bound on concurrent blocking jobs
 };
 
 class Engine {
@@ -106,7 +106,7 @@ class Engine {
   Resolver resolver_;
   Executor executor_;
   lua_State* L_ = nullptr;
-  std::vector<std::unique_ptr<Task>> tasks_;  // index = id - 1; finished tasks kept until joined
+  std::vector<std::unique_ptr<Task>> tasks_;       // index = id - 1; finished tasks kept until joined
   std::unordered_map<lua_State*, int> by_thread_;  // running coroutine -> task id
   std::size_t live_ = 0;
 };

@@ -71,8 +71,7 @@ std::unique_ptr<rch::SshSession> connect_ok(const rch::SshTarget& t) {
   return std::move(s).value();
 }
 
-rch::ExecResult exec_ok(rch::SshSession& s, const std::string& cmd, int timeout_s = 30,
-                        std::string_view input = {}) {
+rch::ExecResult exec_ok(rch::SshSession& s, const std::string& cmd, int timeout_s = 30, std::string_view input = {}) {
   auto r = s.exec(cmd, timeout_s, input);
   INFO(cmd << ": " << (r ? "" : r.error()));
   REQUIRE(r.ok());
@@ -130,9 +129,7 @@ int closed_port() {
   return ntohs(addr.sin_port);
 }
 
-double seconds_since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
+double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
 fs::path testbed_script() {
   if (const char* src = std::getenv("RCH_SOURCE_DIR")) return fs::path(src) / "scripts" / "testbed.sh";
@@ -450,7 +447,10 @@ TEST_CASE("without an identity file the key comes from ssh-agent", "[ssh][auth]"
     ~AgentGuard() {
       kill(pid, SIGTERM);
       waitpid(pid, nullptr, 0);
-      if (had) setenv("SSH_AUTH_SOCK", saved.c_str(), 1); else unsetenv("SSH_AUTH_SOCK");
+      if (had)
+        setenv("SSH_AUTH_SOCK", saved.c_str(), 1);
+      else
+        unsetenv("SSH_AUTH_SOCK");
     }
   } guard{agent, std::getenv("SSH_AUTH_SOCK") ? std::getenv("SSH_AUTH_SOCK") : "",
           std::getenv("SSH_AUTH_SOCK") != nullptr};

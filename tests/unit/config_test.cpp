@@ -119,8 +119,7 @@ TEST_CASE("config enum spellings round-trip", "[config]") {
 TEST_CASE("parse_config errors name file, line and column", "[config]") {
   CHECK(error_of("[defaults]\nparalel = 8\n") ==
         "config.toml:2:1: unknown key 'paralel' in [defaults] (did you mean 'parallel'?)");
-  CHECK(error_of("[defualts]\nparallel = 8\n") ==
-        "config.toml:1:2: unknown key 'defualts' (did you mean 'defaults'?)");
+  CHECK(error_of("[defualts]\nparallel = 8\n") == "config.toml:1:2: unknown key 'defualts' (did you mean 'defaults'?)");
   CHECK(error_of("verbose = true\n") == "config.toml:1:1: unknown key 'verbose'");
   CHECK(error_of("[update]\nchanel = \"beta\"\n") ==
         "config.toml:2:1: unknown key 'chanel' in [update] (did you mean 'channel'?)");
@@ -141,8 +140,7 @@ TEST_CASE("parse_config errors name file, line and column", "[config]") {
         "(got \"requried\") (did you mean 'required'?)");
   CHECK(error_of("[canary]\npercent = 101\n") ==
         "config.toml:2:11: percent in [canary] must be an integer between 1 and 100");
-  CHECK(error_of("[update]\nkeep = 0\n") ==
-        "config.toml:2:8: keep in [update] must be an integer between 1 and 1000");
+  CHECK(error_of("[update]\nkeep = 0\n") == "config.toml:2:8: keep in [update] must be an integer between 1 and 1000");
   CHECK(error_of("[update]\nchannel = \"edge\"\n") ==
         "config.toml:2:11: channel in [update] must be one of \"stable\", \"beta\", \"nightly\" (got "
         "\"edge\")");

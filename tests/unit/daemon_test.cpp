@@ -180,9 +180,9 @@ TEST_CASE("the flat JSON reader takes values and escapes and refuses the rest", 
   CHECK_FALSE(obj->get_integer("n", 0, 10).ok());
   CHECK(rch::parse_flat_json("{}").ok());
 
-  for (const char* bad : {"", "[]", "{", "{\"a\":1,}", "{\"a\":{}}", "{\"a\":[1]}", "{\"a\":01}", "{\"a\":1.}",
-                          "{\"a\":\"\\x\"}", "{\"a\":\"\\ud800\"}", "{\"a\":1,\"a\":2}", "{\"a\":1} x", "{a:1}",
-                          "{\"a\":tru}", "{\"a\":\"raw\ttab\"}"}) {
+  for (const char* bad :
+       {"", "[]", "{", "{\"a\":1,}", "{\"a\":{}}", "{\"a\":[1]}", "{\"a\":01}", "{\"a\":1.}", "{\"a\":\"\\x\"}",
+        "{\"a\":\"\\ud800\"}", "{\"a\":1,\"a\":2}", "{\"a\":1} x", "{a:1}", "{\"a\":tru}", "{\"a\":\"raw\ttab\"}"}) {
     INFO("input: " << bad);
     CHECK_FALSE(rch::parse_flat_json(bad).ok());
   }

@@ -301,8 +301,7 @@ TEST_CASE("truncated, garbage and unknown-algorithm signature files are refused"
   // The first base64 group is 3 bytes: the algorithm name and the first key
   // id byte. Swap it for "Xx" so only the algorithm is unknown.
   const std::string head = base64_encode(std::string("Xx\0", 3));
-  refused(join_lines({lines[0], head + lines[1].substr(4), lines[2], lines[3]}),
-          "unsupported algorithm 'Xx'");
+  refused(join_lines({lines[0], head + lines[1].substr(4), lines[2], lines[3]}), "unsupported algorithm 'Xx'");
 }
 
 TEST_CASE("public keys parse from the .pub file and from the bare line", "[minisign]") {

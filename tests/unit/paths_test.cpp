@@ -40,9 +40,8 @@ class EnvGuard {
   std::map<std::string, std::optional<std::string>> saved_;
 };
 
-constexpr const char* kVars[] = {"RCH_CONFIG_DIR", "RCH_STATE_DIR",  "RCH_HOME",
-                                 "RCH_CACHE_DIR",  "RCH_DATA_DIR",   "XDG_CONFIG_HOME",
-                                 "XDG_STATE_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME"};
+constexpr const char* kVars[] = {"RCH_CONFIG_DIR",  "RCH_STATE_DIR",  "RCH_HOME",       "RCH_CACHE_DIR", "RCH_DATA_DIR",
+                                 "XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME"};
 
 }  // namespace
 
@@ -115,8 +114,7 @@ TEST_CASE("levenshtein and nearest", "[suggest]") {
   CHECK(rch::levenshtein("abc", "") == 3);
   CHECK(rch::levenshtein("prt", "port") == 1);
 
-  constexpr std::array<std::string_view, 7> keys{"id",   "host", "user", "port", "identity_file",
-                                                 "root", "tags"};
+  constexpr std::array<std::string_view, 7> keys{"id", "host", "user", "port", "identity_file", "root", "tags"};
   CHECK(rch::nearest("hots", keys) == "host");
   CHECK(rch::nearest("prot", keys) == "port");
   CHECK(rch::nearest("identityfile", keys) == "identity_file");

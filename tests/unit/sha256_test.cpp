@@ -128,15 +128,14 @@ TEST_CASE("verify_sha256", "[sha256]") {
 
 TEST_CASE("parse_checksums", "[sha256]") {
   SECTION("spec example") {
-    const auto parsed =
-        rch::parse_checksums("abc123  rch-v0.1.0-linux.tar.gz\ndef456  rch-v0.1.0-darwin.tar.gz");
+    const auto parsed = rch::parse_checksums("abc123  rch-v0.1.0-linux.tar.gz\ndef456  rch-v0.1.0-darwin.tar.gz");
     REQUIRE(parsed.size() == 2);
     CHECK(parsed.at("rch-v0.1.0-linux.tar.gz") == "abc123");
     CHECK(parsed.at("rch-v0.1.0-darwin.tar.gz") == "def456");
   }
   SECTION("binary marker, blank lines, CRLF, uppercase digests, names with spaces") {
-    const auto parsed = rch::parse_checksums(
-        "\nABC123 *bin.tar.gz\r\n\n   \ndef456  name with spaces.txt\n0aF  ./rel/path\n");
+    const auto parsed =
+        rch::parse_checksums("\nABC123 *bin.tar.gz\r\n\n   \ndef456  name with spaces.txt\n0aF  ./rel/path\n");
     CHECK(parsed.size() == 3);
     CHECK(parsed.at("bin.tar.gz") == "abc123");
     CHECK(parsed.at("name with spaces.txt") == "def456");

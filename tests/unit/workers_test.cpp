@@ -75,8 +75,8 @@ TEST_CASE("parse_workers: empty file and inline tables", "[workers]") {
 }
 
 TEST_CASE("parse_workers expands ~ in identity_file", "[workers]") {
-  auto r = rch::parse_workers("[[workers]]\nid = \"a\"\nhost = \"h\"\nidentity_file = \"~/.ssh/k\"\n",
-                              "/x/workers.toml");
+  auto r =
+      rch::parse_workers("[[workers]]\nid = \"a\"\nhost = \"h\"\nidentity_file = \"~/.ssh/k\"\n", "/x/workers.toml");
   REQUIRE(r.ok());
   CHECK(r->at(0).identity_file == (rch::home_dir() / ".ssh/k").string());
 }
@@ -86,18 +86,15 @@ TEST_CASE("parse_workers errors name file, line and column", "[workers]") {
         "workers.toml:3:1: unknown key 'hots' in [[workers]] (did you mean 'host'?)");
   CHECK(error_of("[[workers]]\nid = \"w1\"\nhost = \"h\"\n  frobnicate = 1\n") ==
         "workers.toml:4:3: unknown key 'frobnicate' in [[workers]]");
-  CHECK(error_of("[[worker]]\nid = \"w1\"\n") ==
-        "workers.toml:1:3: unknown key 'worker' (did you mean 'workers'?)");
+  CHECK(error_of("[[worker]]\nid = \"w1\"\n") == "workers.toml:1:3: unknown key 'worker' (did you mean 'workers'?)");
   CHECK(error_of("[[workers]]\nid = \"w1\"\nhost = \"h\"\nport = 70000\n") ==
         "workers.toml:4:8: port must be an integer between 1 and 65535");
   CHECK(error_of("[[workers]]\nid = \"w1\"\nhost = \"h\"\nport = \"22\"\n") ==
         "workers.toml:4:8: port must be an integer between 1 and 65535");
   CHECK(error_of("[[workers]]\nid = \"w1\"\nhost = \"h\"\nport = 0\n") ==
         "workers.toml:4:8: port must be an integer between 1 and 65535");
-  CHECK(error_of("[[workers]]\nid = \"w1\"\nhost = \"\"\n") ==
-        "workers.toml:3:8: empty host for worker 'w1'");
-  CHECK(error_of("[[workers]]\nid = \"w1\"\nuser = \"u\"\n") ==
-        "workers.toml:1:1: missing host for worker 'w1'");
+  CHECK(error_of("[[workers]]\nid = \"w1\"\nhost = \"\"\n") == "workers.toml:3:8: empty host for worker 'w1'");
+  CHECK(error_of("[[workers]]\nid = \"w1\"\nuser = \"u\"\n") == "workers.toml:1:1: missing host for worker 'w1'");
   CHECK(error_of("[[workers]]\nhost = \"h\"\n") == "workers.toml:1:1: missing id in [[workers]]");
   CHECK(error_of("[[workers]]\nid = \"\"\nhost = \"h\"\n") == "workers.toml:2:6: empty id in [[workers]]");
   CHECK(error_of("[[workers]]\nid = \"a b\"\nhost = \"h\"\n") ==
@@ -110,8 +107,7 @@ TEST_CASE("parse_workers errors name file, line and column", "[workers]") {
   CHECK(error_of("[[workers]]\nid = \"w1\"\nhost = \"h\"\ntags = [\"gpu\", 3]\n") ==
         "workers.toml:4:16: tags must be an array of strings");
   CHECK(error_of("workers = 3\n") == "workers.toml:1:11: workers must be an array of tables ([[workers]])");
-  CHECK(error_of("[workers]\nid = \"w1\"\n") ==
-        "workers.toml:1:1: workers must be an array of tables ([[workers]])");
+  CHECK(error_of("[workers]\nid = \"w1\"\n") == "workers.toml:1:1: workers must be an array of tables ([[workers]])");
 }
 
 TEST_CASE("parse_workers: duplicate ids", "[workers]") {
