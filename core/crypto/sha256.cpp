@@ -121,9 +121,12 @@ Result<void> verify_sha256(std::string_view data, std::string_view expected_hex)
   return {};
 }
 
-std::map<std::string, std::string> parse_checksums(std::string_view text) {
+Result<std::map<std::string, std::string>> parse_checksums(std::string_view text) {
   std::map<std::string, std::string> out;
+  std::map<std::string, int> line_of;
+  int line_no = 0;
   while (!text.empty()) {
+    ++line_no;
     const std::size_t eol = text.find('\n');
     std::string_view line = text.substr(0, eol);
     text = eol == std::string_view::npos ? std::string_view{} : text.substr(eol + 1);
@@ -142,7 +145,13 @@ std::map<std::string, std::string> parse_checksums(std::string_view text) {
     if (mode != ' ' && mode != '*') continue;
     const std::string_view name = line.substr(sep + 2);
     if (name.empty()) continue;
-    out[escaped ? unescape_name(name) : std::string(name)] = to_lower(digest);
+    std::string key = escaped ? unescape_name(name) : std::string(name);
+    if (const auto seen = line_of.find(key); seen != line_of.end()) {
+      return make_error("lists " + key + " twice (lines " + std::to_string(seen->second) + " and " +
+                        std::to_string(line_no) + "): refusing an ambiguous checksum list");
+    }
+    line_of.emplace(key, line_no);
+    out.emplace(std::move(key), to_lower(digest));
   }
   return out;
 }

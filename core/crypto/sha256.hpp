@@ -47,7 +47,9 @@ Result<void> verify_sha256(std::string_view data, std::string_view expected_hex)
 // Parses "<hex>  <name>" and "<hex> *<name>" lines (sha256sum text and binary
 // mode, including its backslash-escaped names); blank lines are skipped and so
 // are lines that are not of that form, so a lookup of their name finds nothing.
-// Digests are returned lowercase.
-std::map<std::string, std::string> parse_checksums(std::string_view text);
+// Digests are returned lowercase. A name listed twice is an error naming both
+// lines: with two digests for one file, which one "counts" would be a guess
+// an attacker could steer.
+Result<std::map<std::string, std::string>> parse_checksums(std::string_view text);
 
 }  // namespace rch

@@ -27,9 +27,11 @@ int l_crypto_sha256_file(lua_State* L) {
       });
 }
 
-// parse_checksums(text) -> {name = lowercase hex} (sha256sum format)
+// parse_checksums(text) -> {name = lowercase hex} (sha256sum format) | nil, err
 int l_crypto_parse_checksums(lua_State* L) {
-  const auto sums = parse_checksums(check_std_string(L, 1));
+  const auto parsed = parse_checksums(check_std_string(L, 1));
+  if (!parsed) return push_failure(L, parsed.error());
+  const auto& sums = parsed.value();
   lua_createtable(L, 0, static_cast<int>(sums.size()));
   for (const auto& [name, hex] : sums) {
     lua_pushlstring(L, hex.data(), hex.size());

@@ -129,28 +129,34 @@ TEST_CASE("verify_sha256", "[sha256]") {
 TEST_CASE("parse_checksums", "[sha256]") {
   SECTION("spec example") {
     const auto parsed = rch::parse_checksums("abc123  rch-v0.1.0-linux.tar.gz\ndef456  rch-v0.1.0-darwin.tar.gz");
-    REQUIRE(parsed.size() == 2);
-    CHECK(parsed.at("rch-v0.1.0-linux.tar.gz") == "abc123");
-    CHECK(parsed.at("rch-v0.1.0-darwin.tar.gz") == "def456");
+    REQUIRE(parsed->size() == 2);
+    CHECK(parsed->at("rch-v0.1.0-linux.tar.gz") == "abc123");
+    CHECK(parsed->at("rch-v0.1.0-darwin.tar.gz") == "def456");
   }
   SECTION("binary marker, blank lines, CRLF, uppercase digests, names with spaces") {
     const auto parsed =
         rch::parse_checksums("\nABC123 *bin.tar.gz\r\n\n   \ndef456  name with spaces.txt\n0aF  ./rel/path\n");
-    CHECK(parsed.size() == 3);
-    CHECK(parsed.at("bin.tar.gz") == "abc123");
-    CHECK(parsed.at("name with spaces.txt") == "def456");
-    CHECK(parsed.at("./rel/path") == "0af");
+    CHECK(parsed->size() == 3);
+    CHECK(parsed->at("bin.tar.gz") == "abc123");
+    CHECK(parsed->at("name with spaces.txt") == "def456");
+    CHECK(parsed->at("./rel/path") == "0af");
   }
   SECTION("sha256sum escaped names") {
     const auto parsed = rch::parse_checksums("\\abc  new\\nline\\\\x\n");
-    REQUIRE(parsed.size() == 1);
-    CHECK(parsed.at("new\nline\\x") == "abc");
+    REQUIRE(parsed->size() == 1);
+    CHECK(parsed->at("new\nline\\x") == "abc");
   }
   SECTION("malformed lines are skipped") {
     const auto parsed = rch::parse_checksums(
         "abc123 single-space.tar.gz\nnothex  x.tar.gz\nabc123  \nabc123\n  leading.tar.gz\nabc123  "
         "good.tar.gz");
-    CHECK(parsed.size() == 1);
-    CHECK(parsed.count("good.tar.gz") == 1);
+    CHECK(parsed->size() == 1);
+    CHECK(parsed->count("good.tar.gz") == 1);
+  }
+  SECTION("a name listed twice is refused, naming both lines") {
+    const auto parsed = rch::parse_checksums("00ff  other\nbad1  rch.tar.gz\ngood  other2\nabcd  rch.tar.gz\n");
+    REQUIRE_FALSE(parsed.ok());
+    CHECK_THAT(parsed.error(), Catch::Contains("rch.tar.gz twice (lines 2 and 4)"));
+    CHECK_FALSE(rch::parse_checksums("abcd  x\nabcd *x\n").ok());
   }
 }

@@ -9,7 +9,8 @@ local M = {}
 --- The digest a .sha256 file gives for `name` ("<hex>  <name>", or a bare hex).
 -- @return lowercase hex, or nil, err
 function M.sha256_for(text, name, source)
-  local sums = rch.crypto.parse_checksums(text)
+  local sums, err = rch.crypto.parse_checksums(text)
+  if not sums then return nil, source .. " " .. err end
   if sums[name] then return sums[name] end
   local bare = text:match("^%s*(%x+)%s*$")
   if bare and #bare == 64 then return bare:lower() end
@@ -53,7 +54,10 @@ function M.checksums(release, found, fetched)
   local name = found.tarball.name
   local from_sha, err = M.sha256_for(fetched.sha256_text, name, found.sha256.name)
   if not from_sha then return nil, err end
-  local from_list = rch.crypto.parse_checksums(fetched.checksums_text)[name]
+  local sums
+  sums, err = rch.crypto.parse_checksums(fetched.checksums_text)
+  if not sums then return nil, ("checksums.txt of %s %s"):format(release.tag, err) end
+  local from_list = sums[name]
   if not from_list then
     return nil, ("checksums.txt of %s has no line for %s"):format(release.tag, name)
   end
