@@ -29,6 +29,7 @@
 #include "cli/rchd/pidfile.hpp"
 #include "core/agent/agent.hpp"
 #include "core/agent/daemon_client.hpp"
+#include "core/store/dirs.hpp"
 #include "core/util/time.hpp"
 #include "core/util/unique_fd.hpp"
 #include "core/version/build_info.hpp"
@@ -102,9 +103,7 @@ Result<sockaddr_un> socket_address(const fs::path& path) {
 Result<UniqueFd> listen_on(const fs::path& path, struct stat& bound) {
   auto addr = socket_address(path);
   if (!addr) return Error{addr.error()};
-  std::error_code ec;
-  fs::create_directories(path.parent_path(), ec);
-  if (ec) return make_error("cannot create " + path.parent_path().string() + ": " + ec.message());
+  if (auto r = make_dirs(path.parent_path(), 0755); !r) return Error{r.error()};
 
   struct stat st {};
   if (::lstat(path.c_str(), &st) == 0) {
@@ -214,11 +213,10 @@ class Daemon {
 std::string cwd_text(const std::string& cwd) { return cwd.empty() ? std::string("/") : cwd; }
 
 Result<std::unique_ptr<Daemon>> Daemon::start(const DaemonOptions& options, const sigset_t& handled) {
-  std::error_code ec;
-  fs::create_directories(options.root, ec);
-  if (ec) return make_error("cannot create " + options.root.string() + ": " + ec.message());
-  fs::create_directories(options.pidfile.parent_path(), ec);
-  if (ec) return make_error("cannot create " + options.pidfile.parent_path().string() + ": " + ec.message());
+  // Modes by the table in the README, whatever the umask: the root is
+  // readable (it holds bin/ and versions/ under $RCH_HOME), the agent's state private.
+  if (auto r = make_trusted_dirs(options.root, 0755); !r) return Error{r.error()};
+  if (auto r = make_dirs(options.pidfile.parent_path(), 0755); !r) return Error{r.error()};
 
   auto pidfile = PidFile::acquire(options.pidfile);
   if (!pidfile) return Error{pidfile.error()};
@@ -228,8 +226,7 @@ Result<std::unique_ptr<Daemon>> Daemon::start(const DaemonOptions& options, cons
   }
 
   const fs::path agent_root = daemon_agent_root(options.root);
-  fs::create_directories(agent_root, ec);
-  if (ec) return make_error("cannot create " + agent_root.string() + ": " + ec.message());
+  if (auto r = make_dirs(agent_root, 0700); !r) return Error{r.error()};
   // Draining is a state of a running daemon: a restart (the end of an
   // update) must accept builds again even though the previous daemon exited
   // while draining. Jobs it left running still hold their leases.
@@ -668,8 +665,7 @@ int run_daemonized(const DaemonOptions& options, const sigset_t& handled) {
     report_startup(ready_write.get(), "Ecannot chdir to /: " + errno_text());
     ::_exit(1);
   }
-  std::error_code ec;
-  fs::create_directories(options.log.parent_path(), ec);
+  (void)make_dirs(options.log.parent_path(), 0755);  // open() below reports a failure
   UniqueFd log(::open(options.log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
   UniqueFd null_fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   if (!log.valid() || !null_fd.valid()) {

@@ -18,6 +18,7 @@
 #include <thread>
 #include <utility>
 
+#include "core/store/dirs.hpp"
 #include "core/util/time.hpp"
 
 namespace rch {
@@ -92,20 +93,18 @@ std::string describe_holder(int fd, const std::filesystem::path& path) {
 
 }  // namespace
 
-Result<FileLock> FileLock::try_acquire(const std::filesystem::path& path, std::string_view purpose) {
+Result<FileLock> FileLock::try_acquire(const std::filesystem::path& path, std::string_view purpose, bool* held) {
   bool contended = false;
-  return lock_once(path, purpose, contended);
+  auto lock = lock_once(path, purpose, contended);
+  if (held != nullptr) *held = contended;
+  return lock;
 }
 
 Result<FileLock> FileLock::lock_once(const std::filesystem::path& path, std::string_view purpose, bool& contended) {
   contended = false;
   if (path.has_parent_path()) {
-    std::error_code ec;
-    std::filesystem::create_directories(path.parent_path(), ec);
-    if (ec) {
-      return make_error("cannot lock " + path.string() + ": create " + path.parent_path().string() + ": " +
-                        ec.message());
-    }
+    if (auto r = make_trusted_dirs(path.parent_path(), 0700); !r)
+      return make_error("cannot lock " + path.string() + ": " + r.error());
   }
   const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) return make_error("cannot lock " + path.string() + ": " + std::strerror(errno));

@@ -14,8 +14,11 @@ namespace rch {
 class FileLock {
  public:
   // Takes the lock now or fails with "<path> is held by pid N (user@host,
-  // since T, purpose)". Creates parent directories and the file as needed.
-  static Result<FileLock> try_acquire(const std::filesystem::path& path, std::string_view purpose);
+  // since T, purpose)". Creates parent directories (core/store/dirs: 0700,
+  // trusted) and the file as needed. `held`, when given, tells a lock held by
+  // someone else from a lock that could not be taken at all.
+  static Result<FileLock> try_acquire(const std::filesystem::path& path, std::string_view purpose,
+                                      bool* held = nullptr);
   // Retries until `timeout` has passed; the error is try_acquire's plus the wait.
   static Result<FileLock> acquire(const std::filesystem::path& path, std::string_view purpose,
                                   std::chrono::milliseconds timeout);

@@ -15,6 +15,7 @@
 #include <utility>
 
 #include "core/store/atomic_file.hpp"
+#include "core/store/dirs.hpp"
 
 namespace rch {
 namespace {
@@ -82,10 +83,8 @@ Result<void> drop_torn_tail(int fd, const std::filesystem::path& path) {
 }  // namespace
 
 Result<JsonlWriter> JsonlWriter::open(const std::filesystem::path& path) {
-  std::error_code ec;
   if (path.has_parent_path()) {
-    std::filesystem::create_directories(path.parent_path(), ec);
-    if (ec) return make_error("cannot create directory " + path.parent_path().string() + ": " + ec.message());
+    if (auto r = make_trusted_dirs(path.parent_path(), 0700); !r) return Error{r.error()};
   }
   const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) return make_error("cannot open " + path.string() + ": " + std::strerror(errno));

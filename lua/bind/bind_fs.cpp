@@ -4,6 +4,7 @@
 
 #include "core/config/paths.hpp"
 #include "core/store/atomic_file.hpp"
+#include "core/store/dirs.hpp"
 #include "lua/bind/bind_util.hpp"
 
 namespace rch::lua {
@@ -36,12 +37,12 @@ int l_fs_exists(lua_State* L) {
   return 1;
 }
 
-// mkdirs(path) -> true | nil, err
+// mkdirs(path [, mode = 0700]) -> true | nil, err. Missing directories get
+// exactly `mode`; the result must pass check_trusted_dir (core/store/dirs).
 int l_fs_mkdirs(lua_State* L) {
   const std::string path = check_std_string(L, 1);
-  std::error_code ec;
-  fs::create_directories(path, ec);
-  if (ec) return push_failure(L, "cannot create " + path + ": " + ec.message());
+  const auto mode = static_cast<mode_t>(luaL_optinteger(L, 2, 0700));
+  if (auto r = make_trusted_dirs(path, mode); !r) return push_failure(L, r.error());
   lua_pushboolean(L, 1);
   return 1;
 }

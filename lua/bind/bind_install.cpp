@@ -13,6 +13,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "core/store/dirs.hpp"
 #include "lua/bind/bind_util.hpp"
 
 namespace rch::lua {
@@ -49,9 +50,7 @@ int l_install_mkdtemp(lua_State* L) {
   const std::string dir = check_std_string(L, 1);
   const std::string prefix = check_std_string(L, 2);
   if (prefix.find('/') != std::string::npos) throw Misuse("rch.install.mkdtemp: prefix cannot contain '/'");
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) return push_failure(L, "cannot create " + dir + ": " + ec.message());
+  if (auto r = make_trusted_dirs(dir, 0755); !r) return push_failure(L, r.error());
   std::string templ = (fs::path(dir) / (prefix + "XXXXXX")).string();
   if (::mkdtemp(templ.data()) == nullptr)
     return push_failure(L, "cannot create a temp dir in " + dir + ": " + errno_text(errno));

@@ -211,10 +211,16 @@ int l_store_last_line(lua_State* L) {
   return 1;
 }
 
-// lock(path, purpose) -> lock | nil, err naming the holder. Never waits.
+// lock(path, purpose) -> lock | nil, err, held (true: someone holds it; the err names
+// the holder. false: it could not be taken at all). Never waits.
 int l_store_lock(lua_State* L) {
-  auto lock = FileLock::try_acquire(check_std_string(L, 1), check_std_string(L, 2));
-  if (!lock.ok()) return push_failure(L, lock.error());
+  bool held = false;
+  auto lock = FileLock::try_acquire(check_std_string(L, 1), check_std_string(L, 2), &held);
+  if (!lock.ok()) {
+    push_failure(L, lock.error());
+    lua_pushboolean(L, held);
+    return 3;
+  }
   auto* slot = static_cast<FileLock**>(lua_newuserdata(L, sizeof(FileLock*)));
   *slot = new FileLock(std::move(lock.value()));
   luaL_getmetatable(L, kLockMeta);

@@ -387,6 +387,15 @@ sign "$BD" "$W/key.sec" "rch 0.2.0"
 publish "$BD"
 refused checksums-mismatch "but checksums.txt says $(sha "$BD/RELEASE_NOTES.md")"
 
+# A signed checksums.txt naming the tarball twice: a bogus first line, the
+# real one last. Whichever line "wins", the list is ambiguous: refused.
+bad ambiguous-checksums
+{ echo "$(sha "$BD/RELEASE_NOTES.md")  $TAR2"; cat "$BD/checksums.txt"; } >"$BD/checksums.new"
+mv "$BD/checksums.new" "$BD/checksums.txt"
+sign "$BD" "$W/key.sec" "rch 0.2.0"
+publish "$BD"
+refused ambiguous-checksums "checksums.txt of v0.2.0 lists $TAR2 twice (lines 1 and 3): refusing an ambiguous checksum list"
+
 bad bad-signature
 python3 - "$BD/checksums.txt.minisig" <<'EOF'
 import base64, sys
@@ -468,7 +477,8 @@ rm -rf "$RCH_CACHE_DIR"
 reply=$(rq '{"cmd":"build","argv":["sh","-c","while [ ! -e release ]; do sleep 0.05; done; echo done > build.out"],"cwd":"'"$W"'"}')
 [[ $(field "$reply" ok) == true ]] || fail "build not started: $reply"
 [[ $(field "$(rq '{"cmd":"status"}')" active_builds) == 1 ]] || fail "no active build"
-"$U" update --yes --drain-timeout 30 >"$W/up.out" 2>"$W/up.err" &
+# Under umask 000: the modes rch gives what it creates must not follow it.
+(umask 000 && exec "$U" update --yes --drain-timeout 30 >"$W/up.out" 2>"$W/up.err") &
 UP=$!
 BACKGROUND+=("$UP")
 wait_until 60 grep -q "draining rchd (pid $P1): 1 build running" "$W/up.out"
@@ -509,6 +519,15 @@ s = json.load(open(home + "/update-state.json"))
 assert s["current"] == "0.2.0" and s["previous"] == "0.1.0" and "rchd_stopped" not in s, s
 EOF
 [[ -f $RCH_CACHE_DIR/downloads/v0.2.0/$TAR2 ]] || fail "the tarball is not in the cache"
+# mode_is MODE PATH…: the README's table of local modes.
+mode_is() {
+  local want=$1 p
+  shift
+  for p in "$@"; do [[ $(stat -c %a "$p") == "$want" ]] || fail "$p has mode $(stat -c %a "$p"), want $want"; done
+}
+mode_is 755 "$RCH_HOME/versions" "$RCH_HOME/versions/v0.2.0" "$RCH_HOME"/versions/v0.2.0/{rch,rchd,rch-wkr}
+mode_is 700 "$RCH_CACHE_DIR" "$RCH_CACHE_DIR/downloads" "$RCH_CACHE_DIR/downloads/v0.2.0"
+mode_is 600 "$RCH_HOME/rchd.sock"
 expect_exit 0 "$U" update --check --json
 jcheck "$OUT" 'assert d["current_version"] == "0.2.0" and d["update_available"] is False, d'
 expect_exit 0 "$U" update --yes

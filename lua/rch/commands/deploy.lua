@@ -149,6 +149,11 @@ function M.run(opts)
     end
   end
 
+  local dirs_ok, dirs_err = state_mod.prepare_dirs()
+  if not dirs_ok then
+    ui.error(dirs_err)
+    return 1
+  end
   local audit_paths = { state_mod.state_dir() .. "/audit.jsonl" }
   if opts.audit_log and opts.audit_log ~= "" then audit_paths[#audit_paths + 1] = opts.audit_log end
 
@@ -175,10 +180,10 @@ function M.run(opts)
     return 0
   end
 
-  local lock
-  lock, err = rch.store.lock(state_mod.lock_path(), "rch fleet deploy " .. plan.id)
+  local lock, held
+  lock, err, held = rch.store.lock(state_mod.lock_path(), "rch fleet deploy " .. plan.id)
   if not lock then
-    ui.error("another fleet operation is running: " .. err)
+    ui.error(held and "another fleet operation is running: " .. err or err)
     return 1
   end
 

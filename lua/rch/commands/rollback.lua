@@ -101,11 +101,16 @@ function M.run(opts)
     ui.error(("--to-version %s is not a version"):format(opts.to_version))
     return 2
   end
-  local lock
+  local dirs_ok, dirs_err = state.prepare_dirs()
+  if not dirs_ok then
+    ui.error(dirs_err)
+    return 1
+  end
+  local lock, held
   if not opts.dry_run then
-    lock, err = rch.store.lock(state.lock_path(), "rch fleet rollback")
+    lock, err, held = rch.store.lock(state.lock_path(), "rch fleet rollback")
     if not lock then
-      ui.error("another fleet operation is running: " .. err)
+      ui.error(held and "another fleet operation is running: " .. err or err)
       return 1
     end
   end

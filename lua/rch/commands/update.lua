@@ -310,9 +310,9 @@ local function run_install(opts, settings, out)
   yes, err = confirm(("Install rch %s?"):format(target), opts)
   if not yes then return out.fail(1, err, base) end
 
-  local lock
-  lock, err = rch.store.lock(lock_path(), ("rch update to %s"):format(target))
-  if not lock then return out.fail(1, "another update is running: " .. err, base) end
+  local lock, held
+  lock, err, held = rch.store.lock(lock_path(), ("rch update to %s"):format(target))
+  if not lock then return out.fail(1, held and "another update is running: " .. err or err, base) end
   local code = install_locked(release, found, opts, settings, out, base, home)
   lock:release()
   if code ~= 0 or not opts.fleet then return code end
@@ -469,9 +469,9 @@ local function run_rollback(opts, settings, out)
   local yes, err = confirm(("Roll back rch %s to %s?"):format(current, target), opts)
   if not yes then return out.fail(1, err, base) end
 
-  local lock
-  lock, err = rch.store.lock(lock_path(), ("rch update --rollback to %s"):format(target))
-  if not lock then return out.fail(1, "another update is running: " .. err, base) end
+  local lock, held
+  lock, err, held = rch.store.lock(lock_path(), ("rch update --rollback to %s"):format(target))
+  if not lock then return out.fail(1, held and "another update is running: " .. err or err, base) end
   local function finish(code, message)
     lock:release()
     if message then return out.fail(code, message, base) end

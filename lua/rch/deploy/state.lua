@@ -22,8 +22,22 @@ function M.state_dir()
   return override_dir or rch.config.paths().state_dir
 end
 
+local function lock_dir()
+  return override_dir or rch.config.paths().data_dir
+end
+
 function M.lock_path()
-  return (override_dir or rch.config.paths().data_dir) .. "/fleet.lock"
+  return lock_dir() .. "/fleet.lock"
+end
+
+--- Creates (0700) and checks the state and lock dirs before anything is
+-- written there or done to a worker: another local user able to write them
+-- could forge the journal a --resume replays (core/store/dirs).
+-- @return true, or nil, err naming the directory and the fix
+function M.prepare_dirs()
+  local ok, err = rch.fs.mkdirs(M.state_dir())
+  if ok then ok, err = rch.fs.mkdirs(lock_dir()) end
+  return ok, err
 end
 
 function M.deployments_dir()

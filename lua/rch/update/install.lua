@@ -139,7 +139,7 @@ end
 -- version (a --force reinstall, or a version installed before) is exchanged
 -- atomically, so versions/v<ver> never lacks a binary, then removed.
 function M.place(home, staging, version)
-  local ok, err = rch.fs.mkdirs(versions_dir(home))
+  local ok, err = rch.fs.mkdirs(versions_dir(home), tonumber("755", 8))
   if not ok then return nil, err end
   local dest = M.version_dir(home, version)
   if install.kind(dest) == nil then return install.rename(staging, dest) end
@@ -178,7 +178,7 @@ end
 
 --- bin/<name> -> ../current/<name> for each binary (replaced by one rename when wrong).
 function M.ensure_bin_links(home)
-  local ok, err = rch.fs.mkdirs(home .. "/bin")
+  local ok, err = rch.fs.mkdirs(home .. "/bin", tonumber("755", 8))
   if not ok then return nil, err end
   for _, name in ipairs(M.BINARIES) do
     local link = home .. "/bin/" .. name
