@@ -87,6 +87,7 @@ class Parser {
         {"toolchain", [&](const toml::node& n) { return section("toolchain", n, toolchain_fields(c.toolchain)); }},
         {"canary", [&](const toml::node& n) { return section("canary", n, canary_fields(c.canary)); }},
         {"update", [&](const toml::node& n) { return section("update", n, update_fields(c.update)); }},
+        {"audit", [&](const toml::node& n) { return section("audit", n, audit_fields(c.audit)); }},
     };
     if (auto r = apply_fields(root, "", sections); !r) return Error{r.error()};
     return c;
@@ -156,6 +157,15 @@ class Parser {
                                           " and " + std::to_string(hi));
               }
               out = std::chrono::seconds(i->get());
+              return {};
+            }};
+  }
+
+  Field boolean(std::string_view section, std::string_view key, bool& out) const {
+    return {key, [=, this, &out](const toml::node& n) -> Result<void> {
+              const auto* b = n.as_boolean();
+              if (b == nullptr) return at(n.source(), std::string(key) + where(section) + " must be true or false");
+              out = b->get();
               return {};
             }};
   }
@@ -267,6 +277,11 @@ class Parser {
             integer(s, "keep", u.keep, 1, 1000),
             seconds(s, "connect_timeout", u.connect_timeout, 1, kDay),
             seconds(s, "transfer_timeout", u.transfer_timeout, 1, 7 * kDay)};
+  }
+
+  std::vector<Field> audit_fields(Config::Audit& a) const {
+    const std::string_view s = "audit";
+    return {boolean(s, "syslog", a.syslog), path(s, "syslog_socket", a.syslog_socket, a.syslog_socket)};
   }
 
   std::string_view source_;

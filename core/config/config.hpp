@@ -58,6 +58,11 @@ struct Config {
     std::chrono::seconds connect_timeout{15};
     std::chrono::seconds transfer_timeout{600};
   } update;
+
+  struct Audit {
+    bool syslog = false;  // also send the audit chain's head to syslog
+    std::filesystem::path syslog_socket = "/dev/log";
+  } audit;
 };
 
 // Defaults with ~/.ssh paths filled in, as when config.toml does not exist.

@@ -150,7 +150,8 @@ Result<void> JsonlWriter::append_batch(const std::vector<std::string>& lines) {
   return write_locked(buf);
 }
 
-Result<void> JsonlWriter::append_batch_linked(const std::vector<std::string>& lines, const Linker& link) {
+Result<void> JsonlWriter::append_batch_linked(const std::vector<std::string>& lines, const Linker& link,
+                                              const AfterWrite& written) {
   for (std::size_t i = 0; i < lines.size(); ++i) {
     if (lines[i].find('\n') != std::string::npos) {
       return make_error("cannot append to " + path_.string() + ": line " + std::to_string(i + 1) +
@@ -158,21 +159,26 @@ Result<void> JsonlWriter::append_batch_linked(const std::vector<std::string>& li
     }
   }
   if (lines.empty()) return {};
-  return write_locked({}, [&]() -> Result<std::string> {
-    auto last = read_last_jsonl_line(path_);
-    if (!last) return Error{last.error()};
-    std::string previous = *last;
-    std::string buf;
-    for (const auto& line : lines) {
-      previous = link(previous, line);
-      buf += previous;
-      buf += '\n';
-    }
-    return buf;
-  });
+  std::string previous;
+  return write_locked(
+      {},
+      [&]() -> Result<std::string> {
+        auto last = read_last_jsonl_line(path_);
+        if (!last) return Error{last.error()};
+        previous = std::move(*last);
+        std::string buf;
+        for (const auto& line : lines) {
+          previous = link(previous, line);
+          buf += previous;
+          buf += '\n';
+        }
+        return buf;
+      },
+      [&]() -> Result<void> { return written ? written(previous) : Result<void>(); });
 }
 
-Result<void> JsonlWriter::write_locked(std::string_view bytes, const std::function<Result<std::string>()>& compose) {
+Result<void> JsonlWriter::write_locked(std::string_view bytes, const std::function<Result<std::string>()>& compose,
+                                       const std::function<Result<void>()>& after) {
   if (fd_ < 0) throw std::logic_error("JsonlWriter used after move");
   FlockGuard lock(fd_);
   if (!lock.ok()) return fail(path_, "flock", errno);
@@ -199,7 +205,7 @@ Result<void> JsonlWriter::write_locked(std::string_view bytes, const std::functi
     rest.remove_prefix(static_cast<std::size_t>(n));
   }
   if (::fsync(fd_) != 0) return fail(path_, "fsync", errno);
-  return {};
+  return after ? after() : Result<void>();
 }
 
 Result<std::vector<std::string>> read_jsonl_lines(const std::filesystem::path& path) {

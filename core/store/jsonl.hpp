@@ -35,14 +35,19 @@ class JsonlWriter {
   // Like append_batch, but each line is first passed through link(previous
   // line, line), where the previous line is read from the file under the same
   // lock: several processes can extend a hash chain without breaking it.
+  // `written(last line)` then runs after the fsync, still under the lock (the
+  // audit chain's head is updated there, in step with the log).
   using Linker = std::function<std::string(const std::string& previous, const std::string& line)>;
-  Result<void> append_batch_linked(const std::vector<std::string>& lines, const Linker& link);
+  using AfterWrite = std::function<Result<void>(const std::string& last_line)>;
+  Result<void> append_batch_linked(const std::vector<std::string>& lines, const Linker& link,
+                                   const AfterWrite& written = {});
 
   const std::filesystem::path& path() const { return path_; }
 
  private:
   JsonlWriter(int fd, std::filesystem::path path) : fd_(fd), path_(std::move(path)) {}
-  Result<void> write_locked(std::string_view bytes, const std::function<Result<std::string>()>& compose = {});
+  Result<void> write_locked(std::string_view bytes, const std::function<Result<std::string>()>& compose = {},
+                            const std::function<Result<void>()>& after = {});
 
   int fd_ = -1;
   std::filesystem::path path_;

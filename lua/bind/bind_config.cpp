@@ -104,6 +104,12 @@ int l_config_settings(lua_State* L) {
   push_number_field(L, "connect_timeout", static_cast<lua_Number>(c.update.connect_timeout.count()));
   push_number_field(L, "transfer_timeout", static_cast<lua_Number>(c.update.transfer_timeout.count()));
   lua_setfield(L, -2, "update");
+
+  lua_createtable(L, 0, 2);
+  lua_pushboolean(L, c.audit.syslog);
+  lua_setfield(L, -2, "syslog");
+  push_string_field(L, "syslog_socket", c.audit.syslog_socket.string());
+  lua_setfield(L, -2, "audit");
   return 1;
 }
 

@@ -3,9 +3,12 @@
 // write+fsync on the pool. A task either waits for its line or queues lines
 // and waits once (barrier) before its next remote step: durable before the
 // worker's next step, without one disk flush per event.
+#include <atomic>
 #include <memory>
 
+#include "core/crypto/hash_chain.hpp"
 #include "core/crypto/sha256.hpp"
+#include "core/log/log.hpp"
 #include "core/store/file_lock.hpp"
 #include "core/store/jsonl.hpp"
 #include "lua/bind/bind_util.hpp"
@@ -23,7 +26,8 @@ struct Waiter {
 
 struct JournalBox {
   std::shared_ptr<JsonlWriter> writer;
-  bool chained = false;  // each line gets "prev_hash" = sha256 of the line before it on disk
+  bool chained = false;       // each line gets prev_hash and seq (core/crypto/hash_chain), and <path>.head follows
+  std::string syslog_socket;  // chained: also send each new head there ("" = not)
   std::vector<std::string> pending;
   std::uint64_t queued = 0;   // lines accepted so far
   std::uint64_t durable = 0;  // lines written and fsync'd so far
@@ -37,15 +41,22 @@ struct JournalBox {
 
 void start_flush(lua_State* L, JournalBox* box);
 
-// The audit chain: {"prev_hash":"<sha256 of the previous line>", …rest of the object}.
-// Computed at write time under the file's lock, so concurrent rch processes
-// appending to one audit log still produce one unbroken chain.
-std::string link_hash(const std::string& previous, const std::string& line) {
-  const std::string prev = previous.empty() ? std::string(64, '0') : sha256_hex(previous);
-  std::string out = "{\"prev_hash\":\"" + prev + "\"";
-  if (line.size() > 2) out += ",";
-  out.append(line, 1, std::string::npos);
-  return out;
+// The audit chain is linked at write time under the file's lock, so
+// concurrent rch processes appending to one audit log still produce one
+// unbroken chain; the head file and the syslog copy follow in the same lock.
+Result<void> write_chain(JsonlWriter& writer, const std::vector<std::string>& lines, const std::string& syslog_socket) {
+  return writer.append_batch_linked(lines, link_chain_entry, [&](const std::string& last) -> Result<void> {
+    const ChainHead head{chain_seq_of(last).value_or(0), sha256_hex(last)};
+    if (auto r = write_chain_head(writer.path(), head); !r) return r;
+    if (!syslog_socket.empty()) {
+      // Best effort: a syslog that is down must not stop a deployment; say so once.
+      static std::atomic<bool> warned{false};
+      if (auto r = send_chain_head_to_syslog(syslog_socket, writer.path(), head); !r && !warned.exchange(true)) {
+        log::warn(r.error());
+      }
+    }
+    return {};
+  });
 }
 
 void schedule_flush(lua_State* L, JournalBox* box) {
@@ -89,8 +100,8 @@ void start_flush(lua_State* L, JournalBox* box) {
   box->pending.clear();
   Engine& engine = engine_of(L);
   auto writer = box->writer;
-  engine.executor().run_blocking([&engine, L, box, writer, lines]() {
-    auto result = std::make_shared<Result<void>>(box->chained ? writer->append_batch_linked(*lines, link_hash)
+  engine.executor().run_blocking([&engine, L, box, writer, lines, syslog = box->syslog_socket]() {
+    auto result = std::make_shared<Result<void>>(box->chained ? write_chain(*writer, *lines, syslog)
                                                               : writer->append_batch(*lines));
     const std::size_t count = lines->size();
     return Executor::Completion([&engine, L, box, result, count]() {
@@ -113,17 +124,20 @@ void pin(lua_State* L, JournalBox* box) {
   box->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
-// open_journal(path [, {chain = true}]) -> journal | nil, err
-// With chain, every line must be a JSON object; it is written with a leading
-// "prev_hash" field linking it to the line before it.
+// open_journal(path [, {chain = true, syslog_socket = PATH}]) -> journal | nil, err
+// With chain, every line must be a JSON object; it is written with leading
+// "prev_hash" and "seq" fields linking it to the line before it, and
+// <path>.head (and syslog, when a socket is given) gets the new head.
 int l_store_open_journal(lua_State* L) {
   const bool chained = opt_bool_field(L, 2, "chain", false);
+  std::string syslog_socket = opt_string_field(L, 2, "syslog_socket", "");
   auto writer = JsonlWriter::open(check_std_string(L, 1));
   if (!writer.ok()) return push_failure(L, writer.error());
   auto* box = static_cast<JournalBox*>(lua_newuserdata(L, sizeof(JournalBox)));
   new (box) JournalBox{};
   box->writer = std::make_shared<JsonlWriter>(std::move(writer.value()));
   box->chained = chained;
+  box->syslog_socket = std::move(syslog_socket);
   luaL_getmetatable(L, kJournalMeta);
   lua_setmetatable(L, -2);
   return 1;
@@ -211,6 +225,30 @@ int l_store_last_line(lua_State* L) {
   return 1;
 }
 
+// chain_head(path) -> {seq=, sha256=} | nil (no head file) | nil, err
+int l_store_chain_head(lua_State* L) {
+  auto head = read_chain_head(check_std_string(L, 1));
+  if (!head.ok()) return push_failure(L, head.error());
+  if (!head->has_value()) {
+    lua_pushnil(L);
+    return 1;
+  }
+  lua_createtable(L, 0, 2);
+  lua_pushnumber(L, static_cast<lua_Number>((*head)->seq));
+  lua_setfield(L, -2, "seq");
+  lua_pushlstring(L, (*head)->hash.data(), (*head)->hash.size());
+  lua_setfield(L, -2, "sha256");
+  return 1;
+}
+
+// chain_seq(line) -> the seq of an audit line | nil
+int l_store_chain_seq(lua_State* L) {
+  const auto seq = chain_seq_of(check_std_string(L, 1));
+  if (!seq) return 0;
+  lua_pushnumber(L, static_cast<lua_Number>(*seq));
+  return 1;
+}
+
 // lock(path, purpose) -> lock | nil, err, held (true: someone holds it; the err names
 // the holder. false: it could not be taken at all). Never waits.
 int l_store_lock(lua_State* L) {
@@ -265,6 +303,8 @@ int luaopen_rch_store(lua_State* L) {
       {"read_lines", guarded<l_store_read_lines>},
       {"last_line", guarded<l_store_last_line>},
       {"lock", guarded<l_store_lock>},
+      {"chain_head", guarded<l_store_chain_head>},
+      {"chain_seq", guarded<l_store_chain_seq>},
       {nullptr, nullptr},
   };
   lua_newtable(L);

@@ -1,8 +1,11 @@
 --- The deployment audit log: JSONL entries with the spec's fields
 -- (timestamp, deployment_id, event_type, worker_id, details, user, machine)
--- plus prev_hash, the sha256 of the previous line, so an edited, removed or
--- reordered entry breaks the chain. Written to state/audit.jsonl and to the
--- --audit-log file when given; each line is fsync'd (group commit).
+-- plus prev_hash, the sha256 of the previous line, and seq, its position, so
+-- an edited, removed or reordered entry breaks the chain; the chain's head
+-- (last seq, its line's sha256) is kept in <log>.head, in every history
+-- record and, with [audit] syslog, in syslog, so a cut-off tail shows too.
+-- Written to state/audit.jsonl and to the --audit-log file when given; each
+-- line is fsync'd (group commit).
 local json = require "rch.json"
 local crypto = require "rch.crypto"
 local store = require "rch.store"
@@ -14,8 +17,10 @@ M.__index = M
 local GENESIS = ("0"):rep(64)
 
 local function open_chain(path)
-  -- prev_hash is filled in by the journal at write time, under the file lock.
-  local journal, err = store.open_journal(path, { chain = true })
+  -- prev_hash, seq and the head are written by the journal, under the file lock.
+  local settings = require("rch.config").settings()
+  local syslog = settings and settings.audit.syslog and settings.audit.syslog_socket or nil
+  local journal, err = store.open_journal(path, { chain = true, syslog_socket = syslog })
   if not journal then return nil, err end
   return { journal = journal }
 end
@@ -70,6 +75,13 @@ function M:barrier()
   end
 end
 
+--- The head of the first sink (state/audit.jsonl) once everything logged so
+-- far is on disk: {seq=, sha256=}, for the history record. Yields.
+function M:head()
+  self:barrier()
+  return store.chain_head(self.chains[1].journal:path())
+end
+
 --- The spec's AuditSummary of what this logger wrote.
 function M:summary()
   local total = 0
@@ -82,11 +94,19 @@ function M:summary()
   }
 end
 
---- Checks the hash chain of an audit log file.
--- @return true, count, or false, message naming the first bad line
+--- Checks the hash chain of an audit log file and its head.
+-- @return true, report {entries=, head=, beyond_head=}, or false, message
+-- naming the file (and line) and what is wrong
 function M.verify_file(path)
-  local lines, err = store.read_lines(path)
+  local text, err = require("rch.fs").read(path)
+  if not text then return false, err end
+  local lines
+  lines, err = store.read_lines(path)
   if not lines then return false, err end
+  if #text > 0 and text:sub(-1) ~= "\n" then
+    return false, ("%s:%d: torn last line (%d bytes without a newline): a write was cut off"):format(path,
+      #lines + 1, #text - (text:match("^.*\n()") or 1) + 1)
+  end
   local prev = GENESIS
   for i, line in ipairs(lines) do
     local entry = json.decode(line)
@@ -95,9 +115,28 @@ function M.verify_file(path)
       return false, ("%s:%d: hash chain broken: this entry (or the one before it) was altered, removed or reordered")
         :format(path, i)
     end
+    if store.chain_seq(line) ~= i then
+      return false, ("%s:%d: seq is %s, expected %d: entries were removed, added or reordered"):format(path, i,
+        tostring(entry.seq), i)
+    end
     prev = crypto.sha256(line)
   end
-  return true, #lines
+  local head
+  head, err = store.chain_head(path)
+  if err then return false, err end
+  local report = { entries = #lines, head = head, beyond_head = 0 }
+  if not head then return true, report end
+  if head.seq > #lines then
+    return false, ("%s: its head (%s.head) says %d entries, the file has %d: the last %d were removed"):format(path,
+      path, head.seq, #lines, head.seq - #lines)
+  end
+  if head.seq > 0 and crypto.sha256(lines[head.seq]) ~= head.sha256 then
+    return false, ("%s:%d: this entry does not match the head (%s.head): the log was rewritten"):format(path,
+      head.seq, path)
+  end
+  -- A writer killed between its fsync and the head update leaves the head one batch behind.
+  report.beyond_head = #lines - head.seq
+  return true, report
 end
 
 return M

@@ -87,15 +87,15 @@ RCH_WKR_ROOT="$root" "$RCH_WKR" health --json | grep -q "\"root\":\"$root\"" || 
 
 echo "--- drain waits for a 2 s job"
 start=$(now_ms)
-"$RCH_WKR" --root "$root" exec -- sleep 2 &
+"$RCH_WKR" --root "$root" exec -- sh -c 'sleep 2; touch "$1"' sh "$work/job.done" &
 job=$!
 background+=("$job")
 wait_active 1
-drain_start=$(now_ms)
 wkr drain --timeout 10 2>"$work/drain.err" || fail "drain exited $? while a 2 s job ran"
-drain_ms=$(( $(now_ms) - drain_start ))
 total_ms=$(( $(now_ms) - start ))
-(( drain_ms >= 1500 )) || fail "drain returned after ${drain_ms} ms, before the job ended"
+# The job's own marker, not a stopwatch: on a loaded machine the job may
+# start late, but drain must never return before it has ended.
+[[ -e $work/job.done ]] || fail "drain returned before the job ended"
 (( total_ms >= 2000 )) || fail "drain finished ${total_ms} ms after a 2 s job started"
 grep -q '^draining: 1 active build' "$work/drain.err" || fail "no progress line: $(cat "$work/drain.err")"
 rc=0; wait "$job" || rc=$?

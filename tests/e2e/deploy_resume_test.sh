@@ -207,8 +207,9 @@ for path in (os.environ["RCH_STATE_DIR"] + "/audit.jsonl", os.environ["TMP"] + "
     for n, line in enumerate(lines, 1):
         e = json.loads(line)
         assert set(e) == {"timestamp", "deployment_id", "event_type", "worker_id", "details", "user", "machine",
-            "prev_hash"}, (path, n, e)
+            "prev_hash", "seq"}, (path, n, e)
         assert e["prev_hash"] == prev, ("chain broken", path, n)
+        assert e["seq"] == n and line.startswith(b"{\"prev_hash\":\"" + prev.encode() + b"\",\"seq\":%d," % n), (path, n)
         prev = hashlib.sha256(line).hexdigest()
         assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$", e["timestamp"]), e
         assert re.match(r"^[0-9a-f-]{36}$", e["deployment_id"]), e
@@ -216,6 +217,8 @@ for path in (os.environ["RCH_STATE_DIR"] + "/audit.jsonl", os.environ["TMP"] + "
         assert e["worker_id"] is None or e["worker_id"] in ("w1", "w2", "w3", "w4"), e
         assert isinstance(e["details"], dict), e
         assert e["user"] == user and e["machine"] == socket.gethostname(), e
+    head = open(path + ".head").read()
+    assert json.loads(head) == {"seq": len(lines), "sha256": prev}, (path, head)
     # Events of a deployment start with DeploymentStarted; timestamps never go backwards.
     ts = [json.loads(l)["timestamp"] for l in lines]
     assert ts == sorted(ts), path

@@ -36,11 +36,12 @@ do
   local path = dir .. "/audit.jsonl"
   local log = assert(audit.open({ path }, "dep-1"))
   for i = 1, 5 do log:log("WorkerPreflight", "w" .. i, { i = i }) end
-  local ok, count = audit.verify_file(path)
-  assert(ok and count == 5, tostring(count))
+  local ok, report = audit.verify_file(path)
+  assert(ok and report.entries == 5 and report.head.seq == 5 and report.beyond_head == 0, tostring(report))
   local lines = assert(rch.store.read_lines(path))
   local function check_broken(mutated, want_line)
     local copy = dir .. "/mutated.jsonl"
+    os.remove(copy .. ".head")
     assert(rch.fs.write_atomic(copy, table.concat(mutated, "\n") .. "\n"))
     local vok, msg = audit.verify_file(copy)
     assert(not vok, "tampering not detected")
@@ -53,8 +54,40 @@ do
   -- Reopening continues the chain from the last line on disk.
   local again = assert(audit.open({ path }, "dep-2"))
   again:log("DeploymentStarted", nil, {})
-  local ok2, count2 = audit.verify_file(path)
-  assert(ok2 and count2 == 6, tostring(count2))
+  local ok2, report2 = audit.verify_file(path)
+  assert(ok2 and report2.entries == 6 and report2.head.seq == 6, tostring(report2))
+  for i, line in ipairs(assert(rch.store.read_lines(path))) do
+    assert(rch.store.chain_seq(line) == i, line)
+  end
+
+  -- 3. A cut-off tail is caught by the head; a torn last line is named.
+  local text = assert(rch.fs.read(path))
+  local six = assert(rch.store.read_lines(path))
+  local function write_log(body)
+    local f = assert(io.open(path, "wb"))
+    f:write(body)
+    f:close()
+  end
+  write_log(table.concat(six, "\n", 1, 4) .. "\n")
+  local tok, tmsg = audit.verify_file(path)
+  assert(not tok and tmsg:find("says 6 entries, the file has 4: the last 2 were removed", 1, true), tmsg)
+  write_log(text .. '{"prev_hash":"00')
+  tok, tmsg = audit.verify_file(path)
+  assert(not tok and tmsg:find(":7: torn last line (16 bytes without a newline)", 1, true), tmsg)
+  -- The last entry rewritten with a chain recomputed to match: the head's hash differs.
+  write_log(table.concat(six, "\n", 1, 5) .. "\n" .. six[6]:gsub("DeploymentStarted", "DeploymentStartex") .. "\n")
+  tok, tmsg = audit.verify_file(path)
+  assert(not tok and tmsg:find(":6: this entry does not match the head", 1, true), tmsg)
+  -- A head one batch behind (writer killed after its fsync): intact, reported.
+  write_log(text)
+  local lagging = dir .. "/lag.jsonl"
+  assert(rch.fs.write_atomic(lagging, text))
+  local f = assert(io.open(lagging .. ".head", "wb"))
+  f:write((assert(io.open(path .. ".head", "rb")):read("*a"):gsub('"seq":6,"sha256":"%x+"',
+    ('"seq":5,"sha256":"%s"'):format(rch.crypto.sha256(six[5])))))
+  f:close()
+  local lok, lreport = audit.verify_file(lagging)
+  assert(lok and lreport.beyond_head == 1, tostring(lreport))
 end
 
 os.execute("rm -rf '" .. dir .. "'")

@@ -1,5 +1,6 @@
---- rch fleet audit verify FILE: checks the hash chain of an audit log and
--- names the first entry that was altered, removed or reordered.
+--- rch fleet audit verify FILE: checks the hash chain of an audit log and its
+-- head (FILE.head), and names the first entry that was altered, removed or
+-- reordered, a cut-off tail, or a torn last line.
 local audit = require "rch.audit"
 local ui = require "rch.ui"
 
@@ -11,7 +12,13 @@ function M.run(opts)
     ui.error(result)
     return 1
   end
-  io.stdout:write(("%s: %d entries, hash chain intact\n"):format(opts.file, result))
+  local head = result.head and ("head at entry %d matches"):format(result.head.seq)
+    or "no head file (written by an older rch)"
+  io.stdout:write(("%s: %d entries, hash chain intact, %s\n"):format(opts.file, result.entries, head))
+  if result.beyond_head > 0 then
+    ui.error(("warning: %d entries after the head: a writer stopped before updating %s.head (the next write"
+      .. " updates it)"):format(result.beyond_head, opts.file))
+  end
   return 0
 end
 

@@ -281,6 +281,7 @@ function M.run(opts)
     id = plan.id, started_at = plan.created_at, completed_at = result.completed_at, duration_secs = duration,
     user = rch.sys.user(), machine = rch.sys.hostname(), target_version = plan.target_version,
     strategy = strategy_name, outcome = result.outcome, counts = result.counts, workers = by_worker,
+    audit_head = audit:head() or rch.json.null,
   })
   lock:release()
   if not finished then ui.error("could not write the deployment result: " .. tostring(err)) end

@@ -179,7 +179,7 @@ function M.run(opts)
         duration_secs = rch.monotonic() - started, user = rch.sys.user(), machine = rch.sys.hostname(),
         target_version = opts.to_version or "previous", strategy = "rollback", outcome = result.outcome,
         counts = { completed = 0, failed = counts.failed, skipped = counts.skipped,
-          rolled_back = counts.rolled_back }, workers = by_worker })
+          rolled_back = counts.rolled_back }, workers = by_worker, audit_head = audit:head() or rch.json.null })
     end
     lock:release()
   end
