@@ -400,7 +400,7 @@ export DEPLOY11 AUDIT
 versions_are "$OWN" "$OWN" "$NEXT" "$NEXT"
 py '
 import socket, subprocess
-FIELDS = {"timestamp", "deployment_id", "event_type", "worker_id", "details", "user", "machine", "prev_hash"}
+FIELDS = {"timestamp", "deployment_id", "event_type", "worker_id", "details", "user", "machine", "prev_hash", "seq"}
 user = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
 raw = open(os.environ["AUDIT"], "rb").read()
 assert raw.endswith(b"\n"), "no final newline"
@@ -409,6 +409,7 @@ for n, line in enumerate(raw[:-1].split(b"\n"), 1):
     e = json.loads(line)
     assert set(e) == FIELDS, (n, e)
     assert e["prev_hash"] == prev, ("hash chain broken at line", n)
+    assert e["seq"] == n, ("seq", n, e["seq"])
     prev = hashlib.sha256(line).hexdigest()
     assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$", e["timestamp"]), e
     assert re.match(r"^[0-9a-f-]{36}$", e["deployment_id"]), e
