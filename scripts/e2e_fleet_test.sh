@@ -281,10 +281,10 @@ pass
 # ---------------------------------------------------------------------------
 begin "Test 9: --resume continues an interrupted deployment"
 run 1 fleet deploy --resume
-grep -q -- "--resume: no unfinished deployment in $RCH_STATE_DIR/deployments" <<<"$ERR" ||
+grep -q -- "--resume: the newest deployment .* completed; nothing to resume" <<<"$ERR" ||
   fail "unexpected message: $ERR"
 run 1 fleet deploy --resume --dry-run
-grep -q -- "no unfinished deployment" <<<"$ERR" || fail "unexpected message: $ERR"
+grep -q -- "completed; nothing to resume" <<<"$ERR" || fail "unexpected message: $ERR"
 # A pre_install hook (from a --script-dir, so only on the first run) that holds mock-worker-3
 # until the process is killed. At --parallel 1: mock-worker-1 is skipped (already at the
 # target), mock-worker-2 completes, mock-worker-3 hangs after its transfer; kill -9 then.
@@ -352,7 +352,7 @@ assert r["id"] == os.environ["KILLED"] and r["resumed"] is True and r["counts"][
   fail "--resume created a new deployment: $(deployments)"
 versions_are "$OWN" "$OWN" "$OWN" "$OWN"
 run 1 fleet deploy --resume
-grep -q -- "no unfinished deployment" <<<"$ERR" || fail "unexpected message: $ERR"
+grep -q -- "completed; nothing to resume" <<<"$ERR" || fail "unexpected message: $ERR"
 pass
 
 # ---------------------------------------------------------------------------

@@ -1,5 +1,9 @@
 // Module rch.fs: local files for the engine (state, plans, scripts). Writes
 // are atomic; appends to journals go through rch.store, not here.
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 
 #include "core/config/paths.hpp"
@@ -75,6 +79,15 @@ int l_fs_size(lua_State* L) {
   return 1;
 }
 
+// mtime(path) -> seconds since the epoch (with the nanoseconds) | nil, err
+int l_fs_mtime(lua_State* L) {
+  const std::string path = check_std_string(L, 1);
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return push_failure(L, path + ": " + std::strerror(errno));
+  lua_pushnumber(L, static_cast<lua_Number>(st.st_mtim.tv_sec) + static_cast<lua_Number>(st.st_mtim.tv_nsec) / 1e9);
+  return 1;
+}
+
 // expand_user("~/x") -> "/home/u/x"
 int l_fs_expand_user(lua_State* L) {
   lua_pushstring(L, expand_user(check_std_string(L, 1)).c_str());
@@ -91,6 +104,7 @@ int luaopen_rch_fs(lua_State* L) {
       {"mkdirs", guarded<l_fs_mkdirs>},
       {"list", guarded<l_fs_list>},
       {"size", guarded<l_fs_size>},
+      {"mtime", guarded<l_fs_mtime>},
       {"expand_user", guarded<l_fs_expand_user>},
       {nullptr, nullptr},
   };

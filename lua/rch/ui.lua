@@ -40,4 +40,7 @@ function M.error(message)
   io.stderr:write("rch: ", message, "\n")
 end
 
+--- What rch is about to do, on stderr (so --json stdout stays one document).
+M.info = M.error
+
 return M

@@ -108,14 +108,14 @@ wait "$sampler_pid"
 
 # Nothing left to resume.
 expect_exit 1 "$RCH" fleet deploy --resume --no-toolchain
-contains "$ERR" "no unfinished deployment"
+contains "$ERR" "completed; nothing to resume"
 # A deploy refused for a bad --audit-log (a directory) leaves nothing a later --resume would run.
 dirs_before=$(deployment_dirs)
 expect_exit 2 "$RCH" fleet deploy --no-toolchain --force --audit-log "$TMP"
 contains "$ERR" "audit log $TMP"
 [[ $(deployment_dirs) == "$dirs_before" ]] || fail "the refused deploy left a deployment behind"
 expect_exit 1 "$RCH" fleet deploy --resume --no-toolchain
-contains "$ERR" "no unfinished deployment"
+contains "$ERR" "completed; nothing to resume"
 
 # ---- fleet.lock: while one deploy holds it, a second one is refused, naming the holder.
 rm -f "$TMP"/marks/*

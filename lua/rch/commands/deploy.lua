@@ -77,6 +77,51 @@ local function plan_workers(plan)
   return workers_mod.select(ids)
 end
 
+local function id_list(ids)
+  if #ids <= 8 then return table.concat(ids, ", ") end
+  return table.concat(ids, ", ", 1, 8) .. (", … (%d in all)"):format(#ids)
+end
+
+--- What --resume does, from the newest deployment only (never an older one,
+-- which would undo what came after it): an interrupted deployment continues;
+-- one that finished with failures is retried for its failed workers, as a new
+-- deployment whose plan names it (`resumes`) with its artifact, version and
+-- options; a completed deployment or a rollback leaves nothing to resume.
+-- @return {deployment=, plan=} (continue) or {plan=} (retry), or nil, message
+local function resume_target()
+  local newest, err = state_mod.newest()
+  if not newest then return nil, err or ("--resume: no deployment in " .. state_mod.deployments_dir()) end
+  local plan = newest.plan
+  local what = ("deployment %s (%s)"):format(plan.id, tostring(plan.target_version))
+  if plan.kind == "rollback" then
+    return nil, ("--resume: the newest operation is rollback %s, which supersedes every deployment before it;"
+      .. " nothing to resume"):format(plan.id)
+  end
+  local deployment
+  deployment, err = state_mod.load(newest.id)
+  if not deployment then return nil, err end
+  if not newest.result then return { deployment = deployment, plan = plan } end
+  if newest.result.outcome ~= "failed" then
+    return nil, ("--resume: the newest %s completed; nothing to resume (an older interrupted one is"
+      .. " never resumed over it)"):format(what)
+  end
+  local replayed = deployment:replay()
+  local retry = rch.json.array()
+  for _, w in ipairs(plan.workers) do
+    local r = replayed[w.worker_id] or {}
+    if r.status ~= "Completed" and not (r.status == "Skipped" and not r.aborted) then
+      retry[#retry + 1] = { worker_id = w.worker_id, current_version = rch.json.null,
+        target_version = plan.target_version, status = "Pending", steps = rch.json.array(),
+        started_at = rch.json.null, completed_at = rch.json.null, error = rch.json.null }
+    end
+  end
+  if #retry == 0 then return nil, ("--resume: %s failed, but no worker is left to retry"):format(what) end
+  return { plan = {
+    id = rch.sys.uuid(), created_at = util.iso_now(), resumes = plan.id, target_version = plan.target_version,
+    strategy = plan.strategy, options = plan.options, artifact = plan.artifact, workers = retry,
+  } }
+end
+
 function M.run(opts)
   local settings, err = rch.config.settings()
   if not settings then return usage(err) end
@@ -86,15 +131,18 @@ function M.run(opts)
   local resumed, deployment, plan
   M.last_result, M.last_deploy = nil, nil
   if opts.resume then
-    local id = state_mod.newest_unfinished()
-    if not id then
-      ui.error("--resume: no unfinished deployment in " .. state_mod.deployments_dir())
+    if (opts.worker and #opts.worker > 0) or (opts.version and opts.version ~= "") then
+      return usage("--resume takes the workers and the version from the deployment it resumes; drop --worker"
+        .. " and --version")
+    end
+    local target
+    target, err = resume_target()
+    if not target then
+      ui.error(err)
       return 1
     end
-    deployment, err = state_mod.load(id)
-    if not deployment then return usage(err) end
-    plan = deployment.plan
-    resumed = true
+    deployment, plan = target.deployment, target.plan
+    resumed = deployment ~= nil
     -- The plan's choices win; only output flags come from this command line.
     local keep = { json = opts.json, audit_log = opts.audit_log, dry_run = opts.dry_run,
       workers_list = opts.workers_list, quiet = opts.quiet }
@@ -106,7 +154,7 @@ function M.run(opts)
   local workers
   if opts.workers_list then
     workers = opts.workers_list -- rch fleet stress: simulated workers, not workers.toml
-  elseif resumed then
+  elseif plan then
     workers, err = plan_workers(plan)
   else
     workers, err = workers_mod.select(opts.worker)
@@ -124,9 +172,9 @@ function M.run(opts)
   local describe = strategy.describe and strategy.describe(opts) or strategy_name
 
   local artifact
-  artifact, err = artifact_mod.resolve(resumed and plan.target_version or opts.version)
+  artifact, err = artifact_mod.resolve(plan and plan.target_version or opts.version)
   if not artifact then return usage(err) end
-  if resumed and artifact.sha256 ~= plan.artifact.sha256 then
+  if plan and artifact.sha256 ~= plan.artifact.sha256 then
     ui.error(("--resume: %s changed since the deployment started (sha256 %s, plan has %s)"):format(artifact.path,
       artifact.sha256, plan.artifact.sha256))
     return 1
@@ -236,10 +284,19 @@ function M.run(opts)
     workers = states, events = events,
   })
   local started = rch.monotonic()
+  if opts.resume then
+    local ids = {}
+    for _, ws in ipairs(pending) do ids[#ids + 1] = ws.id end
+    ui.info(plan.resumes
+      and ("--resume: deployment %s of %s failed on %d worker%s; retrying them as deployment %s: %s"):format(
+        plan.resumes, plan.target_version, #ids, #ids == 1 and "" or "s", plan.id, id_list(ids))
+      or ("--resume: continuing interrupted deployment %s of %s on %d worker%s: %s"):format(plan.id,
+        plan.target_version, #ids, #ids == 1 and "" or "s", id_list(ids)))
+  end
   progress:note(("%s %s to %d worker%s (%s), deployment %s"):format(resumed and "resuming deploy of" or "deploying",
     plan.target_version, #pending, #pending == 1 and "" or "s", describe, plan.id))
   audit:log("DeploymentStarted", nil, { target_version = plan.target_version, worker_count = #pending,
-    strategy = describe, resumed = resumed or false })
+    strategy = describe, resumed = resumed or false, resumes = plan.resumes or rch.json.null })
 
   local ok, strategy_err = xpcall(strategy.run, debug.traceback, d)
   if not ok then
@@ -271,7 +328,8 @@ function M.run(opts)
   local result = {
     id = plan.id, target_version = plan.target_version, strategy = plan.strategy, created_at = plan.created_at,
     completed_at = util.iso_now(), duration_secs = duration, outcome = success and "completed" or "failed",
-    reason = d.failed_reason or rch.json.null, resumed = resumed or false, peak_parallelism = d.peak_in_flight,
+    reason = d.failed_reason or rch.json.null, resumed = resumed or false, resumes = plan.resumes or rch.json.null,
+    peak_parallelism = d.peak_in_flight,
     counts = { completed = counts.Completed, failed = counts.Failed, skipped = counts.Skipped,
       rolled_back = counts.RolledBack, aborted = aborted },
     workers = results,
@@ -281,7 +339,7 @@ function M.run(opts)
     id = plan.id, started_at = plan.created_at, completed_at = result.completed_at, duration_secs = duration,
     user = rch.sys.user(), machine = rch.sys.hostname(), target_version = plan.target_version,
     strategy = strategy_name, outcome = result.outcome, counts = result.counts, workers = by_worker,
-    audit_head = audit:head() or rch.json.null,
+    resumes = plan.resumes or rch.json.null, audit_head = audit:head() or rch.json.null,
   })
   lock:release()
   if not finished then ui.error("could not write the deployment result: " .. tostring(err)) end

@@ -75,20 +75,29 @@ function M.load(id)
   return open(dir, plan)
 end
 
---- The newest deployment without result.json (by plan created_at), or nil.
-function M.newest_unfinished()
-  local names = rch.fs.list(M.deployments_dir())
+--- The newest deployment (or rollback) by when its plan was written, with
+-- its result when it finished.
+-- @return {id=, dir=, plan=, result=table|nil}, or nil (none), or nil, err
+-- naming a newest plan.json or result.json that cannot be read
+function M.newest()
   local best, best_time
-  for _, id in ipairs(names or {}) do
-    local dir = M.deployments_dir() .. "/" .. id
-    if not rch.fs.exists(dir .. "/result.json") and rch.fs.exists(dir .. "/plan.json") then
-      local plan = rch.json.decode(rch.fs.read(dir .. "/plan.json") or "")
-      if type(plan) == "table" and (not best_time or plan.created_at > best_time) then
-        best, best_time = id, plan.created_at
-      end
-    end
+  for _, id in ipairs(rch.fs.list(M.deployments_dir()) or {}) do
+    local t = rch.fs.mtime(M.deployments_dir() .. "/" .. id .. "/plan.json")
+    if t and (not best_time or t > best_time) then best, best_time = id, t end
   end
-  return best
+  if not best then return nil end
+  local dir = M.deployments_dir() .. "/" .. best
+  local plan = rch.json.decode(rch.fs.read(dir .. "/plan.json") or "")
+  if type(plan) ~= "table" or type(plan.id) ~= "string" or type(plan.workers) ~= "table" then
+    return nil, dir .. "/plan.json is not a deployment plan (not JSON, or no id and workers): the newest deployment"
+      .. " cannot be read; move that directory away to resume an older one"
+  end
+  local entry = { id = best, dir = dir, plan = plan }
+  if rch.fs.exists(dir .. "/result.json") then
+    entry.result = rch.json.decode(rch.fs.read(dir .. "/result.json") or "")
+    if type(entry.result) ~= "table" then return nil, dir .. "/result.json is not valid JSON" end
+  end
+  return entry
 end
 
 --- Appends one transition. Yields until it is on disk unless opts.wait is
