@@ -7,20 +7,6 @@ local state = require "rch.deploy.state"
 
 local M = {}
 
-local function load_history()
-  local path = state.history_path()
-  if not rch.fs.exists(path) then return {} end
-  local lines, err = rch.store.read_lines(path)
-  if not lines then return nil, err end
-  local records = {}
-  for i, line in ipairs(lines) do
-    local r = rch.json.decode(line)
-    if type(r) ~= "table" then return nil, ("%s:%d: not a JSON record"):format(path, i) end
-    records[#records + 1] = r
-  end
-  return records
-end
-
 local function show(id)
   local path = state.deployments_dir() .. "/" .. id .. "/result.json"
   local text = rch.fs.read(path)
@@ -34,7 +20,11 @@ local function show(id)
     unfinished = true
   end
   if unfinished then
-    local d = assert(state.load(id))
+    local d, err = state.load(id)
+    if not d then
+      ui.error(err)
+      return nil
+    end
     local workers = d:replay()
     local result = { id = id, target_version = d.plan.target_version, outcome = "unfinished", workers = {} }
     for _, w in ipairs(d.plan.workers) do
@@ -44,7 +34,12 @@ local function show(id)
     end
     return result
   end
-  return rch.json.decode(text)
+  local result = rch.json.decode(text)
+  if type(result) ~= "table" or type(result.workers) ~= "table" then
+    ui.error(path .. " is not a deployment result (not JSON, or no workers list)")
+    return nil
+  end
+  return result
 end
 
 function M.run(opts)
@@ -67,7 +62,7 @@ function M.run(opts)
     return 0
   end
 
-  local records, err = load_history()
+  local records, err = state.read_history()
   if not records then
     ui.error(err)
     return 1

@@ -15,12 +15,12 @@ local M = {}
 -- For each worker, the version it ran before it was deployed to `current`:
 -- newest deployment first, the first Completed one that installed `current`.
 local function recorded_previous()
-  local lines = rch.fs.exists(state.history_path()) and rch.store.read_lines(state.history_path()) or {}
+  local records = state.read_history() or {}
   local cache = {}
   return function(worker_id, current)
-    for i = #lines, 1, -1 do
-      local h = rch.json.decode(lines[i])
-      if type(h) == "table" and h.workers and h.workers[worker_id] == "Completed" and h.target_version == current then
+    for i = #records, 1, -1 do
+      local h = records[i]
+      if h.workers and h.workers[worker_id] == "Completed" and h.target_version == current then
         if cache[h.id] == nil then
           cache[h.id] = rch.json.decode(rch.fs.read(state.deployments_dir() .. "/" .. h.id .. "/result.json") or "")
             or false

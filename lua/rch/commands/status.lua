@@ -13,10 +13,8 @@ local M = {}
 -- worker id -> {id, status, target_version, completed_at} of its newest deployment.
 local function last_deployments()
   local out = {}
-  if not rch.fs.exists(state.history_path()) then return out end
-  for _, line in ipairs(rch.store.read_lines(state.history_path()) or {}) do
-    local h = rch.json.decode(line)
-    if type(h) == "table" and type(h.workers) == "table" then
+  for _, h in ipairs(state.read_history() or {}) do
+    if type(h.workers) == "table" then
       for id, status in pairs(h.workers) do
         out[id] = { id = h.id, status = status, target_version = h.target_version, completed_at = h.completed_at }
       end

@@ -64,15 +64,52 @@ function M.create(plan)
   return open(dir, plan)
 end
 
+-- The plan in `dir`, checked for the fields every reader relies on.
+-- @return plan, or nil, err naming the file and what is wrong
+local function read_plan(dir)
+  local path = dir .. "/plan.json"
+  local text, err = rch.fs.read(path)
+  if not text then return nil, err end
+  local plan = rch.json.decode(text)
+  if type(plan) ~= "table" then return nil, path .. " is not a deployment plan: not valid JSON" end
+  if type(plan.id) ~= "string" or type(plan.workers) ~= "table" then
+    return nil, path .. " is not a deployment plan: it has no id or no workers list"
+  end
+  if plan.kind ~= "rollback" and (type(plan.target_version) ~= "string" or type(plan.options) ~= "table"
+      or type(plan.artifact) ~= "table") then
+    return nil, path .. " is not a deployment plan: target_version, options or artifact is missing"
+  end
+  return plan
+end
+
 --- Reopens a deployment for --resume.
 -- @return deployment, or nil, err
 function M.load(id)
   local dir = M.deployments_dir() .. "/" .. id
-  local text, err = rch.fs.read(dir .. "/plan.json")
-  if not text then return nil, err end
-  local plan = rch.json.decode(text)
-  if type(plan) ~= "table" then return nil, dir .. "/plan.json is not valid JSON" end
+  local plan, err = read_plan(dir)
+  if not plan then return nil, err end
   return open(dir, plan)
+end
+
+--- The records of history.jsonl, oldest first. A line that is not a JSON
+-- object is skipped with a warning naming file:line (one bad line must not
+-- hide the rest of the history).
+-- @return records, or nil, err when the file cannot be read
+function M.read_history()
+  local path = M.history_path()
+  if not rch.fs.exists(path) then return {} end
+  local lines, err = store.read_lines(path)
+  if not lines then return nil, err end
+  local records = {}
+  for i, line in ipairs(lines) do
+    local r = rch.json.decode(line)
+    if type(r) == "table" then
+      records[#records + 1] = r
+    else
+      rch.log.warn(("%s:%d: not a JSON record, skipped"):format(path, i))
+    end
+  end
+  return records
 end
 
 --- The newest deployment (or rollback) by when its plan was written, with
@@ -87,10 +124,10 @@ function M.newest()
   end
   if not best then return nil end
   local dir = M.deployments_dir() .. "/" .. best
-  local plan = rch.json.decode(rch.fs.read(dir .. "/plan.json") or "")
-  if type(plan) ~= "table" or type(plan.id) ~= "string" or type(plan.workers) ~= "table" then
-    return nil, dir .. "/plan.json is not a deployment plan (not JSON, or no id and workers): the newest deployment"
-      .. " cannot be read; move that directory away to resume an older one"
+  local plan, err = read_plan(dir)
+  if not plan then
+    return nil, err .. "; it is the newest deployment, so --resume cannot tell what to do (move that directory away"
+      .. " to act on the one before it)"
   end
   local entry = { id = best, dir = dir, plan = plan }
   if rch.fs.exists(dir .. "/result.json") then
