@@ -88,6 +88,7 @@ class Parser {
         {"canary", [&](const toml::node& n) { return section("canary", n, canary_fields(c.canary)); }},
         {"update", [&](const toml::node& n) { return section("update", n, update_fields(c.update)); }},
         {"audit", [&](const toml::node& n) { return section("audit", n, audit_fields(c.audit)); }},
+        {"state", [&](const toml::node& n) { return section("state", n, state_fields(c.state)); }},
     };
     if (auto r = apply_fields(root, "", sections); !r) return Error{r.error()};
     return c;
@@ -157,6 +158,18 @@ class Parser {
                                           " and " + std::to_string(hi));
               }
               out = std::chrono::seconds(i->get());
+              return {};
+            }};
+  }
+
+  // A size in MB, integer or fractional (0.5 = 512 KiB), above 0.
+  Field megabytes(std::string_view section, std::string_view key, double& out) const {
+    return {key, [=, this, &out](const toml::node& n) -> Result<void> {
+              const auto v = n.value<double>();
+              if (!v || !(*v > 0) || *v > 1e6) {
+                return at(n.source(), std::string(key) + where(section) + " must be a number of MB above 0");
+              }
+              out = *v;
               return {};
             }};
   }
@@ -281,7 +294,12 @@ class Parser {
 
   std::vector<Field> audit_fields(Config::Audit& a) const {
     const std::string_view s = "audit";
-    return {boolean(s, "syslog", a.syslog), path(s, "syslog_socket", a.syslog_socket, a.syslog_socket)};
+    return {boolean(s, "syslog", a.syslog), path(s, "syslog_socket", a.syslog_socket, a.syslog_socket),
+            megabytes(s, "rotate_mb", a.rotate_mb), integer(s, "keep_files", a.keep_files, 1, 1000)};
+  }
+
+  std::vector<Field> state_fields(Config::State& st) const {
+    return {integer("state", "keep_deployments", st.keep_deployments, 1, 1'000'000)};
   }
 
   std::string_view source_;

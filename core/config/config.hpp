@@ -62,7 +62,13 @@ struct Config {
   struct Audit {
     bool syslog = false;  // also send the audit chain's head to syslog
     std::filesystem::path syslog_socket = "/dev/log";
+    double rotate_mb = 64;  // audit.jsonl and history.jsonl move to .1 at this size
+    int keep_files = 10;    // rotated files kept (.1 … .N)
   } audit;
+
+  struct State {
+    int keep_deployments = 200;  // deployments/<id>/ directories kept
+  } state;
 };
 
 // Defaults with ~/.ssh paths filled in, as when config.toml does not exist.

@@ -24,24 +24,64 @@ Error fail(const std::filesystem::path& path, const char* step, int err) {
   return make_error("cannot append to " + path.string() + ": " + step + ": " + std::strerror(err));
 }
 
-// Holds LOCK_EX for one append (or the open-time repair).
+// Holds LOCK_EX for one append (or the open-time repair, or a rotation).
 class FlockGuard {
  public:
-  explicit FlockGuard(int fd) : fd_(fd) {
+  explicit FlockGuard(int fd) { lock(fd); }
+  FlockGuard(const FlockGuard&) = delete;
+  FlockGuard& operator=(const FlockGuard&) = delete;
+  ~FlockGuard() { unlock(); }
+  bool ok() const { return rc_ == 0; }
+  // Moves the lock to another fd (locking it before letting go of the old one).
+  void move_to(int fd) {
+    const int old = fd_;
+    const bool held = rc_ == 0;
+    lock(fd);
+    if (held) ::flock(old, LOCK_UN);
+  }
+
+ private:
+  void lock(int fd) {
+    fd_ = fd;
     while ((rc_ = ::flock(fd_, LOCK_EX)) != 0 && errno == EINTR) {
     }
   }
-  FlockGuard(const FlockGuard&) = delete;
-  FlockGuard& operator=(const FlockGuard&) = delete;
-  ~FlockGuard() {
+  void unlock() {
     if (rc_ == 0) ::flock(fd_, LOCK_UN);
+    rc_ = -1;
   }
-  bool ok() const { return rc_ == 0; }
-
- private:
-  int fd_;
+  int fd_ = -1;
   int rc_ = -1;
 };
+
+bool same_file(const struct stat& a, const struct stat& b) { return a.st_dev == b.st_dev && a.st_ino == b.st_ino; }
+
+// With the lock held on `fd`: while `fd` is no longer the file at `path`
+// (another process rotated it away), reopen `path` and hold its lock instead.
+Result<void> follow_rotation(int& fd, const std::filesystem::path& path, FlockGuard& lock) {
+  for (int tries = 0; tries < 100; ++tries) {
+    struct stat mine {
+    }, now{};
+    if (::fstat(fd, &mine) != 0) return fail(path, "fstat", errno);
+    if (::stat(path.c_str(), &now) == 0 && same_file(mine, now)) return {};
+    const int fresh = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fresh < 0) return fail(path, "reopen after a rotation", errno);
+    lock.move_to(fresh);
+    ::close(fd);
+    fd = fresh;
+    if (!lock.ok()) return fail(path, "flock", errno);
+  }
+  return make_error("cannot append to " + path.string() + ": it keeps being rotated away");
+}
+
+void fsync_parent(const std::filesystem::path& path) {
+  const std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : ".";
+  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+}
 
 // Cuts the file back to just after its last '\n' if it ends mid-line.
 Result<void> drop_torn_tail(int fd, const std::filesystem::path& path) {
@@ -95,12 +135,7 @@ Result<JsonlWriter> JsonlWriter::open(const std::filesystem::path& path) {
     if (auto r = drop_torn_tail(fd, path); !r) return Error{r.error()};
   }
   // A new file's directory entry must be durable too, or the journal can vanish.
-  const std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : ".";
-  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
+  fsync_parent(path);
   return writer;
 }
 
@@ -165,6 +200,9 @@ Result<void> JsonlWriter::append_batch_linked(const std::vector<std::string>& li
       [&]() -> Result<std::string> {
         auto last = read_last_jsonl_line(path_);
         if (!last) return Error{last.error()};
+        // Just rotated: the chain goes on from the last line of path.1.
+        if (last->empty()) last = read_last_jsonl_line(rotated_path(path_, 1));
+        if (!last) return Error{last.error()};
         previous = std::move(*last);
         std::string buf;
         for (const auto& line : lines) {
@@ -182,6 +220,7 @@ Result<void> JsonlWriter::write_locked(std::string_view bytes, const std::functi
   if (fd_ < 0) throw std::logic_error("JsonlWriter used after move");
   FlockGuard lock(fd_);
   if (!lock.ok()) return fail(path_, "flock", errno);
+  if (auto r = follow_rotation(fd_, path_, lock); !r) return r;
   std::string composed;
   if (compose) {
     auto r = compose();
@@ -206,6 +245,45 @@ Result<void> JsonlWriter::write_locked(std::string_view bytes, const std::functi
   }
   if (::fsync(fd_) != 0) return fail(path_, "fsync", errno);
   return after ? after() : Result<void>();
+}
+
+Result<JsonlWriter::Rotated> JsonlWriter::rotate_if_larger(std::uint64_t max_bytes, int keep_files) {
+  if (fd_ < 0) throw std::logic_error("JsonlWriter used after move");
+  Rotated out;
+  if (max_bytes == 0 || keep_files < 1) return out;
+  FlockGuard lock(fd_);
+  if (!lock.ok()) return fail(path_, "flock", errno);
+  if (auto r = follow_rotation(fd_, path_, lock); !r) return Error{r.error()};
+  struct stat st {};
+  if (::fstat(fd_, &st) != 0) return fail(path_, "fstat", errno);
+  if (static_cast<std::uint64_t>(st.st_size) < max_bytes) return out;
+  std::error_code ec;
+  // path.keep_files (and any older leftovers) would fall off the end.
+  for (int n = keep_files; std::filesystem::exists(rotated_path(path_, n), ec); ++n) {
+    if (::unlink(rotated_path(path_, n).c_str()) != 0) return fail(rotated_path(path_, n), "remove", errno);
+    out.removed.push_back(rotated_path(path_, n));
+  }
+  for (int n = keep_files - 1; n >= 1; --n) {
+    if (::rename(rotated_path(path_, n).c_str(), rotated_path(path_, n + 1).c_str()) != 0 && errno != ENOENT) {
+      return fail(rotated_path(path_, n), "rotate", errno);
+    }
+  }
+  if (::rename(path_.c_str(), rotated_path(path_, 1).c_str()) != 0) return fail(path_, "rotate", errno);
+  const int fresh = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (fresh < 0) return fail(path_, "create after rotation", errno);
+  lock.move_to(fresh);
+  ::close(fd_);
+  fd_ = fresh;
+  if (!lock.ok()) return fail(path_, "flock", errno);
+  fsync_parent(path_);
+  out.rotated = true;
+  return out;
+}
+
+std::filesystem::path rotated_path(const std::filesystem::path& path, int n) {
+  std::filesystem::path p = path;
+  p += "." + std::to_string(n);
+  return p;
 }
 
 Result<std::vector<std::string>> read_jsonl_lines(const std::filesystem::path& path) {

@@ -3,6 +3,7 @@
 // line, which the reader drops. Lines are opaque strings here.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <string>
@@ -42,6 +43,18 @@ class JsonlWriter {
   Result<void> append_batch_linked(const std::vector<std::string>& lines, const Linker& link,
                                    const AfterWrite& written = {});
 
+  // Rotation, under the same lock as appends: when the file has reached
+  // `max_bytes`, path.N … path.1 move up one, the file becomes path.1 and a new
+  // empty one takes its place; files beyond path.`keep_files` are deleted.
+  // Another process appending to the old file notices (its fd no longer is
+  // the path) and reopens. A linked batch written to the new, empty file
+  // links to the last line of path.1, so a hash chain continues across files.
+  struct Rotated {
+    bool rotated = false;
+    std::vector<std::filesystem::path> removed;
+  };
+  Result<Rotated> rotate_if_larger(std::uint64_t max_bytes, int keep_files);
+
   const std::filesystem::path& path() const { return path_; }
 
  private:
@@ -52,6 +65,9 @@ class JsonlWriter {
   int fd_ = -1;
   std::filesystem::path path_;
 };
+
+// path.N: the Nth most recent rotated file of a JSONL log.
+std::filesystem::path rotated_path(const std::filesystem::path& path, int n);
 
 // The complete lines of the file, without their '\n'. A final line without
 // '\n' (a crash mid-write) is dropped, not an error.

@@ -109,7 +109,13 @@ int l_config_settings(lua_State* L) {
   lua_pushboolean(L, c.audit.syslog);
   lua_setfield(L, -2, "syslog");
   push_string_field(L, "syslog_socket", c.audit.syslog_socket.string());
+  push_number_field(L, "rotate_mb", c.audit.rotate_mb);
+  push_number_field(L, "keep_files", c.audit.keep_files);
   lua_setfield(L, -2, "audit");
+
+  lua_createtable(L, 0, 1);
+  push_number_field(L, "keep_deployments", c.state.keep_deployments);
+  lua_setfield(L, -2, "state");
   return 1;
 }
 

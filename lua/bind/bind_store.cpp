@@ -199,6 +199,33 @@ int l_journal_stats(lua_State* L) {
   return 1;
 }
 
+// journal:rotate(max_bytes, keep_files) -> {rotated=bool, removed={paths}} | nil, err   (yields)
+// JsonlWriter::rotate_if_larger; only while nothing of this journal is in flight.
+int l_journal_rotate(lua_State* L) {
+  auto* box = static_cast<JournalBox*>(luaL_checkudata(L, 1, kJournalMeta));
+  const auto max_bytes = static_cast<std::uint64_t>(luaL_checknumber(L, 2));
+  const int keep_files = static_cast<int>(luaL_checkinteger(L, 3));
+  if (box->flushing || box->scheduled || !box->pending.empty()) {
+    throw Misuse("journal:rotate: lines of this journal are still being written");
+  }
+  auto writer = box->writer;
+  return yield_blocking<Result<JsonlWriter::Rotated>>(
+      L, "journal:rotate", [writer, max_bytes, keep_files] { return writer->rotate_if_larger(max_bytes, keep_files); },
+      [](lua_State* co, Result<JsonlWriter::Rotated>& r) {
+        if (!r.ok()) return push_failure(co, r.error());
+        lua_createtable(co, 0, 2);
+        lua_pushboolean(co, r->rotated);
+        lua_setfield(co, -2, "rotated");
+        lua_createtable(co, static_cast<int>(r->removed.size()), 0);
+        for (std::size_t i = 0; i < r->removed.size(); ++i) {
+          lua_pushstring(co, r->removed[i].c_str());
+          lua_rawseti(co, -2, static_cast<int>(i + 1));
+        }
+        lua_setfield(co, -2, "removed");
+        return 1;
+      });
+}
+
 int l_journal_gc(lua_State* L) {
   auto* box = static_cast<JournalBox*>(luaL_checkudata(L, 1, kJournalMeta));
   box->~JournalBox();
@@ -280,11 +307,9 @@ int luaopen_rch_store(lua_State* L) {
   lua_pushcfunction(L, l_journal_gc);
   lua_setfield(L, -2, "__gc");
   lua_newtable(L);
-  static const luaL_Reg journal_methods[] = {{"append", guarded<l_journal_append>},
-                                             {"barrier", guarded<l_journal_barrier>},
-                                             {"path", guarded<l_journal_path>},
-                                             {"stats", guarded<l_journal_stats>},
-                                             {nullptr, nullptr}};
+  static const luaL_Reg journal_methods[] = {
+      {"append", guarded<l_journal_append>}, {"barrier", guarded<l_journal_barrier>}, {"path", guarded<l_journal_path>},
+      {"stats", guarded<l_journal_stats>},   {"rotate", guarded<l_journal_rotate>},   {nullptr, nullptr}};
   set_functions(L, journal_methods);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);

@@ -16,13 +16,29 @@ M.__index = M
 
 local GENESIS = ("0"):rep(64)
 
-local function open_chain(path)
+local function open_chain(path, settings)
   -- prev_hash, seq and the head are written by the journal, under the file lock.
-  local settings = require("rch.config").settings()
   local syslog = settings and settings.audit.syslog and settings.audit.syslog_socket or nil
   local journal, err = store.open_journal(path, { chain = true, syslog_socket = syslog })
   if not journal then return nil, err end
-  return { journal = journal }
+  local rotated
+  if settings then
+    rotated, err = M.rotate(journal, settings)
+    if not rotated then return nil, err end
+  end
+  return { journal = journal, rotated = rotated }
+end
+
+--- Rotates a journal (audit or history) that reached [audit] rotate_mb,
+-- keeping [audit] keep_files old files. Yields.
+-- @return {rotated=, removed=} or nil, err
+function M.rotate(journal, settings)
+  local r, err = journal:rotate(math.floor(settings.audit.rotate_mb * 1048576), settings.audit.keep_files)
+  if r and r.rotated then
+    require("rch.log").info(("rotated %s to %s.1%s"):format(journal:path(), journal:path(),
+      #r.removed > 0 and ("; removed " .. table.concat(r.removed, ", ")) or ""))
+  end
+  return r, err
 end
 
 --- Opens the audit sinks.
@@ -37,10 +53,18 @@ function M.open(paths, deployment_id)
     counts = {},
     started = require("rch.sched").monotonic(),
   }, M)
+  local settings = require("rch.config").settings()
   for _, path in ipairs(paths) do
-    local chain, err = open_chain(path)
+    local chain, err = open_chain(path, settings)
     if not chain then return nil, ("audit log %s: %s"):format(path, err) end
     self.chains[#self.chains + 1] = chain
+  end
+  -- Pruning is audited: the new file starts with the rotation that made it.
+  for _, chain in ipairs(self.chains) do
+    if chain.rotated and chain.rotated.rotated then
+      self:log("AuditRotated", nil, { file = chain.journal:path(), rotated_to = chain.journal:path() .. ".1",
+        removed = json.array(chain.rotated.removed) })
+    end
   end
   return self
 end
@@ -94,48 +118,59 @@ function M:summary()
   }
 end
 
---- Checks the hash chain of an audit log file and its head.
--- @return true, report {entries=, head=, beyond_head=}, or false, message
--- naming the file (and line) and what is wrong
+--- Checks the hash chain of an audit log (with its rotated files, oldest
+-- first: the chain and seq continue across them) and its head.
+-- @return true, report {entries=, first_seq=, files=, head=, beyond_head=},
+-- or false, message naming the file (and line) and what is wrong
 function M.verify_file(path)
-  local text, err = require("rch.fs").read(path)
-  if not text then return false, err end
-  local lines
-  lines, err = store.read_lines(path)
-  if not lines then return false, err end
-  if #text > 0 and text:sub(-1) ~= "\n" then
-    return false, ("%s:%d: torn last line (%d bytes without a newline): a write was cut off"):format(path,
-      #lines + 1, #text - (text:match("^.*\n()") or 1) + 1)
-  end
-  local prev = GENESIS
-  for i, line in ipairs(lines) do
-    local entry = json.decode(line)
-    if type(entry) ~= "table" then return false, ("%s:%d: not a JSON object"):format(path, i) end
-    if entry.prev_hash ~= prev then
-      return false, ("%s:%d: hash chain broken: this entry (or the one before it) was altered, removed or reordered")
-        :format(path, i)
+  local fs = require "rch.fs"
+  local files = require("rch.util").rotated_files(path)
+  local prev, last_seq, first_seq = nil, 0, nil
+  local hashes, line_of = {}, {} -- of the newest file's entries, by seq
+  local total = 0
+  for fi, file in ipairs(files) do
+    local text, err = fs.read(file)
+    if not text then return false, err end
+    local lines
+    lines, err = store.read_lines(file)
+    if not lines then return false, err end
+    if #text > 0 and text:sub(-1) ~= "\n" then
+      return false, ("%s:%d: torn last line (%d bytes without a newline): a write was cut off"):format(file,
+        #lines + 1, #text - (text:match("^.*\n()") or 1) + 1)
     end
-    if store.chain_seq(line) ~= i then
-      return false, ("%s:%d: seq is %s, expected %d: entries were removed, added or reordered"):format(path, i,
-        tostring(entry.seq), i)
+    for i, line in ipairs(lines) do
+      local entry = json.decode(line)
+      if type(entry) ~= "table" then return false, ("%s:%d: not a JSON object"):format(file, i) end
+      local seq = store.chain_seq(line)
+      -- The oldest entry kept may follow pruned files (seq > 1): its prev_hash is taken on trust.
+      local want_prev = prev or (seq == 1 and GENESIS) or entry.prev_hash
+      if entry.prev_hash ~= want_prev then
+        return false, ("%s:%d: hash chain broken: this entry (or the one before it) was altered, removed or"
+          .. " reordered"):format(file, i)
+      end
+      if not seq or (prev and seq ~= last_seq + 1) then
+        return false, ("%s:%d: seq is %s, expected %d: entries were removed, added or reordered"):format(file, i,
+          tostring(entry.seq), last_seq + 1)
+      end
+      first_seq = first_seq or seq
+      prev, last_seq, total = crypto.sha256(line), seq, total + 1
+      if fi == #files then hashes[seq], line_of[seq] = prev, i end
     end
-    prev = crypto.sha256(line)
   end
-  local head
-  head, err = store.chain_head(path)
+  local head, err = store.chain_head(path)
   if err then return false, err end
-  local report = { entries = #lines, head = head, beyond_head = 0 }
+  local report = { entries = total, first_seq = first_seq or 1, files = #files, head = head, beyond_head = 0 }
   if not head then return true, report end
-  if head.seq > #lines then
+  if head.seq > last_seq then
     return false, ("%s: its head (%s.head) says %d entries, the file has %d: the last %d were removed"):format(path,
-      path, head.seq, #lines, head.seq - #lines)
+      path, head.seq, last_seq, head.seq - last_seq)
   end
-  if head.seq > 0 and crypto.sha256(lines[head.seq]) ~= head.sha256 then
+  if head.seq > 0 and hashes[head.seq] and hashes[head.seq] ~= head.sha256 then
     return false, ("%s:%d: this entry does not match the head (%s.head): the log was rewritten"):format(path,
-      head.seq, path)
+      line_of[head.seq], path)
   end
   -- A writer killed between its fsync and the head update leaves the head one batch behind.
-  report.beyond_head = #lines - head.seq
+  report.beyond_head = last_seq - head.seq
   return true, report
 end
 

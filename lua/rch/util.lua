@@ -29,4 +29,15 @@ function M.copy(list)
   return out
 end
 
+--- A rotated log's files, oldest first: PATH.N … PATH.1, PATH.
+function M.rotated_files(path)
+  local fs = require("rch").fs
+  local n = 1
+  while fs.exists(path .. "." .. n) do n = n + 1 end
+  local files = {}
+  for i = n - 1, 1, -1 do files[#files + 1] = path .. "." .. i end
+  files[#files + 1] = path
+  return files
+end
+
 return M

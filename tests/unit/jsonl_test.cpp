@@ -201,3 +201,30 @@ TEST_CASE("read_last_jsonl_line finds the last complete line", "[jsonl]") {
   CHECK(rch::read_last_jsonl_line(file).value() == last);
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("rotate_if_larger shifts files, keeps keep_files, and other writers follow the new file", "[jsonl]") {
+  TempDir dir;
+  const fs::path path = dir.path / "audit.jsonl";
+  auto a = rch::JsonlWriter::open(path);
+  auto b = rch::JsonlWriter::open(path);  // another process's descriptor of the same log
+  REQUIRE(a.ok());
+  REQUIRE(b.ok());
+  const auto link = [](const std::string& previous, const std::string& line) {
+    return line + "<-" + (previous.empty() ? std::string("start") : previous.substr(0, previous.find('<')));
+  };
+  REQUIRE(a->append_batch_linked({"one", "two"}, link).ok());
+  auto small = a->rotate_if_larger(1 << 20, 2);
+  REQUIRE(small.ok());
+  CHECK_FALSE(small->rotated);
+  for (const char* line : {"three", "four", "five"}) {
+    auto r = a->rotate_if_larger(1, 2);
+    REQUIRE(r.ok());
+    CHECK(r->rotated);
+    // b still holds the file that was just rotated away: its append must land in the new one.
+    REQUIRE(b->append_batch_linked({line}, link).ok());
+  }
+  CHECK(*rch::read_jsonl_lines(path) == std::vector<std::string>{"five<-four"});
+  CHECK(*rch::read_jsonl_lines(rch::rotated_path(path, 1)) == std::vector<std::string>{"four<-three"});
+  CHECK(*rch::read_jsonl_lines(rch::rotated_path(path, 2)) == std::vector<std::string>{"three<-two"});
+  CHECK_FALSE(fs::exists(rch::rotated_path(path, 3)));
+}

@@ -243,11 +243,12 @@ function M.run(opts)
     lock:release()
     return usage(err)
   end
+  local pruned = {}
   if not deployment then
-    deployment, err = state_mod.create(plan)
+    deployment, pruned = state_mod.create(plan)
     if not deployment then
       lock:release()
-      ui.error(err)
+      ui.error(pruned)
       return 1
     end
   end
@@ -297,6 +298,9 @@ function M.run(opts)
     plan.target_version, #pending, #pending == 1 and "" or "s", describe, plan.id))
   audit:log("DeploymentStarted", nil, { target_version = plan.target_version, worker_count = #pending,
     strategy = describe, resumed = resumed or false, resumes = plan.resumes or rch.json.null })
+  if #pruned > 0 then
+    audit:log("StatePruned", nil, { deployments = rch.json.array(pruned), keep = settings.state.keep_deployments })
+  end
 
   local ok, strategy_err = xpcall(strategy.run, debug.traceback, d)
   if not ok then

@@ -167,11 +167,14 @@ function M.run(opts)
   end
   local success = counts.failed == 0
   if not opts.dry_run then
-    audit:log(success and "DeploymentCompleted" or "DeploymentFailed", nil, { kind = "rollback", counts = counts })
     local by_worker = {}
     for _, r in ipairs(list) do by_worker[r.worker_id] = r.status end
-    local dep = state.create({ id = id, created_at = started_at, kind = "rollback",
+    local dep, pruned = state.create({ id = id, created_at = started_at, kind = "rollback",
       target_version = opts.to_version or "previous", workers = rch.json.array() })
+    if dep and #pruned > 0 then
+      audit:log("StatePruned", nil, { deployments = rch.json.array(pruned), keep = settings.state.keep_deployments })
+    end
+    audit:log(success and "DeploymentCompleted" or "DeploymentFailed", nil, { kind = "rollback", counts = counts })
     local result = { id = id, kind = "rollback", target_version = opts.to_version or "previous",
       outcome = success and "completed" or "failed", counts = counts, workers = list }
     if dep then

@@ -54,14 +54,45 @@ local function open(dir, plan)
   return setmetatable({ dir = dir, plan = plan, journal = journal }, Deployment)
 end
 
---- Creates deployments/<plan.id>/ with its plan.
+--- Deletes the oldest deployments/<id>/ beyond [state] keep_deployments - 1
+-- (room for the one about to be created), under fleet.lock.
+-- @return list of removed ids (for the audit log)
+local function prune_deployments(keep)
+  local dated = {}
+  for _, id in ipairs(rch.fs.list(M.deployments_dir()) or {}) do
+    dated[#dated + 1] = { id = id, t = rch.fs.mtime(M.deployments_dir() .. "/" .. id .. "/plan.json") or 0 }
+  end
+  table.sort(dated, function(a, b) return a.t > b.t end)
+  local removed = {}
+  for i = keep, #dated do
+    local ok, err = require("rch.install").remove_tree(M.deployments_dir() .. "/" .. dated[i].id)
+    if ok then
+      removed[#removed + 1] = dated[i].id
+    else
+      rch.log.warn("cannot prune a deployment: " .. err)
+    end
+  end
+  if #removed > 0 then
+    rch.log.info(("pruned %d deployment%s beyond [state] keep_deployments = %d from %s"):format(#removed,
+      #removed == 1 and "" or "s", keep, M.deployments_dir()))
+  end
+  return removed
+end
+
+--- Creates deployments/<plan.id>/ with its plan, after pruning the oldest
+-- ones beyond [state] keep_deployments.
+-- @return deployment, pruned ids; or nil, err
 function M.create(plan)
+  local settings = rch.config.settings()
+  local pruned = prune_deployments(settings and settings.state.keep_deployments or 200)
   local dir = M.deployments_dir() .. "/" .. plan.id
   local ok, err = rch.fs.mkdirs(dir)
   if not ok then return nil, err end
   ok, err = rch.fs.write_atomic(dir .. "/plan.json", rch.json.encode(plan, { pretty = true }) .. "\n")
   if not ok then return nil, err end
-  return open(dir, plan)
+  local deployment
+  deployment, err = open(dir, plan)
+  return deployment, err or pruned
 end
 
 -- The plan in `dir`, checked for the fields every reader relies on.
@@ -96,21 +127,24 @@ end
 -- hide the rest of the history).
 -- @return records, or nil, err when the file cannot be read
 function M.read_history()
-  local path = M.history_path()
-  if not rch.fs.exists(path) then return {} end
-  local lines, err = store.read_lines(path)
-  if not lines then return nil, err end
   local records = {}
-  for i, line in ipairs(lines) do
-    local r = rch.json.decode(line)
-    if type(r) == "table" then
-      records[#records + 1] = r
-    else
-      rch.log.warn(("%s:%d: not a JSON record, skipped"):format(path, i))
+  for _, path in ipairs(util.rotated_files(M.history_path())) do
+    if rch.fs.exists(path) then
+      local lines, err = store.read_lines(path)
+      if not lines then return nil, err end
+      for i, line in ipairs(lines) do
+        local r = rch.json.decode(line)
+        if type(r) == "table" then
+          records[#records + 1] = r
+        else
+          rch.log.warn(("%s:%d: not a JSON record, skipped"):format(path, i))
+        end
+      end
     end
   end
   return records
 end
+
 
 --- The newest deployment (or rollback) by when its plan was written, with
 -- its result when it finished.
@@ -184,6 +218,11 @@ function Deployment:finish(result, history_record)
   local history
   history, err = store.open_journal(M.history_path())
   if not history then return nil, err end
+  local settings = rch.config.settings()
+  if settings then
+    ok, err = require("rch.audit").rotate(history, settings)
+    if not ok then return nil, err end
+  end
   return history:append(rch.json.encode(history_record))
 end
 
