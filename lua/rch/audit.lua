@@ -43,7 +43,7 @@ end
 
 --- Opens the audit sinks.
 -- @param paths list of file paths (state/audit.jsonl, optional --audit-log)
--- @return logger, or nil, err
+-- @return logger, or nil, err, the index in `paths` of the sink that failed
 function M.open(paths, deployment_id)
   local self = setmetatable({
     chains = {},
@@ -54,9 +54,9 @@ function M.open(paths, deployment_id)
     started = require("rch.sched").monotonic(),
   }, M)
   local settings = require("rch.config").settings()
-  for _, path in ipairs(paths) do
+  for i, path in ipairs(paths) do
     local chain, err = open_chain(path, settings)
-    if not chain then return nil, ("audit log %s: %s"):format(path, err) end
+    if not chain then return nil, ("audit log %s: %s"):format(path, err), i end
     self.chains[#self.chains + 1] = chain
   end
   -- Pruning is audited: the new file starts with the rotation that made it.

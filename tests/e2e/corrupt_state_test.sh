@@ -47,4 +47,18 @@ RCH_STATE_DIR=$TMP/full/state deploy 1
 contains "$ERR" "No space left on device"
 [[ $(wc -l <<<"$ERR") == 1 ]] || fail "expected one line, got: $ERR"
 same_as before 1 2 3 4
+
+echo "--- a read-only state dir or data dir: one line, exit 1, not 'another operation is running'"
+for kind in state data; do
+  mkdir "$TMP/ro-$kind"
+  mount -t tmpfs -o ro,mode=0755 tmpfs "$TMP/ro-$kind"
+done
+trap 'umount "$TMP/full" "$TMP/ro-state" "$TMP/ro-data" 2>/dev/null || true; deploy_cleanup' EXIT
+RCH_STATE_DIR=$TMP/ro-state deploy 1
+contains "$ERR" "Read-only file system"
+[[ $(wc -l <<<"$ERR") == 1 ]] || fail "expected one line, got: $ERR"
+RCH_DATA_DIR=$TMP/ro-data deploy 1
+contains "$ERR" "cannot lock $TMP/ro-data/fleet.lock: Read-only file system"
+[[ $ERR != *"another fleet operation is running"* ]] || fail "a lock that cannot be taken reported as held: $ERR"
+same_as before 1 2 3 4
 echo "PASS"

@@ -57,6 +57,11 @@ local function usage(message)
   return 2
 end
 
+local function fail(message)
+  ui.error(message)
+  return 1
+end
+
 local function validate(opts)
   if opts.canary and opts.rolling_batch and opts.rolling_batch > 0 then
     return "--canary and --rolling-batch choose different strategies; pass one"
@@ -206,9 +211,9 @@ function M.run(opts)
   if opts.audit_log and opts.audit_log ~= "" then audit_paths[#audit_paths + 1] = opts.audit_log end
 
   if opts.dry_run then
-    local audit
-    audit, err = audit_mod.open(audit_paths, plan.id)
-    if not audit then return usage(err) end
+    local audit, failed
+    audit, err, failed = audit_mod.open(audit_paths, plan.id)
+    if not audit then return failed == 1 and fail(err) or usage(err) end
     audit:log("DeploymentStarted", nil, { dry_run = true, target_version = plan.target_version,
       worker_count = #workers, strategy = describe })
     local result = dry_run.compute({ workers = workers, settings = settings, options = opts, artifact = artifact,
@@ -237,11 +242,12 @@ function M.run(opts)
 
   -- The audit sinks first: a bad --audit-log must not leave a deployments/<id>/ without
   -- result.json behind, which a later --resume would pick up and run.
-  local audit
-  audit, err = audit_mod.open(audit_paths, plan.id)
+  local audit, failed
+  audit, err, failed = audit_mod.open(audit_paths, plan.id)
   if not audit then
     lock:release()
-    return usage(err)
+    -- The state dir's own log failing is the machine's problem (exit 1); --audit-log's, the flag's (2).
+    return failed == 1 and fail(err) or usage(err)
   end
   local pruned = {}
   if not deployment then
