@@ -242,7 +242,9 @@ std::string minisign_key_id_hex(const std::array<std::uint8_t, 8>& key_id) {
     out += hex[*it >> 4];
     out += hex[*it & 0x0f];
   }
-  return out;
+  // As minisign prints it (%PRIX64): no leading zeros, so the IDs compare by eye.
+  const auto first = out.find_first_not_of('0');
+  return first == std::string::npos ? "0" : out.substr(first);
 }
 
 Result<MinisignPublicKey> parse_minisign_public_key(std::string_view text) {

@@ -22,7 +22,8 @@ struct MinisignPublicKey {
 // "untrusted comment: " line, then the base64 line).
 Result<MinisignPublicKey> parse_minisign_public_key(std::string_view text);
 
-// The key id as minisign prints it ("43989508F9858851": little-endian, upper hex).
+// The key id as minisign prints it ("43989508F9858851": little-endian, upper hex,
+// no leading zeros).
 std::string minisign_key_id_hex(const std::array<std::uint8_t, 8>& key_id);
 
 struct MinisignVerified {

@@ -74,7 +74,8 @@ KeyPair make_key(const fs::path& dir, const std::string& name) {
   const std::string marker = "minisign public key ";
   const auto at = text.find(marker);
   REQUIRE(at != std::string::npos);
-  k.id = text.substr(at + marker.size(), 16);
+  const auto start = at + marker.size();
+  k.id = text.substr(start, text.find('\n', start) - start);
   return k;
 }
 
