@@ -25,11 +25,13 @@ struct Globals {
   std::vector<std::string> script_dirs;
 };
 
+// Options whose default lives in config.toml are std::optional: unset, the
+// Lua command takes [defaults]/[canary] (flag > config.toml > built-in default).
 struct DeployOptions {
-  std::vector<std::string> worker;
-  int parallel = 4;
+  std::vector<std::string> worker, exclude;
+  std::optional<int> parallel;
   std::optional<int> canary;
-  int canary_wait = 60;
+  std::optional<int> canary_wait;
   bool no_toolchain = false, force = false, verify = false, drain_first = false;
   int drain_timeout = 120;
   bool dry_run = false, resume = false, json = false;
@@ -38,19 +40,19 @@ struct DeployOptions {
 };
 
 struct RollbackOptions {
-  std::vector<std::string> worker;
+  std::vector<std::string> worker, exclude;
   std::string to_version;
-  int parallel = 4;
+  std::optional<int> parallel;
   bool verify = false, dry_run = false, json = false;
 };
 
 struct StatusOptions {
-  std::vector<std::string> worker;
+  std::vector<std::string> worker, exclude;
   bool json = false, watch = false;
 };
 
 struct WorkerListOptions {
-  std::vector<std::string> worker;
+  std::vector<std::string> worker, exclude;
   int timeout = 120;
   bool json = false;
 };
@@ -119,6 +121,18 @@ json worker_list(const std::vector<std::string>& workers) {
   return out;
 }
 
+constexpr const char* k_patterns =
+    "comma list of ids, globs (build-*), ranges (w[1-32], gpu-[01-08,12]), @TAG and @failed "
+    "(the workers that did not end Completed or Skipped in the newest deployment)";
+
+// --worker and --exclude, the same patterns for every command (lua/rch/targets.lua).
+// Not split here: commas inside [] belong to a range.
+void add_targets(CLI::App* cmd, std::vector<std::string>& worker, std::vector<std::string>& exclude,
+                 const std::string& verb) {
+  cmd->add_option("--worker", worker, verb + " these workers: " + k_patterns);
+  cmd->add_option("--exclude", exclude, "Leave out these workers (same patterns as --worker)");
+}
+
 int scripts_list(const Globals& g, bool as_json) {
   const auto options = engine_options(g);
   rch::lua::Resolver resolver(options.script_dirs, options.config_dir);
@@ -175,15 +189,17 @@ int main(int argc, char** argv) {
 
   DeployOptions deploy;
   auto* deploy_cmd = fleet->add_subcommand("deploy", "Deploy or update workers");
-  deploy_cmd->add_option("--worker", deploy.worker, "Target specific worker(s), comma-separated")->delimiter(',');
-  deploy_cmd->add_option("--parallel", deploy.parallel, "Max parallel deployments")
-      ->capture_default_str()
+  add_targets(deploy_cmd, deploy.worker, deploy.exclude, "Deploy to");
+  deploy_cmd->add_option("--parallel", deploy.parallel, "Max parallel deployments (default: [defaults] parallel, 4)")
       ->check(CLI::PositiveNumber);
-  deploy_cmd->add_option("--canary", deploy.canary, "Deploy to PERCENT% of workers first, wait for --canary-wait")
+  deploy_cmd
+      ->add_option("--canary", deploy.canary,
+                   "Deploy to PERCENT% of workers first, wait for --canary-wait (--strategy canary alone: "
+                   "[canary] percent, 10)")
       ->check(CLI::Range(1, 100));
   deploy_cmd
-      ->add_option("--canary-wait", deploy.canary_wait, "Seconds to wait after the canary before the full rollout")
-      ->capture_default_str()
+      ->add_option("--canary-wait", deploy.canary_wait,
+                   "Seconds to wait after the canary before the full rollout (default: [canary] wait, 60)")
       ->check(CLI::NonNegativeNumber);
   deploy_cmd->add_option(
       "--strategy", deploy.strategy,
@@ -213,11 +229,10 @@ int main(int argc, char** argv) {
 
   RollbackOptions rollback;
   auto* rollback_cmd = fleet->add_subcommand("rollback", "Rollback to previous version");
-  rollback_cmd->add_option("--worker", rollback.worker, "Rollback specific worker(s), comma-separated")->delimiter(',');
+  add_targets(rollback_cmd, rollback.worker, rollback.exclude, "Roll back");
   rollback_cmd->add_option("--to-version", rollback.to_version,
                            "Rollback to specific version (default: each worker's previous)");
-  rollback_cmd->add_option("--parallel", rollback.parallel, "Max parallel rollbacks")
-      ->capture_default_str()
+  rollback_cmd->add_option("--parallel", rollback.parallel, "Max parallel rollbacks (default: [defaults] parallel, 4)")
       ->check(CLI::PositiveNumber);
   rollback_cmd->add_flag("--verify", rollback.verify, "Verify after rollback");
   rollback_cmd->add_flag("--dry-run", rollback.dry_run, "Show what would be switched, change nothing");
@@ -225,18 +240,18 @@ int main(int argc, char** argv) {
 
   StatusOptions status;
   auto* status_cmd = fleet->add_subcommand("status", "Show fleet deployment status");
-  status_cmd->add_option("--worker", status.worker, "Show specific worker(s), comma-separated")->delimiter(',');
+  add_targets(status_cmd, status.worker, status.exclude, "Show");
   status_cmd->add_flag("--json", status.json, "JSON output");
   status_cmd->add_flag("--watch", status.watch, "Continuous update (1s interval)");
 
   WorkerListOptions verify;
   auto* verify_cmd = fleet->add_subcommand("verify", "Verify worker installations");
-  verify_cmd->add_option("--worker", verify.worker, "Verify specific worker(s), comma-separated")->delimiter(',');
+  add_targets(verify_cmd, verify.worker, verify.exclude, "Verify");
   verify_cmd->add_flag("--json", verify.json, "JSON output");
 
   WorkerListOptions drain;
   auto* drain_cmd = fleet->add_subcommand("drain", "Drain workers before maintenance");
-  drain_cmd->add_option("--worker", drain.worker, "Drain specific worker(s), comma-separated")->delimiter(',');
+  add_targets(drain_cmd, drain.worker, drain.exclude, "Drain");
   drain_cmd->add_option("--timeout", drain.timeout, "Max seconds to wait for active builds")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
@@ -244,7 +259,7 @@ int main(int argc, char** argv) {
 
   WorkerListOptions undrain;
   auto* undrain_cmd = fleet->add_subcommand("undrain", "Accept builds again after a drain");
-  undrain_cmd->add_option("--worker", undrain.worker, "Undrain specific worker(s), comma-separated")->delimiter(',');
+  add_targets(undrain_cmd, undrain.worker, undrain.exclude, "Undrain");
   undrain_cmd->add_flag("--json", undrain.json, "JSON output");
 
   HistoryOptions history;
@@ -252,7 +267,8 @@ int main(int argc, char** argv) {
   history_cmd->add_option("--limit", history.limit, "Number of deployments to show")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
-  history_cmd->add_option("--worker", history.worker, "Filter by worker");
+  history_cmd->add_option("--worker", history.worker,
+                          std::string("Deployments that touched these workers: ") + k_patterns);
   history_cmd->add_flag("--json", history.json, "JSON output");
   auto* history_show = history_cmd->add_subcommand("show", "Show one deployment's per-worker steps and errors");
   history_show->add_option("ID", history.show_id, "Deployment id")->required();
@@ -334,8 +350,7 @@ int main(int argc, char** argv) {
   if (*fleet) {
     if (*deploy_cmd) {
       json args = {{"worker", worker_list(deploy.worker)},
-                   {"parallel", deploy.parallel},
-                   {"canary_wait", deploy.canary_wait},
+                   {"exclude", worker_list(deploy.exclude)},
                    {"no_toolchain", deploy.no_toolchain},
                    {"force", deploy.force},
                    {"verify", deploy.verify},
@@ -351,34 +366,46 @@ int main(int argc, char** argv) {
                    {"rolling_wait", deploy.rolling_wait},
                    {"max_fail_percent", deploy.max_fail_percent}};
       if (deploy.canary) args["canary"] = *deploy.canary;
+      if (deploy.parallel) args["parallel"] = *deploy.parallel;
+      if (deploy.canary_wait) args["canary_wait"] = *deploy.canary_wait;
       return run_lua_command(g, "deploy", args);
     }
     if (*rollback_cmd) {
-      return run_lua_command(g, "rollback",
-                             {{"worker", worker_list(rollback.worker)},
-                              {"to_version", rollback.to_version},
-                              {"parallel", rollback.parallel},
-                              {"verify", rollback.verify},
-                              {"dry_run", rollback.dry_run},
-                              {"json", rollback.json}});
+      json args = {{"worker", worker_list(rollback.worker)},
+                   {"exclude", worker_list(rollback.exclude)},
+                   {"to_version", rollback.to_version},
+                   {"verify", rollback.verify},
+                   {"dry_run", rollback.dry_run},
+                   {"json", rollback.json}};
+      if (rollback.parallel) args["parallel"] = *rollback.parallel;
+      return run_lua_command(g, "rollback", args);
     }
     if (*status_cmd) {
       return run_lua_command(g, "status",
-                             {{"worker", worker_list(status.worker)}, {"json", status.json}, {"watch", status.watch}});
+                             {{"worker", worker_list(status.worker)},
+                              {"exclude", worker_list(status.exclude)},
+                              {"json", status.json},
+                              {"watch", status.watch}});
     }
     if (*verify_cmd)
-      return run_lua_command(g, "verify", {{"worker", worker_list(verify.worker)}, {"json", verify.json}});
+      return run_lua_command(
+          g, "verify",
+          {{"worker", worker_list(verify.worker)}, {"exclude", worker_list(verify.exclude)}, {"json", verify.json}});
     if (*drain_cmd) {
       return run_lua_command(g, "drain",
                              {{"worker", worker_list(drain.worker)},
+                              {"exclude", worker_list(drain.exclude)},
                               {"timeout", drain.timeout},
                               {"json", drain.json},
                               {"undrain", false}});
     }
     if (*undrain_cmd) {
-      return run_lua_command(
-          g, "drain",
-          {{"worker", worker_list(undrain.worker)}, {"timeout", 0}, {"json", undrain.json}, {"undrain", true}});
+      return run_lua_command(g, "drain",
+                             {{"worker", worker_list(undrain.worker)},
+                              {"exclude", worker_list(undrain.exclude)},
+                              {"timeout", 0},
+                              {"json", undrain.json},
+                              {"undrain", true}});
     }
     if (*history_cmd) {
       return run_lua_command(

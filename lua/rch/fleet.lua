@@ -21,9 +21,10 @@ local function settings()
   return settings_cache
 end
 
---- Workers from workers.toml: all, or the ids in `selection` ("a,b" or a list).
--- @return list of worker tables, or nil, err
-function M.workers(selection) return workers_mod.select(selection) end
+--- Workers from workers.toml: all, or those `selection` names, minus those
+-- `exclude` names (the --worker/--exclude patterns: ids, globs, w[1-32], @tag, @failed).
+-- @return list of worker tables, or nil, err naming a pattern that matches nothing
+function M.workers(selection, exclude) return workers_mod.select(selection, exclude) end
 
 --- Workers carrying `tag` (from all workers, or from `workers`).
 function M.tagged(tag, workers)

@@ -18,8 +18,8 @@ for flag in --worker --parallel --canary --canary-wait --no-toolchain --force --
             --drain-timeout --dry-run --resume --version --json --audit-log; do
   contains "$OUT" "$flag"
 done
-grep -qE -- '--parallel [^ ]*=4( |$)' <<<"$OUT" || fail "--parallel default 4 not shown"
-grep -qE -- '--canary-wait [^ ]*=60( |$)' <<<"$OUT" || fail "--canary-wait default 60 not shown"
+contains "$OUT" "(default: [defaults] parallel, 4)"
+contains "$OUT" "(default: [canary] wait, 60)"; contains "$OUT" "--exclude"
 grep -qE -- '--drain-timeout [^ ]*=120( |$)' <<<"$OUT" || fail "--drain-timeout default 120 not shown"
 
 expect_exit 0 "$RCH" update --help
@@ -91,7 +91,7 @@ expect_exit 2 "$RCH" fleet status
 contains "$ERR" "config.toml:2:1:"; contains "$ERR" "did you mean 'parallel'?"
 rm "$RCH_CONFIG_DIR/config.toml"
 
-expect_exit 2 "$RCH" fleet status --worker nope; contains "$ERR" "unknown worker 'nope'"
+expect_exit 2 "$RCH" fleet status --worker nope; contains "$ERR" "--worker 'nope' matches no worker; nearest: "
 
 [[ ! -e $RCH_STATE_DIR && ! -e $RCH_HOME ]] || fail "a failing command wrote state"
 

@@ -215,7 +215,7 @@ expect_exit 2 "$RCH" fleet deploy --no-toolchain --version "$OWN;touch $mark-v"
 contains "$ERR" "invalid version"
 expect_exit 2 "$RCH" fleet deploy --no-toolchain --version "\$(touch $mark-v2)"
 expect_exit 2 "$RCH" fleet deploy --no-toolchain --worker "w1;touch $mark-w"
-contains "$ERR" "unknown worker"
+contains "$ERR" "matches no worker"
 # A worker id with shell syntax is a configuration error.
 cp "$CFG/workers.toml" "$TMP/workers.toml.orig"
 set_line '^id = "w1"$' "id = \"w1\$(touch $mark-id)\""

@@ -50,7 +50,7 @@ echo "--- --resume with --worker or --version is a usage error"
 expect_exit 2 "$RCH" fleet deploy --resume --no-toolchain --worker w1
 contains "$ERR" "--resume takes the workers and the version from the deployment it resumes"
 expect_exit 2 "$RCH" fleet deploy --resume --no-toolchain --version "$NEXT"
-contains "$ERR" "drop --worker and --version"
+contains "$ERR" "drop --worker, --exclude and --version"
 
 echo "--- a deployment of $NEXT with two failed workers: --resume retries exactly those"
 "${TESTBED[@]}" stop 3 "$TB" >/dev/null
@@ -66,7 +66,7 @@ before=$(deployment_dirs)
 deploy 0 --resume
 RETRY=$(new_dir "$before")
 [[ $RETRY =~ ^[0-9a-f-]{36}$ && $RETRY != "$FAILED" ]] || fail "expected a new deployment for the retry, got: $RETRY"
-contains "$ERR" "--resume: deployment $FAILED of $NEXT failed on 2 workers; retrying them as deployment $RETRY: w3, w4"
+contains "$ERR" "--resume: deployment $FAILED of $NEXT failed on 2 workers; retrying them as deployment $RETRY: w[3-4]"
 FAILED=$FAILED RETRY=$RETRY json '
 assert d["id"] == os.environ["RETRY"] and d["resumes"] == os.environ["FAILED"], d
 assert sorted(st) == ["w3", "w4"] and all(w["status"] == "Completed" for w in st.values()), d

@@ -8,6 +8,7 @@ local ui = require "rch.ui"
 local util = require "rch.util"
 local scripts = require "rch.scripts"
 local workers_mod = require "rch.workers"
+local targets = require "rch.targets"
 local artifact_mod = require "rch.deploy.artifact"
 local state_mod = require "rch.deploy.state"
 local pipeline = require "rch.deploy.pipeline"
@@ -70,9 +71,6 @@ local function validate(opts)
   if name == "rolling" and not (opts.rolling_batch and opts.rolling_batch > 0) then
     return "the rolling strategy needs --rolling-batch N"
   end
-  if name == "canary" and not opts.canary then
-    return "the canary strategy needs --canary PERCENT"
-  end
 end
 
 -- Workers of a resumed plan, looked up in today's workers.toml.
@@ -80,11 +78,6 @@ local function plan_workers(plan)
   local ids = {}
   for i, w in ipairs(plan.workers) do ids[i] = w.worker_id end
   return workers_mod.select(ids)
-end
-
-local function id_list(ids)
-  if #ids <= 8 then return table.concat(ids, ", ") end
-  return table.concat(ids, ", ", 1, 8) .. (", … (%d in all)"):format(#ids)
 end
 
 --- What --resume does, from the newest deployment only (never an older one,
@@ -110,15 +103,11 @@ local function resume_target()
     return nil, ("--resume: the newest %s completed; nothing to resume (an older interrupted one is"
       .. " never resumed over it)"):format(what)
   end
-  local replayed = deployment:replay()
   local retry = rch.json.array()
-  for _, w in ipairs(plan.workers) do
-    local r = replayed[w.worker_id] or {}
-    if r.status ~= "Completed" and not (r.status == "Skipped" and not r.aborted) then
-      retry[#retry + 1] = { worker_id = w.worker_id, current_version = rch.json.null,
-        target_version = plan.target_version, status = "Pending", steps = rch.json.array(),
-        started_at = rch.json.null, completed_at = rch.json.null, error = rch.json.null }
-    end
+  for _, id in ipairs(deployment:unfinished_workers()) do
+    retry[#retry + 1] = { worker_id = id, current_version = rch.json.null, target_version = plan.target_version,
+      status = "Pending", steps = rch.json.array(), started_at = rch.json.null, completed_at = rch.json.null,
+      error = rch.json.null }
   end
   if #retry == 0 then return nil, ("--resume: %s failed, but no worker is left to retry"):format(what) end
   return { plan = {
@@ -130,15 +119,20 @@ end
 function M.run(opts)
   local settings, err = rch.config.settings()
   if not settings then return usage(err) end
+  -- Flags win, then config.toml ([defaults] parallel, [canary] percent and wait).
+  opts.parallel = opts.parallel or settings.defaults.parallel
+  opts.canary_wait = opts.canary_wait or settings.canary.wait
+  if strategy_name_for(opts) == "canary" then opts.canary = opts.canary or settings.canary.percent end
   local bad = validate(opts)
   if bad then return usage(bad) end
 
   local resumed, deployment, plan
   M.last_result, M.last_deploy = nil, nil
   if opts.resume then
-    if (opts.worker and #opts.worker > 0) or (opts.version and opts.version ~= "") then
-      return usage("--resume takes the workers and the version from the deployment it resumes; drop --worker"
-        .. " and --version")
+    if (opts.worker and #opts.worker > 0) or (opts.exclude and #opts.exclude > 0)
+        or (opts.version and opts.version ~= "") then
+      return usage("--resume takes the workers and the version from the deployment it resumes; drop --worker,"
+        .. " --exclude and --version")
     end
     local target
     target, err = resume_target()
@@ -162,7 +156,7 @@ function M.run(opts)
   elseif plan then
     workers, err = plan_workers(plan)
   else
-    workers, err = workers_mod.select(opts.worker)
+    workers, err = workers_mod.select(opts.worker, opts.exclude)
   end
   if not workers then return usage(err) end
   if #workers == 0 then return usage("no workers configured in " .. rch.config.paths().config_dir .. "/workers.toml") end
@@ -296,9 +290,9 @@ function M.run(opts)
     for _, ws in ipairs(pending) do ids[#ids + 1] = ws.id end
     ui.info(plan.resumes
       and ("--resume: deployment %s of %s failed on %d worker%s; retrying them as deployment %s: %s"):format(
-        plan.resumes, plan.target_version, #ids, #ids == 1 and "" or "s", plan.id, id_list(ids))
+        plan.resumes, plan.target_version, #ids, #ids == 1 and "" or "s", plan.id, targets.fold(ids))
       or ("--resume: continuing interrupted deployment %s of %s on %d worker%s: %s"):format(plan.id,
-        plan.target_version, #ids, #ids == 1 and "" or "s", id_list(ids)))
+        plan.target_version, #ids, #ids == 1 and "" or "s", targets.fold(ids)))
   end
   progress:note(("%s %s to %d worker%s (%s), deployment %s"):format(resumed and "resuming deploy of" or "deploying",
     plan.target_version, #pending, #pending == 1 and "" or "s", describe, plan.id))

@@ -74,7 +74,7 @@ end
 
 --- @param opts {worker, timeout, json, undrain = bool}
 function M.run(opts)
-  local settings, workers = workers_mod.load(opts.worker)
+  local settings, workers = workers_mod.load(opts.worker, opts.exclude)
   if not settings then
     ui.error(workers)
     return 2

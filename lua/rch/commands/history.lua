@@ -67,10 +67,28 @@ function M.run(opts)
     ui.error(err)
     return 1
   end
+  -- --worker takes the same patterns as every command; one worker gets its own status column.
+  local wanted, single
+  if opts.worker and opts.worker ~= "" then
+    local ws
+    ws, err = require("rch.workers").select(opts.worker)
+    if not ws then
+      ui.error(err)
+      return 2
+    end
+    wanted = {}
+    for _, w in ipairs(ws) do wanted[w.id] = true end
+    single = #ws == 1 and ws[1].id or nil
+  end
+  local function touches(r)
+    if not wanted then return true end
+    for id in pairs(r.workers or {}) do if wanted[id] then return true end end
+    return false
+  end
   local selected = {}
   for i = #records, 1, -1 do
     local r = records[i]
-    if not opts.worker or opts.worker == "" or (r.workers and r.workers[opts.worker]) then
+    if touches(r) then
       selected[#selected + 1] = r
       if #selected >= opts.limit then break end
     end
@@ -83,7 +101,7 @@ function M.run(opts)
         user = r.user, machine = r.machine, target_version = r.target_version, strategy = r.strategy,
         outcome = r.outcome, counts = r.counts,
       }
-      if opts.worker and opts.worker ~= "" then entry.worker_status = r.workers[opts.worker] end
+      if single then entry.worker_status = r.workers[single] end
       list[i] = entry
     end
     io.stdout:write(rch.json.encode({ deployments = list }, { pretty = true }), "\n")
@@ -99,11 +117,11 @@ function M.run(opts)
     local row = { r.id, r.started_at, ("%.1fs"):format(r.duration_secs or 0), (r.user or "?") .. "@" .. (r.machine or "?"),
       r.target_version, r.strategy, r.outcome == "completed" and ui.paint("green", r.outcome) or ui.paint("red", r.outcome),
       ("%d/%d/%d/%d"):format(c.completed or 0, c.failed or 0, c.skipped or 0, c.rolled_back or 0) }
-    if opts.worker and opts.worker ~= "" then row[#row + 1] = r.workers[opts.worker] end
+    if single then row[#row + 1] = r.workers[single] or "-" end
     rows[#rows + 1] = row
   end
   local header = { "ID", "STARTED", "DURATION", "BY", "VERSION", "STRATEGY", "OUTCOME", "OK/FAIL/SKIP/RB" }
-  if opts.worker and opts.worker ~= "" then header[#header + 1] = opts.worker:upper() end
+  if single then header[#header + 1] = single:upper() end
   ui.table(header, rows)
   return 0
 end

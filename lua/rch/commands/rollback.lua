@@ -90,12 +90,13 @@ local function plan_one(worker, settings, opts, previous_of)
 end
 
 function M.run(opts)
-  local settings, workers = workers_mod.load(opts.worker)
+  local settings, workers = workers_mod.load(opts.worker, opts.exclude)
   if not settings then
     ui.error(workers)
     return 2
   end
   local err
+  opts.parallel = opts.parallel or settings.defaults.parallel
   if opts.to_version == "" then opts.to_version = nil end
   if opts.to_version and not rch.version.parse(opts.to_version) then
     ui.error(("--to-version %s is not a version"):format(opts.to_version))

@@ -108,7 +108,7 @@ end
 --- @param opts {worker = list of ids, json = bool, watch = bool}
 -- @return exit code
 function M.run(opts)
-  local settings, workers = workers_mod.load(opts.worker)
+  local settings, workers = workers_mod.load(opts.worker, opts.exclude)
   if not settings then
     ui.error(workers)
     return 2

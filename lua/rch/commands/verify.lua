@@ -81,7 +81,7 @@ local function fleet_version(entries)
 end
 
 function M.run(opts)
-  local settings, workers = workers_mod.load(opts.worker)
+  local settings, workers = workers_mod.load(opts.worker, opts.exclude)
   if not settings then
     ui.error(workers)
     return 2

@@ -54,15 +54,22 @@ local function open(dir, plan)
   return setmetatable({ dir = dir, plan = plan, journal = journal }, Deployment)
 end
 
---- Deletes the oldest deployments/<id>/ beyond [state] keep_deployments - 1
--- (room for the one about to be created), under fleet.lock.
--- @return list of removed ids (for the audit log)
-local function prune_deployments(keep)
+-- Deployment ids, newest first: by when their plan.json was written (a
+-- directory without one sorts last).
+local function newest_first()
   local dated = {}
   for _, id in ipairs(rch.fs.list(M.deployments_dir()) or {}) do
     dated[#dated + 1] = { id = id, t = rch.fs.mtime(M.deployments_dir() .. "/" .. id .. "/plan.json") or 0 }
   end
   table.sort(dated, function(a, b) return a.t > b.t end)
+  return dated
+end
+
+--- Deletes the oldest deployments/<id>/ beyond [state] keep_deployments - 1
+-- (room for the one about to be created), under fleet.lock.
+-- @return list of removed ids (for the audit log)
+local function prune_deployments(keep)
+  local dated = newest_first()
   local removed = {}
   for i = keep, #dated do
     local ok, err = require("rch.install").remove_tree(M.deployments_dir() .. "/" .. dated[i].id)
@@ -148,15 +155,22 @@ end
 
 --- The newest deployment (or rollback) by when its plan was written, with
 -- its result when it finished.
+-- @param want optional function(plan) -> bool: the newest whose plan it accepts
 -- @return {id=, dir=, plan=, result=table|nil}, or nil (none), or nil, err
 -- naming a newest plan.json or result.json that cannot be read
-function M.newest()
-  local best, best_time
-  for _, id in ipairs(rch.fs.list(M.deployments_dir()) or {}) do
-    local t = rch.fs.mtime(M.deployments_dir() .. "/" .. id .. "/plan.json")
-    if t and (not best_time or t > best_time) then best, best_time = id, t end
+function M.newest(want)
+  for _, d in ipairs(newest_first()) do
+    if d.t == 0 then break end
+    local entry, err = M.entry(d.id)
+    if not entry then return nil, err end
+    if not want or want(entry.plan) then return entry end
   end
-  if not best then return nil end
+  return nil
+end
+
+--- One deployment's plan and, when it finished, its result.
+-- @return {id=, dir=, plan=, result=table|nil}, or nil, err naming the file
+function M.entry(best)
   local dir = M.deployments_dir() .. "/" .. best
   local plan, err = read_plan(dir)
   if not plan then
@@ -169,6 +183,18 @@ function M.newest()
     if type(entry.result) ~= "table" then return nil, dir .. "/result.json is not valid JSON" end
   end
   return entry
+end
+
+--- The plan's workers that did not end Completed or Skipped (already at the
+-- target; an aborted worker counts as not done), in plan order.
+function Deployment:unfinished_workers()
+  local replayed = self:replay()
+  local ids = {}
+  for _, w in ipairs(self.plan.workers) do
+    local r = replayed[w.worker_id] or {}
+    if r.status ~= "Completed" and not (r.status == "Skipped" and not r.aborted) then ids[#ids + 1] = w.worker_id end
+  end
+  return ids
 end
 
 --- Appends one transition. Yields until it is on disk unless opts.wait is
