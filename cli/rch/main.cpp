@@ -182,6 +182,9 @@ int main(int argc, char** argv) {
   app.add_option("--script-dir", g.script_dirs,
                  "Directory searched first for strategies/, hooks/ and rch/ scripts (repeatable)")
       ->check(CLI::ExistingDirectory);
+  // Global flags before or after the subcommand (rch fleet deploy -v --script-dir D):
+  // subcommands created from here on pass options they do not know up to here.
+  app.fallthrough();
 
   // ---- rch fleet
   auto* fleet = app.add_subcommand("fleet", "Deploy and manage the worker agent on the fleet");
@@ -336,6 +339,7 @@ int main(int argc, char** argv) {
   std::string run_file;
   std::vector<std::string> run_args;
   auto* run_cmd = app.add_subcommand("run", "Run a maintenance script with the rch Lua API");
+  run_cmd->fallthrough(false);  // what follows the script belongs to the script
   run_cmd->add_option("FILE", run_file, "Lua script")->required();
   run_cmd->add_option("ARGS", run_args, "Arguments passed to the script as ...");
 

@@ -25,7 +25,7 @@ end
 function M.get(name)
   if loaded[name] then return loaded[name] end
   local chunk, origin = resolver.load("hooks/" .. name .. ".lua")
-  if not chunk then error(("unknown hook '%s': %s"):format(name, origin), 0) end
+  if not chunk then error(("hook '%s': %s"):format(name, origin), 0) end
   local fn = load_fn(chunk, origin, name)
   local builtin
   if origin ~= "builtin" then
@@ -37,6 +37,17 @@ function M.get(name)
     call = function(ctx) return fn(ctx, builtin) end,
   }
   return loaded[name]
+end
+
+--- Loads every hook point (user overrides and the built-ins they extend), so
+-- that a broken one stops a run before any worker is touched.
+-- @return true, or nil, err naming the file and line
+function M.load_all()
+  for _, name in ipairs(M.POINTS) do
+    local ok, err = pcall(M.get, name)
+    if not ok then return nil, tostring(err) end
+  end
+  return true
 end
 
 local function traceback(err)

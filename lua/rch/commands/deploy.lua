@@ -169,6 +169,10 @@ function M.run(opts)
     return usage(("strategy '%s' must return a table with run(d)"):format(strategy_name))
   end
   local describe = strategy.describe and strategy.describe(opts) or strategy_name
+  -- Every hook this run may call, loaded now: a broken one stops the dry run and
+  -- the real run alike, before any worker is touched.
+  local hooks_ok, hooks_err = require("rch.hooks").load_all()
+  if not hooks_ok then return usage(hooks_err) end
 
   local artifact
   artifact, err = artifact_mod.resolve(plan and plan.target_version or opts.version)
