@@ -14,9 +14,14 @@ hostile() {
   local r
   r=$(root_of "$1")
   mkdir -p "$r/versions/v$2" "$r/bin"
-  printf '#!/bin/sh\ncase "$1" in\n  --version) echo "rch-wkr %s" ;;\n%s\n%s\nesac\n' "$2" \
-    '  drain) exec cat /dev/zero ;;' \
-    '  health) head -c 100000000 /dev/zero | tr "\0" x ;;' >"$r/versions/v$2/rch-wkr"
+  sed "s/@VER@/$2/" >"$r/versions/v$2/rch-wkr" <<'EOF'
+#!/bin/sh
+case "$1" in
+  --version) echo "rch-wkr @VER@" ;;
+  drain) exec cat /dev/zero ;;
+  health) head -c 100000000 /dev/zero | tr '\0' x ;;
+esac
+EOF
   chmod 755 "$r/versions/v$2/rch-wkr"
   ln -s "versions/v$2" "$r/current"
   ln -s ../current/rch-wkr "$r/bin/rch-wkr"
@@ -96,3 +101,25 @@ contains "$OUT" "stdout truncated at 1 MiB"
 write_config $'max_output_bytes = 65536\n'
 measured 0 "$RCH" fleet status --json --worker w3
 by_id 'assert "(stdout truncated at 64 KiB)" in w["w3"]["error"], w'
+
+# ---- A deployment stopped outside any worker (here the --audit-log's disk is full) still ends
+# with result.json and its history record, and touches no worker.
+write_config
+reset_workers
+mkdir -p "$TMP/full"
+mount -t tmpfs -o size=64k tmpfs "$TMP/full" || fail "cannot mount a tmpfs for the full disk (run as root)"
+trap 'umount "$TMP/full" 2>/dev/null || true; deploy_cleanup' EXIT
+head -c 128k /dev/zero >"$TMP/full/fill" 2>/dev/null || true
+measured 1 "$RCH" fleet deploy --no-toolchain --json --audit-log "$TMP/full/audit.jsonl"
+umount "$TMP/full"
+json '
+assert d["outcome"] == "failed" and d["reason"].startswith("deployment stopped: audit log "), d["reason"]
+assert "No space left on device" in d["reason"], d["reason"]
+assert d["counts"] == {"completed": 0, "failed": 0, "skipped": 4, "rolled_back": 0, "aborted": 4}, d["counts"]'
+contains "$ERR" "deployment stopped: audit log $TMP/full/audit.jsonl"
+DEP=$(json 'print(d["id"])') py '
+r = json.load(open(os.environ["RCH_STATE_DIR"] + "/deployments/" + os.environ["DEP"] + "/result.json"))
+assert r["outcome"] == "failed" and r["counts"]["aborted"] == 4, r
+h = [x for x in load(os.environ["RCH_STATE_DIR"] + "/history.jsonl") if x["id"] == os.environ["DEP"]]
+assert len(h) == 1 and h[0]["outcome"] == "failed", h'
+for k in 1 2 3 4; do no_agent "$k"; done

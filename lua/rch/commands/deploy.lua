@@ -52,6 +52,12 @@ local function worker_result(ws)
   }
 end
 
+-- The error with its traceback only at -v (debug), as every other error.
+local function trace(err)
+  if rch.log.enabled("debug") then return debug.traceback(tostring(err), 2) end
+  return tostring(err)
+end
+
 local function usage(message)
   ui.error(message)
   return 2
@@ -239,7 +245,7 @@ function M.run(opts)
     audit:log("DeploymentStarted", nil, { target_version = plan.target_version, worker_count = #pending,
       strategy = describe, resumed = resumed or false })
 
-    local ok, strategy_err = xpcall(strategy.run, debug.traceback, d)
+    local ok, strategy_err = xpcall(strategy.run, trace, d)
     if not ok then
       d.failed_reason = "strategy " .. strategy_name .. " raised: " .. util.clip(strategy_err, 4096)
       ui.error(d.failed_reason)
@@ -247,11 +253,11 @@ function M.run(opts)
     end
     -- A strategy that forgot workers leaves them pending: that is a failure too.
     d:abort(pending, "not deployed by strategy " .. strategy_name)
-  end, debug.traceback)
+  end, trace)
   if not ran then
-    d.failed_reason = "deployment stopped by an internal error: " .. util.clip(run_err, 4096)
+    d.failed_reason = "deployment stopped: " .. util.clip(run_err, 4096)
     ui.error(d.failed_reason)
-    pcall(d.abort, d, pending, "deployment stopped by an internal error")
+    pcall(d.abort, d, pending, "deployment stopped")
   end
 
   local counts = executor.counts(states)
