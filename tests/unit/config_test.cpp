@@ -130,8 +130,8 @@ TEST_CASE("parse_config errors name file, line and column", "[config]") {
         "config.toml:2:12: parallel in [defaults] must be an integer between 1 and 10000");
   CHECK(error_of("[defaults]\nmax_output_bytes = 100\n") ==
         "config.toml:2:20: max_output_bytes in [defaults] must be an integer between 1024 and 1073741824");
-  CHECK(error_of("[defaults]\nmax_output = 4096\n") ==
-        "config.toml:2:1: unknown key 'max_output' in [defaults] (did you mean 'max_output_bytes'?)");
+  CHECK(error_of("[defaults]\nmax_ouput_bytes = 4096\n") ==
+        "config.toml:2:1: unknown key 'max_ouput_bytes' in [defaults] (did you mean 'max_output_bytes'?)");
   CHECK(error_of("[defaults]\nparallel = \"4\"\n") ==
         "config.toml:2:12: parallel in [defaults] must be an integer between 1 and 10000");
   CHECK(error_of("[defaults]\nconnect_timeout = 1.5\n") ==
