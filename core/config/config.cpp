@@ -245,7 +245,8 @@ class Parser {
             seconds(s, "command_timeout", d.command_timeout, 1, 7 * kDay),
             choice(s, "host_key_policy", d.host_key_policy, kHostKeyPolicies),
             path(s, "known_hosts", d.known_hosts, d.known_hosts),
-            path(s, "ssh_config", d.ssh_config, d.ssh_config)};
+            path(s, "ssh_config", d.ssh_config, d.ssh_config),
+            integer(s, "max_output_bytes", d.max_output_bytes, 1024, 1 << 30)};
   }
 
   std::vector<Field> preflight_fields(Config::Preflight& p) const {

@@ -31,6 +31,7 @@ struct Config {
     HostKeyPolicy host_key_policy = HostKeyPolicy::strict;
     std::filesystem::path known_hosts;  // empty in the file: ~/.ssh/known_hosts
     std::filesystem::path ssh_config;   // empty: ~/.ssh/config if it exists (a path named here must exist)
+    int max_output_bytes = 1 << 20;     // kept of each remote command's stdout and of its stderr
   } defaults;
 
   struct Preflight {

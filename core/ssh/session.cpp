@@ -230,6 +230,7 @@ struct SshSession::Impl {
   std::string where;  // user@host:port
   std::string home;
   int connect_timeout_s = 10;
+  std::size_t max_output_bytes = 0;
 
   Error fail(const std::string& what) const {
     return make_error(what + " (" + where + "): " + ssh_get_error(session.get()));
@@ -404,6 +405,7 @@ Result<std::unique_ptr<SshSession>> SshSession::connect(const SshTarget& target)
   ssh_session s = impl->session.get();
   if (s == nullptr) return make_error("ssh: cannot allocate a session");
   impl->connect_timeout_s = std::max(1, target.connect_timeout_s);
+  impl->max_output_bytes = target.max_output_bytes;
   impl->where =
       (target.user.empty() ? local_user_name() : target.user) + "@" + target.host + ":" + std::to_string(target.port);
 
@@ -505,7 +507,13 @@ Result<ExecResult> SshSession::Impl::run(const std::string& command, int timeout
         if (!ssh_is_connected(s)) return lost("reading output");
         closed = true;
       } else if (n > 0) {
-        (is_stderr ? result.err : result.out).append(buf.data(), static_cast<std::size_t>(n));
+        // Past the cap the bytes are still read (the command must not block
+        // on a full window) but dropped.
+        std::string& into = is_stderr ? result.err : result.out;
+        const std::size_t room = max_output_bytes - std::min(max_output_bytes, into.size());
+        const auto got = static_cast<std::size_t>(n);
+        into.append(buf.data(), std::min(got, room));
+        if (got > room) (is_stderr ? result.err_truncated : result.out_truncated) = true;
         progress = true;
       }
     }
@@ -595,5 +603,7 @@ const std::string& SshSession::remote_home() {
 }
 
 const std::string& SshSession::where() const { return impl_->where; }
+
+std::size_t SshSession::max_output_bytes() const { return impl_->max_output_bytes; }
 
 }  // namespace rch

@@ -3,6 +3,7 @@
 // and a deadline. Host keys are checked against a known_hosts file.
 #pragma once
 
+#include <cstddef>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -22,13 +23,17 @@ struct SshTarget {
   std::string ssh_config_file;   // empty = ~/.ssh/config; "none" = don't read
   HostKeyPolicy host_key_policy = HostKeyPolicy::strict;
   int connect_timeout_s = 10;  // TCP connect + handshake + auth, and each channel open
+  // An exec keeps at most this many bytes of stdout and of stderr each; the
+  // rest is read and dropped, so a worker that floods us costs no memory.
+  std::size_t max_output_bytes = std::size_t{1} << 20;
 };
 
 struct ExecResult {
   // The command's exit status; 128+N when killed by signal N (as sh reports
   // it); -1 when it timed out or the server sent no status.
   int exit_code = -1;
-  std::string out, err;
+  std::string out, err;                               // each at most SshTarget::max_output_bytes
+  bool out_truncated = false, err_truncated = false;  // the command printed more than that
   bool timed_out = false;
 };
 
@@ -38,7 +43,9 @@ class SshSession {  // one authenticated libssh session; use from one thread at 
   static Result<std::unique_ptr<SshSession>> connect(const SshTarget& target);
 
   // Runs `command` through the remote user's shell, feeds it `stdin_data`
-  // then EOF, and collects stdout and stderr until it exits. After
+  // then EOF, and collects stdout and stderr until it exits (each capped at
+  // max_output_bytes: the excess is read and discarded, the command is never
+  // blocked on a full channel, and out/err_truncated say so). After
   // `timeout_s` seconds (<= 0: none) the command gets SIGTERM, its channel is
   // closed and the result says timed_out; the session stays usable. A
   // non-zero exit is a value, not an error; a lost connection is an error.
@@ -57,6 +64,9 @@ class SshSession {  // one authenticated libssh session; use from one thread at 
 
   // "user@host:port" as resolved through the ssh config, for messages.
   const std::string& where() const;
+
+  // The cap on each output stream of an exec (SshTarget::max_output_bytes).
+  std::size_t max_output_bytes() const;
 
   SshSession(const SshSession&) = delete;
   SshSession& operator=(const SshSession&) = delete;

@@ -70,13 +70,14 @@ int l_config_settings(lua_State* L) {
   const Config& c = loaded.value();
   lua_createtable(L, 0, 5);
 
-  lua_createtable(L, 0, 6);
+  lua_createtable(L, 0, 7);
   push_number_field(L, "parallel", c.defaults.parallel);
   push_number_field(L, "connect_timeout", static_cast<lua_Number>(c.defaults.connect_timeout.count()));
   push_number_field(L, "command_timeout", static_cast<lua_Number>(c.defaults.command_timeout.count()));
   push_string_field(L, "host_key_policy", std::string(to_string(c.defaults.host_key_policy)));
   push_string_field(L, "known_hosts", c.defaults.known_hosts.string());
   push_string_field(L, "ssh_config", c.defaults.ssh_config.string());
+  push_number_field(L, "max_output_bytes", c.defaults.max_output_bytes);
   lua_setfield(L, -2, "defaults");
 
   lua_createtable(L, 0, 4);

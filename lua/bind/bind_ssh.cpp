@@ -12,6 +12,8 @@ namespace rch::lua {
 namespace {
 
 const char kSessionMeta[] = "rch.ssh.session";
+// A Lua string must stay well below LuaJIT's 2 GiB limit.
+constexpr lua_Number kMaxOutputLimit = 1024.0 * 1024 * 1024;
 
 struct SessionBox {
   std::shared_ptr<SshSession> session;
@@ -35,8 +37,10 @@ int pin(lua_State* L) {
 
 void unpin(lua_State* L, int ref) { luaL_unref(L, LUA_REGISTRYINDEX, ref); }
 
-int push_exec_result(lua_State* L, const ExecResult& r) {
-  lua_createtable(L, 0, 4);
+// The result table: code, out, err, timed_out, and out_truncated /
+// err_truncated with max_output (the cap they were cut at).
+int push_exec_result(lua_State* L, const ExecResult& r, std::size_t max_output) {
+  lua_createtable(L, 0, 7);
   lua_pushinteger(L, r.exit_code);
   lua_setfield(L, -2, "code");
   lua_pushlstring(L, r.out.data(), r.out.size());
@@ -45,11 +49,18 @@ int push_exec_result(lua_State* L, const ExecResult& r) {
   lua_setfield(L, -2, "err");
   lua_pushboolean(L, r.timed_out);
   lua_setfield(L, -2, "timed_out");
+  lua_pushboolean(L, r.out_truncated);
+  lua_setfield(L, -2, "out_truncated");
+  lua_pushboolean(L, r.err_truncated);
+  lua_setfield(L, -2, "err_truncated");
+  lua_pushnumber(L, static_cast<lua_Number>(max_output));
+  lua_setfield(L, -2, "max_output");
   return 1;
 }
 
 // connect{host=, port=, user=, identity_file=, known_hosts=, ssh_config=,
-//         host_key_policy="strict"|"accept-new", connect_timeout=} -> session | nil, err
+//         host_key_policy="strict"|"accept-new", connect_timeout=,
+//         max_output=bytes kept of each exec's stdout and stderr} -> session | nil, err
 int l_ssh_connect(lua_State* L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   SshTarget target;
@@ -61,6 +72,11 @@ int l_ssh_connect(lua_State* L) {
   target.known_hosts_file = opt_string_field(L, 1, "known_hosts", "");
   target.ssh_config_file = opt_string_field(L, 1, "ssh_config", "");
   target.connect_timeout_s = static_cast<int>(opt_number_field(L, 1, "connect_timeout", 10));
+  const lua_Number max_output = opt_number_field(L, 1, "max_output", static_cast<lua_Number>(target.max_output_bytes));
+  if (!(max_output >= 1 && max_output <= kMaxOutputLimit)) {
+    throw Misuse("rch.ssh.connect: max_output must be between 1 and " + std::to_string(kMaxOutputLimit) + " bytes");
+  }
+  target.max_output_bytes = static_cast<std::size_t>(max_output);
   const std::string policy = opt_string_field(L, 1, "host_key_policy", "strict");
   if (policy == "strict")
     target.host_key_policy = HostKeyPolicy::strict;
@@ -83,7 +99,8 @@ int l_ssh_connect(lua_State* L) {
       });
 }
 
-// session:exec(argv | command [, {timeout=, stdin=}]) -> {code=, out=, err=, timed_out=} | nil, err
+// session:exec(argv | command [, {timeout=, stdin=}])
+//   -> {code=, out=, err=, timed_out=, out_truncated=, err_truncated=, max_output=} | nil, err
 // A table argv is quoted word by word (the only way to build remote commands
 // from values); a string is passed to the remote shell as written.
 int l_ssh_exec(lua_State* L) {
@@ -102,15 +119,15 @@ int l_ssh_exec(lua_State* L) {
   const int ref = pin(L);
   return yield_blocking<Result<ExecResult>>(
       L, "rch.ssh.exec", [session, command, timeout, input] { return session->exec(command, timeout, input); },
-      [boxp, ref](lua_State* co, Result<ExecResult>& r) {
+      [boxp, ref, session](lua_State* co, Result<ExecResult>& r) {
         unpin(co, ref);
         boxp->busy = false;
         if (!r.ok()) return push_failure(co, r.error());  // session errors name user@host:port
-        return push_exec_result(co, *r);
+        return push_exec_result(co, *r, session->max_output_bytes());
       });
 }
 
-// session:upload(local_path, argv, {timeout=}) -> {code=, out=, err=, timed_out=} | nil, err
+// session:upload(local_path, argv, {timeout=}) -> the result of exec | nil, err
 // Streams the local file into stdin of the remote command built from argv.
 int l_ssh_upload(lua_State* L) {
   SessionBox& box = check_session(L);
@@ -124,11 +141,11 @@ int l_ssh_upload(lua_State* L) {
   return yield_blocking<Result<ExecResult>>(
       L, "rch.ssh.upload",
       [session, command, path, timeout] { return session->exec_with_input_file(command, path, timeout); },
-      [boxp, ref](lua_State* co, Result<ExecResult>& r) {
+      [boxp, ref, session](lua_State* co, Result<ExecResult>& r) {
         unpin(co, ref);
         boxp->busy = false;
         if (!r.ok()) return push_failure(co, r.error());  // session errors name user@host:port
-        return push_exec_result(co, *r);
+        return push_exec_result(co, *r, session->max_output_bytes());
       });
 }
 

@@ -5,9 +5,11 @@
 #include "lua/bind/engine.hpp"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <unordered_map>
@@ -23,6 +25,40 @@ namespace fs = std::filesystem;
 namespace {
 
 const char kEngineKey = 'E';  // address used as the registry key of the Engine*
+
+// A task's error is kept, joined and shown: a script raising a huge string
+// must not make every later copy of it huge too.
+constexpr std::size_t kMaxTaskError = 16 * 1024;
+
+std::string clip_error(std::string message) {
+  if (message.size() <= kMaxTaskError) return message;
+  const std::size_t cut = message.size() - kMaxTaskError;
+  message.resize(kMaxTaskError);
+  return message + "… (" + std::to_string(cut) + " more bytes)";
+}
+
+// Runs fn(L) under lua_cpcall, so that a Lua error (out of memory, a string
+// too long for Lua) comes back as the message instead of reaching
+// lua_atpanic. L must not be running Lua code of its own (the main state
+// between resumes, or a running coroutine).
+std::optional<std::string> protect(lua_State* L, const std::function<void(lua_State*)>& fn) {
+  const auto trampoline = [](lua_State* S) -> int {
+    (*static_cast<const std::function<void(lua_State*)>*>(lua_touserdata(S, 1)))(S);
+    return 0;
+  };
+  if (lua_cpcall(L, trampoline, const_cast<std::function<void(lua_State*)>*>(&fn)) == 0) return std::nullopt;
+  std::string message = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(error object is not a string)";
+  lua_pop(L, 1);
+  return message;
+}
+
+// Only reached if a Lua error escapes every protected call: say what happened
+// instead of LuaJIT's bare "PANIC"; LuaJIT then exits.
+int on_panic(lua_State* L) {
+  const char* message = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(error object is not a string)";
+  log::error(std::string("internal error: an unprotected Lua error stopped rch: ") + message);
+  return 0;
+}
 
 std::string normalize_name(std::string name) {
   if (name.size() < 4 || name.compare(name.size() - 4, 4, ".lua") != 0) name += ".lua";
@@ -146,6 +182,7 @@ Engine::Engine(EngineOptions options)
       executor_(options_.pool_threads) {
   L_ = luaL_newstate();
   if (L_ == nullptr) throw std::runtime_error("cannot create Lua state");
+  lua_atpanic(L_, on_panic);
   luaL_openlibs(L_);
   lua_pushlightuserdata(L_, const_cast<char*>(&kEngineKey));
   lua_pushlightuserdata(L_, this);
@@ -208,8 +245,10 @@ int Engine::spawn(lua_State* L, int fn_index, int nargs, std::string name) {
   auto task = std::make_unique<Task>();
   task->id = static_cast<int>(tasks_.size()) + 1;
   task->name = std::move(name);
-  task->co = lua_newthread(L_);
-  task->thread_ref = luaL_ref(L_, LUA_REGISTRYINDEX);
+  // On the caller's state: if this allocation fails, the error is the caller's
+  // (a task's, caught by its resume) rather than an unprotected one on L_.
+  task->co = lua_newthread(L);
+  task->thread_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   // Move function and arguments onto the new coroutine's stack.
   lua_pushvalue(L, fn_index);
   lua_xmove(L, task->co, 1);
@@ -260,8 +299,31 @@ void Engine::resume_later(int id, std::function<int(lua_State*)> push) {
   executor_.post([this, id, push = std::move(push)] {
     Task& task = *tasks_.at(id - 1);
     if (task.done) return;  // the task died meanwhile: drop the result
+    // The results are built on L_ under a protected call and only then moved
+    // onto the suspended coroutine: building them can fail (out of memory, a
+    // string too long), and an error raised outside a protected call would
+    // reach lua_atpanic and end the process.
+    int nargs = 0;
+    const auto hand_over = [&](const std::function<int(lua_State*)>& make) {
+      return protect(L_, [&](lua_State* L) {
+        const int n = make(L);
+        if (!lua_checkstack(task.co, n)) luaL_error(L, "too many results (%d)", n);
+        lua_xmove(L, task.co, n);
+        nargs = n;
+      });
+    };
+    if (auto failed = hand_over(push)) {
+      // The task gets the failure as a value, like any failed yielding API.
+      const std::string message = std::string("cannot pass the result of ") +
+                                  (task.waiting_on != nullptr ? task.waiting_on : "a call") + " to task '" + task.name +
+                                  "': " + *failed;
+      if (hand_over([&](lua_State* L) { return push_failure(L, message); })) {
+        task.error = message;
+        finish(task, false, 0);
+        return;
+      }
+    }
     task.waiting_on = nullptr;
-    const int nargs = push(task.co);
     resume(id, nargs);
   });
 }
@@ -285,12 +347,22 @@ void Engine::resume(int id, int nargs) {
     finish(task, true, lua_gettop(task.co));
     return;
   }
-  const char* raw = lua_tostring(task.co, -1);
-  std::string message = raw != nullptr ? raw : "(error object is not a string)";
+  // No conversion on the dead coroutine (a number would allocate there, unprotected).
+  std::string message = "(error object is not a string)";
+  if (lua_type(task.co, -1) == LUA_TSTRING) {
+    std::size_t len = 0;
+    const char* raw = lua_tolstring(task.co, -1, &len);
+    message = clip_error(std::string(raw, len));
+  } else if (lua_type(task.co, -1) == LUA_TNUMBER) {
+    char number[32];
+    std::snprintf(number, sizeof number, "%.14g", lua_tonumber(task.co, -1));  // as Lua prints it
+    message = number;
+  }
   if (options_.verbosity > 0) {
-    luaL_traceback(L_, task.co, message.c_str(), 0);
-    message = lua_tostring(L_, -1);
-    lua_pop(L_, 1);
+    protect(L_, [&](lua_State* L) {
+      luaL_traceback(L, task.co, message.c_str(), 0);
+      message = lua_tostring(L, -1);
+    });
   }
   task.error = message;
   finish(task, false, 0);
@@ -300,13 +372,20 @@ void Engine::finish(Task& task, bool ok, int nresults) {
   task.done = true;
   task.ok = ok;
   if (ok) {
-    lua_createtable(L_, nresults, 1);
-    const int table = lua_gettop(L_);
-    lua_xmove(task.co, L_, nresults);
-    for (int i = nresults; i >= 1; --i) lua_rawseti(L_, table, i);
-    lua_pushinteger(L_, nresults);
-    lua_setfield(L_, -2, "n");
-    task.results_ref = luaL_ref(L_, LUA_REGISTRYINDEX);
+    // Kept in a table until joined; protected like every push (it allocates).
+    auto failed = protect(L_, [&](lua_State* L) {
+      lua_createtable(L, nresults, 1);
+      const int table = lua_gettop(L);
+      lua_xmove(task.co, L, nresults);
+      for (int i = nresults; i >= 1; --i) lua_rawseti(L, table, i);
+      lua_pushinteger(L, nresults);
+      lua_setfield(L, -2, "n");
+      task.results_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    });
+    if (failed) {
+      task.ok = false;
+      task.error = "task '" + task.name + "' finished but its results could not be kept: " + *failed;
+    }
   }
   by_thread_.erase(task.co);
   luaL_unref(L_, LUA_REGISTRYINDEX, task.thread_ref);

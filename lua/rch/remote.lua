@@ -1,4 +1,7 @@
 --- Worker-side paths and the agent commands, built from quoted arguments only.
+local util = require "rch.util"
+local steps = require "rch.deploy.remote_steps"
+
 local M = {}
 
 --- The worker's install root with "~" resolved on the worker itself.
@@ -24,11 +27,9 @@ function M.installed_version(session, root, timeout)
   local r, err = session:exec({ root .. "/bin/rch-wkr", "--version" }, { timeout = timeout or 30 })
   if not r then return nil, err end
   if r.code == 127 or r.code == 126 then return false end
-  if r.code ~= 0 then
-    return nil, ("rch-wkr --version exited %d: %s"):format(r.code, (r.err or ""):gsub("%s+$", ""))
-  end
-  local version = require("rch.version").extract(r.out)
-  if not version then return nil, "rch-wkr --version printed no version: " .. r.out end
+  if r.code ~= 0 or r.timed_out then return nil, steps.failure("rch-wkr --version", r, timeout or 30) end
+  local version = not r.out_truncated and require("rch.version").extract(r.out)
+  if not version then return nil, "rch-wkr --version printed no version: " .. util.clip(r.out) .. steps.truncation(r) end
   return version
 end
 

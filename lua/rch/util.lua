@@ -22,6 +22,25 @@ function M.chomp(s)
   return (tostring(s or ""):gsub("%s+$", ""))
 end
 
+--- Text from a worker, cut to a readable length for a message: at most `max`
+-- bytes (default 512, never splitting a UTF-8 sequence) and a note of how much
+-- was left out.
+function M.clip(s, max)
+  s = tostring(s or "")
+  max = max or 512
+  if #s <= max then return s end
+  local cut = max
+  while cut > 0 and s:byte(cut + 1) >= 0x80 and s:byte(cut + 1) < 0xC0 do cut = cut - 1 end
+  return ("%s… (%d more bytes)"):format(s:sub(1, cut), #s - cut)
+end
+
+--- A byte count the way a person writes it: "1 MiB", "64 KiB", "1500 bytes".
+function M.bytes_text(n)
+  if n >= 1048576 and n % 1048576 == 0 then return ("%d MiB"):format(n / 1048576) end
+  if n >= 1024 and n % 1024 == 0 then return ("%d KiB"):format(n / 1024) end
+  return ("%d bytes"):format(n)
+end
+
 --- A shallow copy of a list.
 function M.copy(list)
   local out = {}

@@ -166,7 +166,9 @@ TEST_CASE("exec on every testbed worker under strict host key checking", "[ssh]"
 
 TEST_CASE("exec feeds stdin and collects large output without deadlock", "[ssh]") {
   const auto w = testbed_workers().front();
-  auto s = connect_ok(target_for(w));
+  auto t = target_for(w);
+  t.max_output_bytes = 32 * 1024 * 1024;  // above every output below
+  auto s = connect_ok(t);
 
   SECTION("small stdin, binary safe") {
     const std::string input("hello\nworld\0\xff tail", 18);
@@ -210,6 +212,56 @@ TEST_CASE("exec feeds stdin and collects large output without deadlock", "[ssh]"
     const auto r = exec_ok(*s, "kill -TERM $$");
     CHECK(r.exit_code == 128 + 15);
   }
+}
+
+TEST_CASE("output beyond max_output_bytes is drained and dropped; status and session survive", "[ssh][cap]") {
+  const auto w = testbed_workers().front();
+  auto t = target_for(w);
+  t.max_output_bytes = 1024 * 1024;
+  auto s = connect_ok(t);
+  CHECK(s->max_output_bytes() == 1024 * 1024);
+
+  SECTION("50 MB of stdout") {
+    const auto start = Clock::now();
+    const auto r = exec_ok(*s, "head -c 50M /dev/zero; echo tail >&2; exit 7", 60);
+    const double took = seconds_since(start);
+    CHECK(r.out.size() == 1024 * 1024);
+    CHECK(r.out_truncated);
+    CHECK(r.err == "tail\n");  // stderr kept whole, after stdout's excess
+    CHECK_FALSE(r.err_truncated);
+    CHECK(r.exit_code == 7);  // the command ran to its end: it was never blocked
+    CHECK_FALSE(r.timed_out);
+    CHECK(took < 30);
+  }
+  SECTION("3 MB of stderr") {
+    const auto r = exec_ok(*s, "echo out; head -c 3M /dev/zero >&2");
+    CHECK(r.out == "out\n");
+    CHECK_FALSE(r.out_truncated);
+    CHECK(r.err.size() == 1024 * 1024);
+    CHECK(r.err_truncated);
+    CHECK(r.exit_code == 0);
+  }
+  SECTION("exactly the cap is not truncated") {
+    const auto r = exec_ok(*s, "head -c 1M /dev/zero");
+    CHECK(r.out.size() == 1024 * 1024);
+    CHECK_FALSE(r.out_truncated);
+  }
+  SECTION("endless output runs into the deadline") {
+    const auto start = Clock::now();
+    const auto r = exec_ok(*s, "cat /dev/zero", 2);
+    const double took = seconds_since(start);
+    CHECK(r.timed_out);
+    CHECK(r.exit_code == -1);
+    CHECK(r.out.size() == 1024 * 1024);
+    CHECK(r.out_truncated);
+    CHECK(took >= 1.9);
+    CHECK(took < 5);
+  }
+  CHECK(s->alive());
+  const auto again = exec_ok(*s, "echo again; exit 3");
+  CHECK(again.out == "again\n");
+  CHECK_FALSE(again.out_truncated);
+  CHECK(again.exit_code == 3);
 }
 
 TEST_CASE("many short commands on one session keep every byte and status", "[ssh]") {

@@ -34,6 +34,7 @@ TEST_CASE("parse_config: empty file gives the documented defaults", "[config]") 
   CHECK(c.defaults.host_key_policy == rch::HostKeyPolicy::strict);
   CHECK(c.defaults.known_hosts == rch::home_dir() / ".ssh/known_hosts");
   CHECK(c.defaults.ssh_config.empty());  // libssh reads ~/.ssh/config when it exists
+  CHECK(c.defaults.max_output_bytes == 1048576);
   CHECK(c.preflight.min_disk_mb == 500);
   CHECK(c.preflight.rsync == rch::Requirement::optional);
   CHECK(c.preflight.zstd == rch::Requirement::optional);
@@ -59,6 +60,7 @@ command_timeout = 900
 host_key_policy = "accept-new"
 known_hosts = "testbed/known_hosts"
 ssh_config = "~/ssh/cfg"
+max_output_bytes = 65536
 
 [preflight]
 min_disk_mb = 0
@@ -91,6 +93,7 @@ transfer_timeout = 60
   CHECK(c.defaults.host_key_policy == rch::HostKeyPolicy::accept_new);
   CHECK(c.defaults.known_hosts == "/etc/rch/testbed/known_hosts");
   CHECK(c.defaults.ssh_config == rch::home_dir() / "ssh/cfg");
+  CHECK(c.defaults.max_output_bytes == 65536);
   CHECK(c.preflight.min_disk_mb == 0);
   CHECK(c.preflight.rsync == rch::Requirement::required);
   CHECK(c.preflight.zstd == rch::Requirement::ignore);
@@ -125,6 +128,10 @@ TEST_CASE("parse_config errors name file, line and column", "[config]") {
         "config.toml:2:1: unknown key 'chanel' in [update] (did you mean 'channel'?)");
   CHECK(error_of("[defaults]\nparallel = 0\n") ==
         "config.toml:2:12: parallel in [defaults] must be an integer between 1 and 10000");
+  CHECK(error_of("[defaults]\nmax_output_bytes = 100\n") ==
+        "config.toml:2:20: max_output_bytes in [defaults] must be an integer between 1024 and 1073741824");
+  CHECK(error_of("[defaults]\nmax_ouput_bytes = 4096\n") ==
+        "config.toml:2:1: unknown key 'max_ouput_bytes' in [defaults] (did you mean 'max_output_bytes'?)");
   CHECK(error_of("[defaults]\nparallel = \"4\"\n") ==
         "config.toml:2:12: parallel in [defaults] must be an integer between 1 and 10000");
   CHECK(error_of("[defaults]\nconnect_timeout = 1.5\n") ==

@@ -53,6 +53,12 @@ local function worker_result(ws)
   }
 end
 
+-- The error with its traceback only at -v (debug), as every other error.
+local function trace(err)
+  if rch.log.enabled("debug") then return debug.traceback(tostring(err), 2) end
+  return tostring(err)
+end
+
 local function usage(message)
   ui.error(message)
   return 2
@@ -298,33 +304,44 @@ function M.run(opts)
       or ("--resume: continuing interrupted deployment %s of %s on %d worker%s: %s"):format(plan.id,
         plan.target_version, #ids, #ids == 1 and "" or "s", targets.fold(ids)))
   end
-  progress:note(("%s %s to %d worker%s (%s), deployment %s"):format(resumed and "resuming deploy of" or "deploying",
-    plan.target_version, #pending, #pending == 1 and "" or "s", describe, plan.id))
-  audit:log("DeploymentStarted", nil, { target_version = plan.target_version, worker_count = #pending,
-    strategy = describe, resumed = resumed or false, resumes = plan.resumes or rch.json.null })
-  if #pruned > 0 then
-    audit:log("StatePruned", nil, { deployments = rch.json.array(pruned), keep = settings.state.keep_deployments })
-  end
+  -- Whatever raises from here on (the strategy, a hook, the journal, the engine), the
+  -- deployment still ends with result.json and its history record.
+  local ran, run_err = xpcall(function()
+    progress:note(("%s %s to %d worker%s (%s), deployment %s"):format(resumed and "resuming deploy of" or "deploying",
+      plan.target_version, #pending, #pending == 1 and "" or "s", describe, plan.id))
+    audit:log("DeploymentStarted", nil, { target_version = plan.target_version, worker_count = #pending,
+      strategy = describe, resumed = resumed or false, resumes = plan.resumes or rch.json.null })
+    if #pruned > 0 then
+      audit:log("StatePruned", nil, { deployments = rch.json.array(pruned), keep = settings.state.keep_deployments })
+    end
 
-  local ok, strategy_err = xpcall(strategy.run, debug.traceback, d)
-  if not ok then
-    d.failed_reason = "strategy " .. strategy_name .. " raised: " .. tostring(strategy_err)
+    local ok, strategy_err = xpcall(strategy.run, trace, d)
+    if not ok then
+      d.failed_reason = "strategy " .. strategy_name .. " raised: " .. util.clip(strategy_err, 4096)
+      ui.error(d.failed_reason)
+      d:abort(pending, "strategy failed")
+    end
+    -- A strategy that forgot workers leaves them pending: that is a failure too.
+    d:abort(pending, "not deployed by strategy " .. strategy_name)
+  end, trace)
+  if not ran then
+    d.failed_reason = "deployment stopped: " .. util.clip(run_err, 4096)
     ui.error(d.failed_reason)
-    d:abort(pending, "strategy failed")
+    pcall(d.abort, d, pending, "deployment stopped")
   end
-  -- A strategy that forgot workers leaves them pending: that is a failure too.
-  d:abort(pending, "not deployed by strategy " .. strategy_name)
 
   local counts = executor.counts(states)
   local aborted = 0
   for _, ws in ipairs(states) do if ws.aborted then aborted = aborted + 1 end end
-  local success = counts.Failed == 0 and counts.RolledBack == 0 and aborted == 0
-  audit:log(success and "DeploymentCompleted" or "DeploymentFailed", nil, {
+  local success = ran and counts.Failed == 0 and counts.RolledBack == 0 and aborted == 0 and counts.Pending == 0
+  -- Best effort from here to the result: a broken audit sink must not cost result.json.
+  local logged, log_err = pcall(audit.log, audit, success and "DeploymentCompleted" or "DeploymentFailed", nil, {
     success = success, reason = d.failed_reason or rch.json.null, summary = audit:summary(),
     counts = { completed = counts.Completed, failed = counts.Failed, skipped = counts.Skipped,
       rolled_back = counts.RolledBack },
   })
-  transport.close_all()
+  if not logged then ui.error("audit log: " .. util.clip(log_err, 4096)) end
+  pcall(transport.close_all)
 
   local results = rch.json.array()
   local by_worker = {}
@@ -342,13 +359,15 @@ function M.run(opts)
       rolled_back = counts.RolledBack, aborted = aborted },
     workers = results,
   }
-  local finished
-  finished, err = deployment:finish(result, {
+  local head_ok, head = pcall(audit.head, audit)
+  local wrote, finished
+  wrote, finished, err = pcall(deployment.finish, deployment, result, {
     id = plan.id, started_at = plan.created_at, completed_at = result.completed_at, duration_secs = duration,
     user = rch.sys.user(), machine = rch.sys.hostname(), target_version = plan.target_version,
     strategy = strategy_name, outcome = result.outcome, counts = result.counts, workers = by_worker,
-    resumes = plan.resumes or rch.json.null, audit_head = audit:head() or rch.json.null,
+    resumes = plan.resumes or rch.json.null, audit_head = head_ok and head or rch.json.null,
   })
+  if not wrote then finished, err = nil, finished end
   lock:release()
   if not finished then ui.error("could not write the deployment result: " .. tostring(err)) end
   progress:close()

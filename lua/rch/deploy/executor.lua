@@ -5,6 +5,7 @@
 local rch = require "rch"
 local pipeline = require "rch.deploy.pipeline"
 local hooks = require "rch.hooks"
+local util = require "rch.util"
 
 local Deploy = {}
 Deploy.__index = Deploy
@@ -38,7 +39,7 @@ function Deploy:deploy(list)
   for i, err in pairs(errors or {}) do
     -- A bug in the engine or a hook: the worker fails with the trace, tagged.
     local ws = todo[i]
-    local message = ("worker %s, step %s: %s"):format(ws.id, tostring(ws.step), err)
+    local message = ("worker %s, step %s: %s"):format(ws.id, tostring(ws.step), util.clip(err, 4096))
     rch.log.error(message)
     if not pipeline.TERMINAL[ws.status] then
       ws.status, ws.error = "Failed", message

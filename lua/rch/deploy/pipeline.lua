@@ -69,6 +69,8 @@ end
 -- Marks the worker failed (or rolled back), records it, runs on_failure.
 -- `at` names where it failed when that is not the current step (a hook point).
 local function fail(d, ws, message, at)
+  -- It is shown, journalled and audited: keep it readable whatever a hook or worker said.
+  message = require("rch.util").clip(message, 4096)
   local step = ws.current_step
   local step_name = at or (step and step.name) or "preflight"
   if step and step.status == "running" then

@@ -1,6 +1,9 @@
 --- The remote side of each deploy step. Every command is a constant POSIX sh
 -- script run as `sh -c SCRIPT sh ARG…`: values (paths, versions, hashes)
--- travel only as quoted arguments, never as script text.
+-- travel only as quoted arguments, never as script text. A worker's output
+-- is data: capped by the session (max_output), clipped in messages.
+local util = require "rch.util"
+
 local M = {}
 
 local function script(text, ...)
@@ -10,12 +13,29 @@ local function script(text, ...)
 end
 M.script = script
 
---- Parses "key=value" lines into a table.
+--- What the output cap cut from an exec result: " (stdout truncated at 1 MiB)", or "".
+function M.truncation(r)
+  local cut = {}
+  if r.out_truncated then cut[#cut + 1] = "stdout" end
+  if r.err_truncated then cut[#cut + 1] = "stderr" end
+  if #cut == 0 then return "" end
+  return (" (%s truncated at %s)"):format(table.concat(cut, " and "), util.bytes_text(r.max_output or 0))
+end
+
+--- One readable line for a command that did not succeed: "WHAT failed (exit N): stderr"
+-- (clipped) or "WHAT timed out after N s", and what the cap cut.
+function M.failure(what, r, timeout)
+  if r.timed_out then return ("%s timed out after %s s%s"):format(what, tostring(timeout), M.truncation(r)) end
+  local err = util.clip(util.chomp(r.err))
+  return ("%s failed (exit %d)%s%s"):format(what, r.code, err ~= "" and ": " .. err or "", M.truncation(r))
+end
+
+--- Parses "key=value" lines into a table; a value is at most 4 KiB (a path's limit).
 local function parse_facts(out)
   local facts = {}
   for line in out:gmatch("[^\n]+") do
     local k, v = line:match("^([%w_]+)=(.*)$")
-    if k then facts[k] = v end
+    if k then facts[k] = util.clip(v, 4096) end
   end
   return facts
 end
@@ -71,7 +91,9 @@ function M.preflight(session, root, target_version, timeout, trust_manifest)
   local r, err = session:exec(script(PREFLIGHT, root, target_version, trust_manifest == false and 0 or 1),
     { timeout = timeout })
   if not r then return nil, err end
-  if r.code ~= 0 then return nil, ("preflight probe exited %d: %s"):format(r.code, r.err) end
+  if r.code ~= 0 or r.timed_out then return nil, M.failure("preflight probe", r, timeout) end
+  -- Facts cut short cannot be trusted (a missing line reads as a missing tool or agent).
+  if r.out_truncated then return nil, "preflight probe printed too much" .. M.truncation(r) end
   local facts = parse_facts(r.out)
   facts.disk_free_mb = tonumber(facts.disk_free_mb)
   for _, k in ipairs({ "writable", "rsync", "zstd", "rustup", "agent_present", "draining" }) do
@@ -109,8 +131,7 @@ function M.transfer(session, root, version, artifact, timeout)
   local dir = root .. "/versions/v" .. version
   local r, err = session:upload(artifact.path, script(TRANSFER, dir, artifact.sha256), { timeout = timeout })
   if not r then return nil, err end
-  if r.timed_out then return nil, "transfer timed out" end
-  if r.code ~= 0 then return nil, ("transfer failed (exit %d): %s"):format(r.code, (r.err:gsub("%s+$", ""))) end
+  if r.code ~= 0 or r.timed_out then return nil, M.failure("transfer", r, timeout) end
   return true
 end
 
@@ -133,7 +154,7 @@ trap - EXIT
 function M.put(session, local_path, dest, sha256, timeout)
   local r, err = session:upload(local_path, script(PUT, dest, sha256), { timeout = timeout })
   if not r then return nil, err end
-  if r.code ~= 0 then return nil, ("upload to %s failed (exit %d): %s"):format(dest, r.code, (r.err:gsub("%s+$", ""))) end
+  if r.code ~= 0 or r.timed_out then return nil, M.failure("upload to " .. dest, r, timeout) end
   return true
 end
 
@@ -161,7 +182,7 @@ fi
 function M.install(session, root, version, sha256, deployment_id, now, timeout)
   local r, err = session:exec(script(INSTALL, root, version, sha256, deployment_id, now), { timeout = timeout })
   if not r then return nil, err end
-  if r.code ~= 0 then return nil, ("install failed (exit %d): %s"):format(r.code, (r.err:gsub("%s+$", ""))) end
+  if r.code ~= 0 or r.timed_out then return nil, M.failure("install", r, timeout) end
   return true
 end
 
@@ -181,7 +202,7 @@ mv -Tf "$root/.current.new" "$root/current"
 function M.rollback(session, root, previous_link, timeout)
   local r, err = session:exec(script(ROLLBACK, root, previous_link or ""), { timeout = timeout })
   if not r then return nil, err end
-  if r.code ~= 0 then return nil, ("rollback failed (exit %d): %s"):format(r.code, (r.err:gsub("%s+$", ""))) end
+  if r.code ~= 0 or r.timed_out then return nil, M.failure("rollback", r, timeout) end
   return true
 end
 
@@ -190,15 +211,17 @@ function M.drain(session, root, timeout_s)
   local r, err = session:exec({ root .. "/bin/rch-wkr", "drain", "--timeout", tostring(timeout_s) },
     { timeout = timeout_s + 30 })
   if not r then return nil, err end
-  if r.code == 3 then return nil, "drain timed out: " .. (r.err:gsub("%s+$", "")) end
-  if r.code ~= 0 then return nil, ("drain failed (exit %d): %s"):format(r.code, (r.err:gsub("%s+$", ""))) end
+  if r.code == 3 and not r.timed_out then
+    return nil, "drain timed out: " .. util.clip(util.chomp(r.err)) .. M.truncation(r)
+  end
+  if r.code ~= 0 or r.timed_out then return nil, M.failure("rch-wkr drain", r, timeout_s + 30) end
   return true
 end
 
 function M.undrain(session, root, timeout)
   local r, err = session:exec({ root .. "/bin/rch-wkr", "undrain" }, { timeout = timeout })
   if not r then return nil, err end
-  if r.code ~= 0 then return nil, ("undrain failed (exit %d): %s"):format(r.code, r.err) end
+  if r.code ~= 0 or r.timed_out then return nil, M.failure("rch-wkr undrain", r, timeout) end
   return true
 end
 
@@ -211,9 +234,7 @@ exec "$r" toolchain install "$tc" --profile minimal
 function M.toolchain(session, toolchain, timeout)
   local r, err = session:exec(script(TOOLCHAIN, toolchain), { timeout = timeout })
   if not r then return nil, err end
-  if r.code ~= 0 then
-    return nil, ("rustup toolchain install %s failed (exit %d): %s"):format(toolchain, r.code, r.err)
-  end
+  if r.code ~= 0 or r.timed_out then return nil, M.failure("rustup toolchain install " .. toolchain, r, timeout) end
   return true
 end
 
@@ -236,7 +257,8 @@ if [ -x "$root/bin/rch-wkr" ]; then echo "health=$("$root/bin/rch-wkr" health --
 function M.inspect(session, root, timeout)
   local r, err = session:exec(script(INSPECT, root), { timeout = timeout })
   if not r then return nil, err end
-  if r.code ~= 0 then return nil, ("inspect exited %d: %s"):format(r.code, r.err) end
+  if r.code ~= 0 or r.timed_out then return nil, M.failure("inspect", r, timeout) end
+  if r.out_truncated then return nil, "inspect printed too much" .. M.truncation(r) end
   local facts = parse_facts(r.out)
   local json = require "rch.json"
   facts.manifest = facts.manifest and json.decode(facts.manifest) or nil
@@ -250,13 +272,19 @@ function M.probe_agent(session, root, with_health, timeout)
   local rch_json = require "rch.json"
   local r, err = session:exec({ root .. "/bin/rch-wkr", "--version" }, { timeout = timeout })
   if not r then return nil, err end
-  if r.code ~= 0 then return nil, ("rch-wkr --version exited %d: %s"):format(r.code, r.err) end
+  if r.code ~= 0 or r.timed_out then return nil, M.failure("rch-wkr --version", r, timeout) end
+  if r.out_truncated then return nil, "rch-wkr --version printed too much" .. M.truncation(r) end
   local out = { version = require("rch.version").extract(r.out) }
   if with_health then
     r, err = session:exec({ root .. "/bin/rch-wkr", "health", "--json" }, { timeout = timeout })
     if not r then return nil, err end
+    if r.timed_out then return nil, M.failure("rch-wkr health", r, timeout) end
+    if r.out_truncated then return nil, "rch-wkr health printed too much" .. M.truncation(r) end
     local health = rch_json.decode(r.out)
-    if not health then return nil, ("rch-wkr health printed no JSON (exit %d): %s"):format(r.code, r.err) end
+    if type(health) ~= "table" then
+      return nil, ("rch-wkr health printed no JSON (exit %d): %s%s"):format(r.code, util.clip(util.chomp(r.err)),
+        M.truncation(r))
+    end
     out.health = health
   end
   return out
