@@ -44,15 +44,20 @@ local function show(id)
     end
     return result
   end
-  return rch.json.decode(text)
+  local result = rch.json.decode(text)
+  if type(result) ~= "table" then
+    ui.error(path .. " is not valid JSON (a damaged file; the history line and journal still describe the run)")
+    return nil, 1
+  end
+  return result
 end
 
 function M.run(opts)
   if opts.show and opts.show ~= "" then
-    local result = show(opts.show)
-    if not result then return 2 end
+    local result, code = show(opts.show)
+    if not result then return code or 2 end
     if opts.json then
-      io.stdout:write(rch.json.encode(result, { pretty = true }), "\n")
+      io.stdout:write(ui.json(result), "\n")
       return 0
     end
     io.stdout:write(("Deployment %s: %s, target %s\n"):format(result.id, result.outcome, result.target_version))
@@ -91,7 +96,7 @@ function M.run(opts)
       if opts.worker and opts.worker ~= "" then entry.worker_status = r.workers[opts.worker] end
       list[i] = entry
     end
-    io.stdout:write(rch.json.encode({ deployments = list }, { pretty = true }), "\n")
+    io.stdout:write(ui.json({ deployments = list }), "\n")
     return 0
   end
   if #selected == 0 then
