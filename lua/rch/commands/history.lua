@@ -62,10 +62,10 @@ function M.run(opts)
     end
     io.stdout:write(("Deployment %s: %s, target %s\n"):format(result.id, result.outcome, result.target_version))
     for _, w in ipairs(result.workers) do
-      local err = w.error ~= nil and w.error ~= rch.json.null and ("  " .. tostring(w.error)) or ""
+      local err = w.error ~= nil and w.error ~= rch.json.null and ("  " .. ui.one_line(w.error)) or ""
       io.stdout:write(("  %-20s %-11s%s\n"):format(w.worker_id, w.status, err))
       for _, s in ipairs(w.steps or {}) do
-        local out = s.output ~= nil and s.output ~= rch.json.null and (" (" .. tostring(s.output) .. ")") or ""
+        local out = s.output ~= nil and s.output ~= rch.json.null and (" (" .. ui.one_line(s.output) .. ")") or ""
         io.stdout:write(("      %-10s %-9s%s\n"):format(s.name, s.status, out))
       end
     end
