@@ -13,12 +13,19 @@
 
 #include "core/config/paths.hpp"
 #include "core/log/log.hpp"
+#include "core/util/text.hpp"
 #include "core/version/build_info.hpp"
 #include "lua/bind/engine.hpp"
 
 namespace {
 
 using nlohmann::json;
+
+// "rch: message" on stderr; messages quote config files, workers and
+// scripts, so they pass the output sanitiser.
+void print_error(const std::string& message) {
+  std::cerr << "rch: " << rch::sanitize_for_terminal(message, {.multiline = true}) << "\n";
+}
 
 struct Globals {
   int verbosity = 0;
@@ -94,13 +101,13 @@ int run_in_engine(const Globals& g, const std::function<rch::Result<json>(rch::l
     rch::lua::Engine engine(engine_options(g));
     auto result = what(engine);
     if (!result.ok()) {
-      std::cerr << "rch: " << result.error() << "\n";
+      print_error(result.error());
       return 1;
     }
     if (result.value().is_number_integer()) return result.value().get<int>();
     return 0;
   } catch (const std::exception& e) {
-    std::cerr << "rch: " << e.what() << "\n";
+    print_error(e.what());
     return 1;
   }
 }
@@ -159,12 +166,11 @@ int scripts_show(const Globals& g, const std::string& name) {
   rch::lua::Resolver resolver(options.script_dirs, options.config_dir);
   auto found = resolver.find(name);
   if (!found.ok()) {
-    std::cerr << "rch: " << found.error() << "\n";
+    print_error(found.error());
     return 1;
   }
   if (!found.value()) {
-    std::cerr << "rch: no script '" << name << "' (looked in " << resolver.describe_search_path()
-              << "); see `rch scripts list`\n";
+    print_error("no script '" + name + "' (looked in " + resolver.describe_search_path() + "); see `rch scripts list`");
     return 2;
   }
   std::fwrite(found.value()->source.data(), 1, found.value()->source.size(), stdout);

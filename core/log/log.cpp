@@ -1,4 +1,5 @@
-// spdlog behind rch::log: one stderr sink, colour only on a TTY without NO_COLOR.
+// spdlog behind rch::log: one stderr sink, colour only on a TTY without NO_COLOR;
+// every message passes the output sanitiser (it may quote a worker or a config file).
 #include "core/log/log.hpp"
 
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -8,13 +9,14 @@
 #include <cstdlib>
 #include <string>
 
+#include "core/util/text.hpp"
+
 namespace rch::log {
 namespace {
 
 spdlog::logger& logger() {
   static std::shared_ptr<spdlog::logger> instance = [] {
-    const char* no_color = std::getenv("NO_COLOR");  // no-color.org: set and non-empty
-    const bool color = isatty(STDERR_FILENO) && (no_color == nullptr || *no_color == '\0');
+    const bool color = color_on(STDERR_FILENO);
     auto sink = std::make_shared<spdlog::sinks::stderr_color_sink_mt>(color ? spdlog::color_mode::automatic
                                                                             : spdlog::color_mode::never);
     auto l = std::make_shared<spdlog::logger>("rch", sink);
@@ -69,8 +71,16 @@ void init(int verbosity) {
   set_level(level);
 }
 
+bool color_on(int fd) {
+  const char* no_color = std::getenv("NO_COLOR");  // no-color.org: set and non-empty
+  return isatty(fd) != 0 && (no_color == nullptr || *no_color == '\0');
+}
+
 void set_level(Level level) { logger().set_level(to_spd(level)); }
 bool enabled(Level level) { return logger().should_log(to_spd(level)); }
-void write(Level level, std::string_view message) { logger().log(to_spd(level), message); }
+void write(Level level, std::string_view message) {
+  const std::string clean = sanitize_for_terminal(message, {.multiline = true});
+  logger().log(to_spd(level), std::string_view(clean));
+}
 
 }  // namespace rch::log

@@ -13,7 +13,10 @@ enum class Level { trace, debug, info, warn, error, off };
 void init(int verbosity);
 void set_level(Level level);
 bool enabled(Level level);
+// Colour on file descriptor `fd`: a TTY, and NO_COLOR unset or empty (no-color.org).
+bool color_on(int fd);
 
+// Control characters in `message` are shown escaped (sanitize_for_terminal).
 void write(Level level, std::string_view message);
 inline void trace(std::string_view m) { write(Level::trace, m); }
 inline void debug(std::string_view m) { write(Level::debug, m); }

@@ -1,9 +1,18 @@
 // Module rch.json (encode/decode) and the JSON <-> Lua conversion and small
 // argument helpers every binding uses.
+//
+// Strings are bytes in Lua. A string that is not valid UTF-8 is written as
+// {"$b64": "<base64 of the bytes>"} (the default, for durable records: decode
+// gives back the exact bytes) or with each bad byte as U+FFFD (invalid_utf8 =
+// "replace", for documents printed to people); either way the JSON is valid
+// UTF-8. A table that is neither an array (keys 1..n) nor an object (string
+// keys) is an error naming its path, never silently cut.
 #include <algorithm>
+#include <charconv>
 #include <cmath>
-#include <cstdio>
+#include <string_view>
 
+#include "core/util/text.hpp"
 #include "lua/bind/bind_util.hpp"
 
 namespace rch::lua {
@@ -12,6 +21,103 @@ namespace {
 const char kArrayMeta[] = "rch.json.array";
 // rch.json.null: a value that encodes as JSON null (a Lua nil cannot sit in a table).
 const char kNullSentinel = 0;
+// The one key of the object that stands for a byte string that is not UTF-8.
+constexpr std::string_view kBytesKey = "$b64";
+
+// Where a value sits in the document, for error messages ("workers[3].steps").
+struct Path {
+  const Path* parent;
+  std::string_view key;  // object member, unless is_index
+  std::size_t index;     // array item, 1-based as in Lua
+  bool is_index;
+};
+
+std::string describe(const Path* path) {
+  if (path == nullptr) return "the top level";
+  std::vector<const Path*> chain;
+  for (; path != nullptr; path = path->parent) chain.push_back(path);
+  std::string out;
+  for (auto it = chain.rbegin(); it != chain.rend(); ++it) {
+    if ((*it)->is_index) {
+      out += "[" + std::to_string((*it)->index) + "]";
+    } else {
+      if (!out.empty()) out += '.';
+      out += (*it)->key;
+    }
+  }
+  return out;
+}
+
+[[noreturn]] void fail_at(const Path* path, const std::string& what) {
+  throw Misuse("rch.json: " + what + " at " + describe(path));
+}
+
+bool marked_array(lua_State* L, int idx) {
+  if (lua_getmetatable(L, idx) == 0) return false;
+  luaL_getmetatable(L, kArrayMeta);
+  const bool marked = lua_rawequal(L, -1, -2) != 0;
+  lua_pop(L, 2);
+  return marked;
+}
+
+// What a Lua table is in JSON. Keys point into the table's own strings.
+struct TableShape {
+  bool array = false;
+  std::size_t length = 0;              // array items 1..length
+  std::vector<std::string_view> keys;  // object members, sorted (stable output)
+};
+
+// The one classification of tables, for encode and to_json: keys 1..n are an
+// array, string keys an object; an empty table is {} unless marked with
+// rch.json.array(). Holes, other numeric keys and mixed tables would lose
+// data, so they are errors.
+TableShape classify_table(lua_State* L, int idx, const Path* path) {
+  luaL_checkstack(L, 4, "json nesting too deep");
+  TableShape shape;
+  std::size_t numeric = 0;
+  lua_Number max_index = 0;
+  lua_pushnil(L);
+  while (lua_next(L, idx) != 0) {
+    const int key_type = lua_type(L, -2);
+    if (key_type == LUA_TSTRING) {
+      std::size_t len = 0;
+      const char* key = lua_tolstring(L, -2, &len);
+      shape.keys.emplace_back(key, len);
+    } else if (key_type == LUA_TNUMBER) {
+      const lua_Number key = lua_tonumber(L, -2);
+      if (!(key >= 1 && std::floor(key) == key)) {
+        lua_pop(L, 2);
+        char buf[32];
+        const auto end = std::to_chars(buf, buf + sizeof buf, key).ptr;
+        fail_at(path, "table key " + std::string(buf, end) + " is not an array index");
+      }
+      ++numeric;
+      max_index = std::max(max_index, key);
+    } else {
+      lua_pop(L, 2);
+      fail_at(path,
+              std::string("table key of type ") + lua_typename(L, key_type) + " (keys must be strings or numbers)");
+    }
+    lua_pop(L, 1);
+  }
+  if (numeric > 0 && !shape.keys.empty()) fail_at(path, "table mixes array items and string keys");
+  if (numeric > 0) {
+    if (max_index != static_cast<lua_Number>(numeric)) fail_at(path, "sparse array");
+    shape.array = true;
+    shape.length = numeric;
+    return shape;
+  }
+  if (shape.keys.empty()) {
+    shape.array = marked_array(L, idx);
+    return shape;
+  }
+  if (shape.keys.size() == 1 && shape.keys[0] == kBytesKey) {
+    fail_at(path, "an object whose only key is \"$b64\" (reserved for byte strings)");
+  }
+  std::sort(shape.keys.begin(), shape.keys.end());
+  return shape;
+}
+
 }  // namespace
 
 void push_json(lua_State* L, const nlohmann::json& value) {
@@ -54,85 +160,79 @@ void push_json(lua_State* L, const nlohmann::json& value) {
       break;
     }
     case nlohmann::json::value_t::object: {
+      if (value.size() == 1 && value.begin().key() == kBytesKey && value.begin()->is_string()) {
+        auto bytes = base64_decode(value.begin()->get_ref<const std::string&>());
+        if (!bytes) throw std::runtime_error("rch.json.decode: {\"$b64\": …} does not hold base64");
+        lua_pushlstring(L, bytes->data(), bytes->size());
+        break;
+      }
       lua_createtable(L, 0, static_cast<int>(value.size()));
       for (const auto& [key, item] : value.items()) {
+        lua_pushlstring(L, key.data(), key.size());
         push_json(L, item);
-        lua_setfield(L, -2, key.c_str());
+        lua_rawset(L, -3);
       }
       break;
     }
   }
 }
 
-nlohmann::json to_json(lua_State* L, int idx) {
-  idx = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
+namespace {
+
+nlohmann::json to_json_at(lua_State* L, int idx, const Path* path) {
   switch (lua_type(L, idx)) {
     case LUA_TNIL:
       return nullptr;
     case LUA_TLIGHTUSERDATA:
       if (lua_touserdata(L, idx) == &kNullSentinel) return nullptr;
-      throw Misuse("rch.json: cannot encode a light userdata");
+      fail_at(path, "cannot encode a light userdata");
     case LUA_TBOOLEAN:
       return lua_toboolean(L, idx) != 0;
     case LUA_TNUMBER: {
       const double n = lua_tonumber(L, idx);
       if (std::floor(n) == n && std::fabs(n) < 9.007199254740992e15) return static_cast<std::int64_t>(n);
-      if (!std::isfinite(n)) throw Misuse("rch.json: cannot encode a non-finite number");
+      if (!std::isfinite(n)) fail_at(path, "cannot encode a non-finite number");
       return n;
     }
     case LUA_TSTRING: {
       std::size_t len = 0;
       const char* s = lua_tolstring(L, idx, &len);
-      return std::string(s, len);
+      const std::string_view bytes(s, len);
+      if (valid_utf8(bytes)) return std::string(bytes);
+      return nlohmann::json{{std::string(kBytesKey), base64_encode(bytes)}};
     }
     case LUA_TTABLE: {
-      luaL_checkstack(L, 4, "json nesting too deep");
-      const std::size_t n = lua_objlen(L, idx);
-      std::size_t count = 0;
-      bool has_string_key = false;
-      lua_pushnil(L);
-      while (lua_next(L, idx) != 0) {
-        ++count;
-        if (lua_type(L, -2) == LUA_TSTRING) has_string_key = true;
-        lua_pop(L, 1);
-      }
-      bool marked_array = false;
-      if (lua_getmetatable(L, idx) != 0) {
-        luaL_getmetatable(L, kArrayMeta);
-        marked_array = lua_rawequal(L, -1, -2) != 0;
-        lua_pop(L, 2);
-      }
-      if (!has_string_key && count == n && (n > 0 || marked_array)) {
+      const TableShape shape = classify_table(L, idx, path);
+      if (shape.array) {
         nlohmann::json array = nlohmann::json::array();
-        for (std::size_t i = 1; i <= n; ++i) {
+        for (std::size_t i = 1; i <= shape.length; ++i) {
+          const Path item{path, {}, i, true};
           lua_rawgeti(L, idx, static_cast<int>(i));
-          array.push_back(to_json(L, -1));
+          array.push_back(to_json_at(L, lua_gettop(L), &item));
           lua_pop(L, 1);
         }
         return array;
       }
       nlohmann::json object = nlohmann::json::object();
-      lua_pushnil(L);
-      while (lua_next(L, idx) != 0) {
-        std::string key;
-        if (lua_type(L, -2) == LUA_TSTRING) {
-          key = lua_tostring(L, -2);
-        } else if (lua_type(L, -2) == LUA_TNUMBER) {
-          lua_pushvalue(L, -2);
-          key = lua_tostring(L, -1);
-          lua_pop(L, 1);
-        } else {
-          lua_pop(L, 2);
-          throw Misuse("rch.json: table keys must be strings or numbers");
-        }
-        object[key] = to_json(L, -1);
+      for (const std::string_view key : shape.keys) {
+        const Path member{path, key, 0, false};
+        if (!valid_utf8(key)) fail_at(&member, "a key that is not valid UTF-8");
+        lua_pushlstring(L, key.data(), key.size());
+        lua_rawget(L, idx);
+        object[std::string(key)] = to_json_at(L, lua_gettop(L), &member);
         lua_pop(L, 1);
       }
       return object;
     }
     default:
-      throw Misuse(std::string("rch.json: cannot encode a ") + luaL_typename(L, idx));
+      fail_at(path, std::string("cannot encode a ") + luaL_typename(L, idx));
   }
+}
+
+}  // namespace
+
+nlohmann::json to_json(lua_State* L, int idx) {
+  return to_json_at(L, idx < 0 ? lua_gettop(L) + idx + 1 : idx, nullptr);
 }
 
 std::string check_std_string(lua_State* L, int idx) {
@@ -206,37 +306,68 @@ void set_functions(lua_State* L, const luaL_Reg* functions) {
 
 namespace {
 
-void append_escaped(std::string& out, const char* s, std::size_t len) {
+constexpr char kHex[] = "0123456789abcdef";
+
+// Appends s as a JSON string: '"', '\\' and every control character (C0,
+// DEL, C1) escaped, so the text is also safe to print. Invalid UTF-8 becomes
+// U+FFFD with `replace`; otherwise nothing is appended and it returns false.
+bool append_json_string(std::string& out, std::string_view s, bool replace) {
+  const std::size_t start = out.size();
   out += '"';
-  for (std::size_t i = 0; i < len; ++i) {
+  std::size_t plain = 0;  // start of the run of bytes copied as they are
+  std::size_t i = 0;
+  const auto escape_u = [&](unsigned char c) {
+    out += "\\u00";
+    out += kHex[c >> 4];
+    out += kHex[c & 0xF];
+  };
+  while (i < s.size()) {
     const auto c = static_cast<unsigned char>(s[i]);
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);
-        }
+    if (c >= 0x20 && c < 0x7F && c != '"' && c != '\\') {
+      ++i;
+      continue;
     }
+    out.append(s.data() + plain, i - plain);
+    if (c < 0x80) {
+      switch (c) {
+        case '"':
+          out += "\\\"";
+          break;
+        case '\\':
+          out += "\\\\";
+          break;
+        case '\n':
+          out += "\\n";
+          break;
+        case '\r':
+          out += "\\r";
+          break;
+        case '\t':
+          out += "\\t";
+          break;
+        default:
+          escape_u(c);
+      }
+      ++i;
+    } else if (const std::size_t n = utf8_sequence_length(s, i); n == 0) {
+      if (!replace) {
+        out.resize(start);
+        return false;
+      }
+      out += "\xEF\xBF\xBD";
+      ++i;
+    } else if (n == 2 && c == 0xC2 && static_cast<unsigned char>(s[i + 1]) < 0xA0) {
+      escape_u(static_cast<unsigned char>(s[i + 1]));  // C1 control
+      i += 2;
+    } else {
+      out.append(s.data() + i, n);
+      i += n;
+    }
+    plain = i;
   }
+  out.append(s.data() + plain, i - plain);
   out += '"';
+  return true;
 }
 
 void newline(std::string& out, int indent, int depth) {
@@ -245,12 +376,16 @@ void newline(std::string& out, int indent, int depth) {
   out.append(static_cast<std::size_t>(indent * depth), ' ');
 }
 
+struct EncodeOptions {
+  int indent = 0;
+  bool replace_invalid_utf8 = false;
+};
+
 // Straight from the Lua stack to text (the journal and audit hot path: no
-// intermediate tree). Same array/object rules as to_json; object keys sorted
-// so output is stable. Strings are written as bytes (callers pass UTF-8).
-void encode(lua_State* L, int idx, std::string& out, int indent, int depth) {
-  if (depth > 64) throw Misuse("rch.json: nesting deeper than 64");
-  idx = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
+// intermediate tree). Tables as classify_table says; object keys sorted so
+// output is stable; numbers in the shortest form that reads back the same.
+void encode(lua_State* L, int idx, std::string& out, const EncodeOptions& options, int depth, const Path* path) {
+  if (depth > 64) fail_at(path, "nesting deeper than 64");
   switch (lua_type(L, idx)) {
     case LUA_TNIL:
       out += "null";
@@ -263,105 +398,96 @@ void encode(lua_State* L, int idx, std::string& out, int indent, int depth) {
         out += "null";
         return;
       }
-      throw Misuse("rch.json: cannot encode a light userdata");
+      fail_at(path, "cannot encode a light userdata");
     case LUA_TNUMBER: {
       const double n = lua_tonumber(L, idx);
-      if (!std::isfinite(n)) throw Misuse("rch.json: cannot encode a non-finite number");
+      if (!std::isfinite(n)) fail_at(path, "cannot encode a non-finite number");
       char buf[32];
-      if (std::floor(n) == n && std::fabs(n) < 9.007199254740992e15) {
-        std::snprintf(buf, sizeof buf, "%lld", static_cast<long long>(n));
-      } else {
-        std::snprintf(buf, sizeof buf, "%.17g", n);
-      }
-      out += buf;
+      const auto end = std::floor(n) == n && std::fabs(n) < 9.007199254740992e15
+                           ? std::to_chars(buf, buf + sizeof buf, static_cast<long long>(n)).ptr
+                           : std::to_chars(buf, buf + sizeof buf, n).ptr;
+      out.append(buf, end);
       return;
     }
     case LUA_TSTRING: {
       std::size_t len = 0;
       const char* str = lua_tolstring(L, idx, &len);
-      append_escaped(out, str, len);
+      const std::string_view bytes(str, len);
+      if (!append_json_string(out, bytes, options.replace_invalid_utf8)) {
+        out += "{\"$b64\":\"";
+        out += base64_encode(bytes);
+        out += "\"}";
+      }
       return;
     }
     case LUA_TTABLE:
       break;
     default:
-      throw Misuse(std::string("rch.json: cannot encode a ") + luaL_typename(L, idx));
+      fail_at(path, std::string("cannot encode a ") + luaL_typename(L, idx));
   }
-  luaL_checkstack(L, 4, "json nesting too deep");
-  const std::size_t n = lua_objlen(L, idx);
-  std::vector<std::string> keys;
-  bool other_keys = false;
-  lua_pushnil(L);
-  while (lua_next(L, idx) != 0) {
-    if (lua_type(L, -2) == LUA_TSTRING) {
-      std::size_t len = 0;
-      const char* k = lua_tolstring(L, -2, &len);
-      keys.emplace_back(k, len);
-    } else if (lua_type(L, -2) != LUA_TNUMBER) {
-      lua_pop(L, 2);
-      throw Misuse("rch.json: table keys must be strings or numbers");
-    } else if (n == 0) {
-      other_keys = true;
-    }
-    lua_pop(L, 1);
-  }
-  bool marked_array = false;
-  if (lua_getmetatable(L, idx) != 0) {
-    luaL_getmetatable(L, kArrayMeta);
-    marked_array = lua_rawequal(L, -1, -2) != 0;
-    lua_pop(L, 2);
-  }
-  if (keys.empty() && !other_keys && (n > 0 || marked_array)) {
+  const TableShape shape = classify_table(L, idx, path);
+  if (shape.array) {
     out += '[';
-    for (std::size_t i = 1; i <= n; ++i) {
+    for (std::size_t i = 1; i <= shape.length; ++i) {
       if (i > 1) out += ',';
-      newline(out, indent, depth + 1);
+      newline(out, options.indent, depth + 1);
+      const Path item{path, {}, i, true};
       lua_rawgeti(L, idx, static_cast<int>(i));
-      encode(L, -1, out, indent, depth + 1);
+      encode(L, lua_gettop(L), out, options, depth + 1, &item);
       lua_pop(L, 1);
     }
-    if (n > 0) newline(out, indent, depth);
+    if (shape.length > 0) newline(out, options.indent, depth);
     out += ']';
     return;
   }
-  if (!keys.empty() && (n > 0 || other_keys)) {
-    // Mixed tables go through the general path (numeric keys become strings).
-    out += to_json(L, idx).dump(indent > 0 ? indent : -1);
-    return;
-  }
-  std::sort(keys.begin(), keys.end());
   out += '{';
   bool first = true;
-  for (const auto& key : keys) {
+  for (const std::string_view key : shape.keys) {
+    const Path member{path, key, 0, false};
     if (!first) out += ',';
     first = false;
-    newline(out, indent, depth + 1);
-    append_escaped(out, key.data(), key.size());
-    out += indent > 0 ? ": " : ":";
+    newline(out, options.indent, depth + 1);
+    if (!append_json_string(out, key, options.replace_invalid_utf8)) {
+      fail_at(&member, "a key that is not valid UTF-8");
+    }
+    out += options.indent > 0 ? ": " : ":";
     lua_pushlstring(L, key.data(), key.size());
     lua_rawget(L, idx);
-    encode(L, -1, out, indent, depth + 1);
+    encode(L, lua_gettop(L), out, options, depth + 1, &member);
     lua_pop(L, 1);
   }
-  if (!first) newline(out, indent, depth);
+  if (!first) newline(out, options.indent, depth);
   out += '}';
 }
 
-// encode(value [, {pretty = true}]) -> string
+// encode(value [, {pretty = true, invalid_utf8 = "b64" | "replace"}]) -> string
 int l_json_encode(lua_State* L) {
   luaL_checkany(L, 1);
-  const bool pretty = opt_bool_field(L, 2, "pretty", false);
+  EncodeOptions options;
+  options.indent = opt_bool_field(L, 2, "pretty", false) ? 2 : 0;
+  const std::string invalid = opt_string_field(L, 2, "invalid_utf8", "b64");
+  if (invalid != "b64" && invalid != "replace") {
+    throw Misuse("rch.json.encode: invalid_utf8 must be \"b64\" or \"replace\", not \"" + invalid + "\"");
+  }
+  options.replace_invalid_utf8 = invalid == "replace";
   std::string out;
   out.reserve(256);
-  encode(L, 1, out, pretty ? 2 : 0, 0);
+  encode(L, 1, out, options, 0, nullptr);
   lua_pushlstring(L, out.data(), out.size());
   return 1;
 }
 
-// decode(string) -> value | nil, error
+// decode(string) -> value | nil, error. {"$b64": "…"} gives back its bytes.
 int l_json_decode(lua_State* L) {
-  const std::string text = check_std_string(L, 1);
+  std::size_t len = 0;
+  const char* s = luaL_checklstring(L, 1, &len);
+  const std::string_view text(s, len);
   nlohmann::json value = nlohmann::json::parse(text, nullptr, false);
+  if (value.is_discarded() && !valid_utf8(text)) {
+    // A record written before {"$b64"} existed holds the raw bytes: read it
+    // with those bytes as U+FFFD rather than lose the whole record.
+    value = nlohmann::json::parse(replace_invalid_utf8(text), nullptr, false);
+  }
   if (value.is_discarded()) return push_failure(L, "rch.json.decode: invalid JSON");
   push_json(L, value);
   return 1;

@@ -35,6 +35,7 @@ void open_bindings(lua_State* L) {
     lua_setfield(L, -2, m->name);
   }
   lua_pop(L, 2);
+  install_terminal_sink(L);
 }
 
 }  // namespace rch::lua

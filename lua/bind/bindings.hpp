@@ -23,7 +23,10 @@ int luaopen_rch_archive(lua_State* L);
 int luaopen_rch_daemon(lua_State* L);
 int luaopen_rch_install(lua_State* L);
 
-// Fills package.preload with every module above.
+// Fills package.preload with every module above and installs the terminal sink.
 void open_bindings(lua_State* L);
+// Everything Lua writes to stdout/stderr (io.stdout:write, io.write, print)
+// passes the output sanitiser; rch.log.control is the unfiltered way out.
+void install_terminal_sink(lua_State* L);
 
 }  // namespace rch::lua

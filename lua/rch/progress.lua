@@ -22,7 +22,7 @@ end
 local function elapsed(since) return ("%.1fs"):format(rch.monotonic() - since) end
 
 function M:clear()
-  if self.drawn > 0 then io.stdout:write(("\27[%dF\27[J"):format(self.drawn)) end
+  if self.drawn > 0 then ui.control(("\27[%dF\27[J"):format(self.drawn)) end
   self.drawn = 0
 end
 
@@ -89,14 +89,15 @@ function M:finished(ws)
   self.counts[ws.status] = (self.counts[ws.status] or 0) + 1
   local took = a and (" in " .. elapsed(a.started)) or ""
   local text
+  -- Reasons quote workers and hooks: one line each, controls shown escaped.
   if ws.status == "Completed" then
     text = ui.paint("green", "✓ ") .. ws.id .. " completed" .. took
   elseif ws.status == "Skipped" then
-    text = ui.paint("dim", "- " .. ws.id .. " skipped: " .. tostring(ws.skip_reason))
+    text = ui.paint("dim", "- " .. ws.id .. " skipped: " .. ui.one_line(ws.skip_reason))
   elseif ws.status == "RolledBack" then
-    text = ui.paint("yellow", "↺ ") .. ws.id .. " rolled back: " .. tostring(ws.error)
+    text = ui.paint("yellow", "↺ ") .. ws.id .. " rolled back: " .. ui.one_line(ws.error)
   else
-    text = ui.paint("red", "✗ ") .. ws.id .. " failed: " .. tostring(ws.error)
+    text = ui.paint("red", "✗ ") .. ws.id .. " failed: " .. ui.one_line(ws.error)
   end
   self:line(text)
 end

@@ -1,4 +1,9 @@
 --- Terminal output helpers: colour only on a TTY and without NO_COLOR.
+-- Everything written to stdout/stderr passes the output sanitiser (the
+-- terminal sink in bind_log.cpp): control characters from workers or config
+-- files are shown escaped ("\x1b"), invalid UTF-8 as U+FFFD.
+local log = require "rch.log"
+
 local M = {}
 
 M.stdout_tty = require("rch.sys").isatty(1)
@@ -13,12 +18,28 @@ function M.paint(name, text)
   return "\27[" .. codes[name] .. "m" .. text .. "\27[0m"
 end
 
+--- One line of text for a single-line slot (a table cell, a status line):
+-- newlines and every other control shown escaped, colour kept.
+function M.one_line(text)
+  return log.sanitize(tostring(text), { keep_sgr = M.color })
+end
+
+--- Writes terminal control sequences (cursor movement, erase) unfiltered:
+-- only for rch's own redraws, never with data in them.
+M.control = log.control
+
 --- Prints rows as aligned columns; widths ignore colour codes.
 -- @param header list of column titles
 -- @param rows list of lists of strings (may be painted)
 function M.table(header, rows)
   local widths = {}
   local function visible(s) return (s:gsub("\27%[[%d;]*m", "")) end
+  local clean = {}
+  for r, row in ipairs(rows) do
+    clean[r] = {}
+    for i, cell in ipairs(row) do clean[r][i] = M.one_line(cell) end
+  end
+  rows = clean
   for i, h in ipairs(header) do widths[i] = #h end
   for _, row in ipairs(rows) do
     for i, cell in ipairs(row) do widths[i] = math.max(widths[i] or 0, #visible(cell)) end
@@ -33,6 +54,14 @@ function M.table(header, rows)
   end
   line(header)
   for _, row in ipairs(rows) do line(row) end
+end
+
+--- A --json document for stdout: valid UTF-8 always (a byte string that is
+-- not UTF-8 shows its bad bytes as U+FFFD; the durable records keep them
+-- exactly as {"$b64": …}, see rch.json).
+-- @param compact one line instead of pretty-printed
+function M.json(value, compact)
+  return require("rch.json").encode(value, { pretty = not compact, invalid_utf8 = "replace" })
 end
 
 --- Writes "rch: message" to stderr.

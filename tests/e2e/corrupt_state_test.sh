@@ -23,7 +23,7 @@ expect_exit 0 "$RCH" fleet status --json
 echo "--- a plan.json and a result.json of the wrong shape are named"
 echo '{"id": "x", "workers": []}' >"$RCH_STATE_DIR/deployments/$FIRST/plan.json"
 rm "$RCH_STATE_DIR/deployments/$FIRST/result.json"
-expect_exit 2 "$RCH" fleet history show "$FIRST"
+expect_exit 1 "$RCH" fleet history show "$FIRST"
 contains "$ERR" "$RCH_STATE_DIR/deployments/$FIRST/plan.json is not a deployment plan: target_version, options or artifact is missing"
 [[ $ERR != *"traceback"* && $ERR != *".lua:"* ]] || fail "a Lua error instead of a message: $ERR"
 mkdir "$RCH_STATE_DIR/deployments/newest"
@@ -32,7 +32,7 @@ expect_exit 1 "$RCH" fleet deploy --resume --no-toolchain
 contains "$ERR" "$RCH_STATE_DIR/deployments/newest/plan.json is not a deployment plan: it has no id or no workers list"
 echo '{"workers": 3' >"$RCH_STATE_DIR/deployments/newest/result.json"
 echo '{"id": "newest", "workers": []}' >"$RCH_STATE_DIR/deployments/newest/plan.json"
-expect_exit 2 "$RCH" fleet history show newest
+expect_exit 1 "$RCH" fleet history show newest
 contains "$ERR" "$RCH_STATE_DIR/deployments/newest/result.json is not a deployment result"
 
 echo "--- a full state dir: one line, exit 1, no worker touched"

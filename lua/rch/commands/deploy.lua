@@ -230,7 +230,7 @@ function M.run(opts)
     audit:log("DeploymentCompleted", nil, { dry_run = true, success = true, summary = audit:summary() })
     transport.close_all()
     if opts.json then
-      io.stdout:write(rch.json.encode(result, { pretty = true }), "\n")
+      io.stdout:write(ui.json(result), "\n")
     else
       dry_run.display(result, describe)
     end
@@ -375,7 +375,7 @@ function M.run(opts)
   M.last_result, M.last_deploy = result, d
   -- (quiet: rch fleet stress prints its own report)
   if opts.json and not opts.quiet then
-    io.stdout:write(rch.json.encode(result, { pretty = true }), "\n")
+    io.stdout:write(ui.json(result), "\n")
   elseif not opts.quiet then
     local line = ("Deployment %s %s: %d completed, %d failed, %d skipped, %d rolled back in %.1fs"):format(plan.id,
       success and ui.paint("green", "completed") or ui.paint("red", "failed"), counts.Completed, counts.Failed,

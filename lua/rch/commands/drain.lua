@@ -102,7 +102,7 @@ function M.run(opts)
       list[i] = { id = r.id, drained = r.drained, undrained = r.undrained, active_builds = r.active_builds,
         error = r.error or rch.json.null }
     end
-    io.stdout:write(rch.json.encode({ workers = list }, { pretty = true }), "\n")
+    io.stdout:write(ui.json({ workers = list }), "\n")
   else
     for _, r in ipairs(results) do
       if r.error then

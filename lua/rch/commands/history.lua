@@ -23,7 +23,7 @@ local function show(id)
     local d, err = state.load(id)
     if not d then
       ui.error(err)
-      return nil
+      return nil, 1
     end
     local workers = d:replay()
     local result = { id = id, target_version = d.plan.target_version, outcome = "unfinished", workers = {} }
@@ -36,26 +36,27 @@ local function show(id)
   end
   local result = rch.json.decode(text)
   if type(result) ~= "table" or type(result.workers) ~= "table" then
-    ui.error(path .. " is not a deployment result (not JSON, or no workers list)")
-    return nil
+    ui.error(path .. " is not a deployment result (not JSON, or no workers list: a damaged file; the history"
+      .. " line and journal still describe the run)")
+    return nil, 1
   end
   return result
 end
 
 function M.run(opts)
   if opts.show and opts.show ~= "" then
-    local result = show(opts.show)
-    if not result then return 2 end
+    local result, code = show(opts.show)
+    if not result then return code or 2 end
     if opts.json then
-      io.stdout:write(rch.json.encode(result, { pretty = true }), "\n")
+      io.stdout:write(ui.json(result), "\n")
       return 0
     end
     io.stdout:write(("Deployment %s: %s, target %s\n"):format(result.id, result.outcome, result.target_version))
     for _, w in ipairs(result.workers) do
-      local err = w.error ~= nil and w.error ~= rch.json.null and ("  " .. tostring(w.error)) or ""
+      local err = w.error ~= nil and w.error ~= rch.json.null and ("  " .. ui.one_line(w.error)) or ""
       io.stdout:write(("  %-20s %-11s%s\n"):format(w.worker_id, w.status, err))
       for _, s in ipairs(w.steps or {}) do
-        local out = s.output ~= nil and s.output ~= rch.json.null and (" (" .. tostring(s.output) .. ")") or ""
+        local out = s.output ~= nil and s.output ~= rch.json.null and (" (" .. ui.one_line(s.output) .. ")") or ""
         io.stdout:write(("      %-10s %-9s%s\n"):format(s.name, s.status, out))
       end
     end
@@ -104,7 +105,7 @@ function M.run(opts)
       if single then entry.worker_status = r.workers[single] end
       list[i] = entry
     end
-    io.stdout:write(rch.json.encode({ deployments = list }, { pretty = true }), "\n")
+    io.stdout:write(ui.json({ deployments = list }), "\n")
     return 0
   end
   if #selected == 0 then

@@ -188,8 +188,7 @@ function M.run(opts)
     lock:release()
   end
   if opts.json then
-    io.stdout:write(rch.json.encode({ id = id, dry_run = opts.dry_run or false, counts = counts, workers = list },
-      { pretty = true }), "\n")
+    io.stdout:write(ui.json({ id = id, dry_run = opts.dry_run or false, counts = counts, workers = list }), "\n")
   else
     for _, r in ipairs(list) do
       local arrow = ("%s -> %s"):format(tostring(r.from_version ~= rch.json.null and r.from_version or "none"),

@@ -87,7 +87,7 @@ local function render_json(results, compact)
       disk_free_mb = r.disk_free_mb or null, last_deployment = r.last_deployment or null, error = r.error or null,
     }
   end
-  return rch.json.encode({ workers = list }, { pretty = not compact }) .. "\n"
+  return ui.json({ workers = list }, compact) .. "\n"
 end
 
 local function render_table(results)
@@ -127,7 +127,7 @@ function M.run(opts)
       -- One JSON document per line: a stream a program can read.
       io.stdout:write(render_json(results, true))
     else
-      if ui.stdout_tty then io.stdout:write("\27[H\27[J") end
+      if ui.stdout_tty then ui.control("\27[H\27[J") end
       io.stdout:write(("rch fleet status — %s (every 1s, Ctrl-C to stop)\n"):format(os.date("%H:%M:%S")))
       render_table(results)
       if not ui.stdout_tty then io.stdout:write("\n") end

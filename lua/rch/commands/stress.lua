@@ -186,7 +186,7 @@ function M.run(opts)
   }
   if verdict then os.execute("rm -rf '" .. dir .. "'") end
   if opts.json then
-    io.stdout:write(rch.json.encode(report, { pretty = true }), "\n")
+    io.stdout:write(ui.json(report), "\n")
   else
     io.stdout:write(("stress: %d simulated workers, parallel %d, strategy %s, fault rate %.3f (%d faulty), latency %dms, "
       .. "seed %d\n"):format(n, p, opts.strategy, opts.fault_rate, faults, opts.latency_ms, opts.seed))

@@ -35,7 +35,7 @@ local function new_output(json)
     io.stderr:write("rch: ", ui.paint("yellow", "warning: "), text, "\n")
   end
   function out.result(tbl)
-    if json then io.stdout:write(rch.json.encode(tbl, { pretty = true }), "\n") end
+    if json then io.stdout:write(ui.json(tbl), "\n") end
   end
   -- Reports a failure: message on stderr, {ok=false, error} with --json.
   function out.fail(code, message, fields)

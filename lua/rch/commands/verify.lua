@@ -108,8 +108,7 @@ function M.run(opts)
       list[i] = { id = e.id, reachable = e.reachable, version = e.version or rch.json.null, ok = e.ok,
         findings = rch.json.array(e.findings) }
     end
-    io.stdout:write(rch.json.encode({ ok = ok, fleet_version = reference or rch.json.null, workers = list },
-      { pretty = true }), "\n")
+    io.stdout:write(ui.json({ ok = ok, fleet_version = reference or rch.json.null, workers = list }), "\n")
   else
     local rows = {}
     for i = 1, #workers do

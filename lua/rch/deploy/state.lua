@@ -213,25 +213,27 @@ end
 
 --- Replays the journal: per worker its last status, step and the facts a
 -- resumed run needs (the version to roll back to), plus deployment events.
+-- A line that does not decode is an error: skipping it would forget a
+-- step (or the version to roll back to) that really happened.
 -- @return workers (id -> state), events (name -> true)
 function Deployment:replay()
-  local lines = store.read_lines(self.dir .. "/journal.jsonl") or {}
+  local path = self.dir .. "/journal.jsonl"
+  local lines = store.read_lines(path) or {}
   local workers, events = {}, {}
-  for _, line in ipairs(lines) do
+  for i, line in ipairs(lines) do
     local e = rch.json.decode(line)
-    if type(e) == "table" then
-      if e.worker then
-        local w = workers[e.worker] or { steps = {} }
-        workers[e.worker] = w
-        w.status = e.status or w.status
-        w.step = e.step or w.step
-        w.error = e.error
-        w.aborted = e.aborted
-        if e.previous_link ~= nil and w.previous_link == nil then w.previous_link = e.previous_link end
-        if e.step then w.steps[e.step] = e.event end
-      elseif e.deployment_event then
-        events[e.deployment_event] = true
-      end
+    if type(e) ~= "table" then error(("%s:%d: not a JSON object (a damaged journal line)"):format(path, i), 0) end
+    if e.worker then
+      local w = workers[e.worker] or { steps = {} }
+      workers[e.worker] = w
+      w.status = e.status or w.status
+      w.step = e.step or w.step
+      w.error = e.error
+      w.aborted = e.aborted
+      if e.previous_link ~= nil and w.previous_link == nil then w.previous_link = e.previous_link end
+      if e.step then w.steps[e.step] = e.event end
+    elseif e.deployment_event then
+      events[e.deployment_event] = true
     end
   end
   return workers, events

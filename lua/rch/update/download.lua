@@ -6,6 +6,7 @@ local rch = require "rch"
 local net = require "rch.net"
 local install = require "rch.install"
 local release_mod = require "rch.update.release"
+local ui = require "rch.ui"
 
 local M = {}
 
@@ -26,10 +27,10 @@ local function bar(name, done, total, started)
     local frac = math.min(done / total, 1)
     local width = 24
     local fill = math.floor(frac * width + 0.5)
-    return ("\r  %s [%s%s] %3d%% %s / %s %s\27[K"):format(name, ("#"):rep(fill), ("-"):rep(width - fill),
+    return ("  %s [%s%s] %3d%% %s / %s %s"):format(name, ("#"):rep(fill), ("-"):rep(width - fill),
       math.floor(frac * 100), M.human_size(done), M.human_size(total), rate)
   end
-  return ("\r  %s %s %s\27[K"):format(name, M.human_size(done), rate)
+  return ("  %s %s %s"):format(name, M.human_size(done), rate)
 end
 
 -- Downloads one large file with a live bar on stdout when `tty`.
@@ -42,7 +43,10 @@ local function download_with_progress(asset, dest, options, tty)
   local drawer = rch.spawn(function()
     while not finished do
       local done, total = progress:get()
+      -- The bar redraws its line: \r and erase-to-end are control output, the text is data.
+      ui.control("\r")
       io.stdout:write(bar(asset.name, done, total > 0 and total or asset.size, started))
+      ui.control("\27[K")
       io.stdout:flush()
       rch.sleep(0.1)
     end
@@ -51,7 +55,9 @@ local function download_with_progress(asset, dest, options, tty)
   finished = true
   rch.join(drawer)
   local done, total = progress:get()
-  io.stdout:write(bar(asset.name, done, total > 0 and total or asset.size, started), "\n")
+  ui.control("\r")
+  io.stdout:write(bar(asset.name, done, total > 0 and total or asset.size, started))
+  ui.control("\27[K\n")
   io.stdout:flush()
   return ok, err
 end
