@@ -30,7 +30,7 @@ local function check(worker, settings)
     finding(err)
     return entry
   end
-  if facts.partials ~= "" then
+  if facts.partials then
     finding(("leftover partial upload(s): %s (the next deploy removes them)"):format(facts.partials))
   end
   if facts.root_unsafe then finding("unsafe worker root (rch-wkr not run): " .. facts.root_unsafe) end

@@ -375,8 +375,9 @@ elif [ -x "$root/bin/rch-wkr" ]; then
 fi
 ]]
 
---- Facts for verification: links, the current binary's sha256, its manifest
--- (decoded) and the agent's health (decoded). @return facts, or nil, err
+--- Facts for verification: links, the current binary's sha256 and size, its
+-- manifest (decoded), leftover partial uploads, root_unsafe (why the root
+-- breaks the ownership rule) and the agent's health (decoded). @return facts, or nil, err
 function M.inspect(session, root, timeout)
   local r, err = session:exec(script(INSPECT, root), { timeout = timeout })
   if not r then return nil, err end
@@ -386,7 +387,9 @@ function M.inspect(session, root, timeout)
   facts.manifest = facts.manifest and json.decode(facts.manifest) or nil
   facts.health = facts.health and json.decode(facts.health) or nil
   facts.binary_size = tonumber(facts.binary_size)
-  if facts.root_unsafe == "" then facts.root_unsafe = nil end
+  for _, k in ipairs({ "root_unsafe", "partials" }) do
+    if facts[k] == "" then facts[k] = nil end
+  end
   return facts
 end
 
