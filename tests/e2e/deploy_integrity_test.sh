@@ -112,7 +112,10 @@ e = os.environ
 assert w["w1"]["findings"] == ["versions/v%s/rch-wkr was modified: sha256 %s, manifest says %s" % (e["OWN"], e["BAD1"], e["OWN_SHA"])], w["w1"]
 assert w["w2"]["findings"] == ["versions/v%s/rch-wkr was modified: sha256 %s, manifest says %s (%d bytes, manifest says %s)"
   % (e["OWN"], e["BAD2"], e["OWN_SHA"], int(e["SIZE"]) + 8, e["SIZE"])], w["w2"]' <<<"$OUT" || fail "verify: $OUT"
-# A plain redeploy replaces both (it does not trust a manifest whose size or mtime is off).
+# A plain redeploy replaces both (it does not trust a manifest whose size or mtime is off);
+# its dry run says so.
+deploy 0 --worker w1,w2 --dry-run
+json 'assert [(p["worker_id"], p["action"]) for p in d["predictions"]] == [("w1", "Reinstall"), ("w2", "Reinstall")], d'
 deploy 0 --worker w1,w2
 json '
 for i in ("w1", "w2"):
@@ -175,7 +178,7 @@ contains "$OUT" "unsafe worker root: $SHARED/root is owned by rchevil"
 expect_exit 1 "$RCH" fleet verify --worker w1 --json
 contains "$OUT" "unsafe worker root (rch-wkr not run): $SHARED/root is owned by rchevil"
 expect_exit 1 "$RCH" fleet drain --worker w1 --timeout 1
-contains "$OUT$ERR" "unsafe worker root: $SHARED/root/bin is owned by rchevil"
+contains "$OUT$ERR" "unsafe worker root: $SHARED/root is owned by rchevil"
 [[ -z $(compgen -G "$SHARED/ran-by-*") ]] || fail "rch ran the foreign rch-wkr: $(ls "$SHARED")"
 # The login user's own root in the same 1777 directory is fine (sticky: nobody
 # else can rename or remove it), and rch creates it 0755.

@@ -33,53 +33,53 @@ sha256_of() {
 ]]
 
 -- The worker root ownership rule, as OpenSSH's StrictModes: every directory
--- from / down to one rch writes into (or runs rch-wkr from) is owned by the
--- login user or root and not writable by group or others; a sticky parent
--- (/tmp) passes when the component below it is the login user's (or root's:
--- in a sticky dir nobody else can rename or remove it). Anyone else
--- who can write there could swap a binary rch then runs, or plant a symlink
--- where rch writes. `unsafe` and `agent_unsafe` print why and succeed when
--- the rule is broken, and fail silently when it holds.
+-- from / down to one rch writes into (or runs rch-wkr from), and that
+-- binary, is owned by the login user or root and not writable by group or
+-- others; a sticky parent (/tmp) passes when the component below it is the
+-- login user's (or root's: in a sticky dir nobody else can rename or remove
+-- it). Anyone else who can write there could swap a binary rch then runs, or
+-- plant a symlink where rch writes. One readlink and one stat per check keep
+-- preflight, which runs on every deploy, cheap.
 local GUARD = [[
-me=$(id -u); me_name=$(id -un)
-# unsafe DIR [pending]: DIR and its parents; "pending": the login user is about
-# to create DIR's child (DIR is the nearest existing parent of a new root).
+me=$(id -u)
+# unsafe [pending] PATH...: prints why a PATH (resolved) or one of its parents
+# breaks the rule and succeeds; fails silently when all pass. "pending": the
+# login user is about to create a child of the (single) PATH.
 unsafe() {
-  local path below
-  path=$(cd -P -- "$1" 2>/dev/null && pwd -P) || { echo "cannot resolve $1"; return 0; }
-  below=; [ "${2:-}" = pending ] && below=$me
+  local below0= below paths p st uid mode owner path IFS='
+'
+  if [ "$1" = pending ]; then below0=$me; shift; fi
+  paths=$(readlink -f -- "$@") || { echo "cannot resolve $*"; return 0; }
+  set -f
   set --
-  while :; do set -- "$@" "$path"; [ "$path" = / ] && break; path=${path%/*}; [ -n "$path" ] || path=/; done
-  stat -c '%u %a %U %n' -- "$@" | {
-    while read -r uid mode owner path; do
-      if [ "$uid" != "$me" ] && [ "$uid" != 0 ]; then
-        echo "$path is owned by $owner, not by $me_name or root: chown $me_name $path (or use another root)"
-        exit 0
-      fi
-      if [ $((0$mode & 022)) != 0 ] && ! { [ $((0$mode & 01000)) != 0 ] && { [ "$below" = "$me" ] || [ "$below" = 0 ]; }; }; then
-        echo "$path (mode $mode) is writable by group or others: chmod go-w $path"
-        exit 0
-      fi
-      below=$uid
-    done
-    exit 1
-  }
-}
-# unsafe_file FILE: its directories, and FILE itself owned by the user or root, not writable by others.
-unsafe_file() {
-  local st
-  unsafe "${1%/*}" && return 0
-  st=$(stat -L -c '%u %a %U' -- "$1") || { echo "cannot stat $1"; return 0; }
-  set -- "$1" $st
-  if [ "$2" != "$me" ] && [ "$2" != 0 ]; then echo "$1 is owned by $4, not by $me_name or root: remove it"; return 0; fi
-  if [ $((0$3 & 022)) != 0 ]; then echo "$1 (mode $3) is writable by group or others: chmod go-w $1"; return 0; fi
+  for p in $paths; do
+    while :; do set -- "$@" "$p"; [ "$p" = / ] && break; p=${p%/*}; [ -n "$p" ] || p=/; done
+  done
+  set +f
+  st=$(stat -c '%u %a %U %n' -- "$@") || { echo "cannot stat $*"; return 0; }
+  below=$below0
+  while IFS=' ' read -r uid mode owner path; do
+    if [ "$uid" != "$me" ] && [ "$uid" != 0 ]; then
+      p=$(id -un)
+      echo "$path is owned by $owner, not by $p or root: chown $p $path (or use another root)"
+      return 0
+    fi
+    if [ $((0$mode & 022)) != 0 ] && ! { [ $((0$mode & 01000)) != 0 ] && { [ "$below" = "$me" ] || [ "$below" = 0 ]; }; }; then
+      echo "$path (mode $mode) is writable by group or others: chmod go-w $path"
+      return 0
+    fi
+    below=$uid
+    [ "$path" != / ] || below=$below0  # the next line starts another path
+  done <<EOF
+$st
+EOF
   return 1
 }
-# agent_unsafe ROOT: whether ROOT/bin/rch-wkr may be run (silent when it is missing).
-agent_unsafe() {
-  local real
-  real=$(readlink -f -- "$1/bin/rch-wkr") && [ -e "$real" ] || return 1
-  unsafe "$1/bin" || unsafe_file "$real"
+# root_unsafe ROOT: ROOT, and bin/rch-wkr with all it resolves through when
+# there is one (silent when ROOT does not exist: there is nothing to run).
+root_unsafe() {
+  [ -e "$1" ] || return 1
+  if [ -e "$1/bin/rch-wkr" ]; then unsafe "$1" "$1/bin" "$1/bin/rch-wkr"; else unsafe "$1"; fi
 }
 refuse() { echo "unsafe worker root: $1" >&2; exit 4; }
 # ensure_dir DIR [pending]: creates DIR (mode 0755, whatever the umask) and its
@@ -87,7 +87,7 @@ refuse() { echo "unsafe worker root: $1" >&2; exit 4; }
 ensure_dir() {
   local why err
   if [ -d "$1" ]; then
-    why=$(unsafe "$1" ${2:-}) || return 0
+    why=$(unsafe ${2:-} "$1") || return 0
     echo "unsafe worker root: $why" >&2
     return 1
   fi
@@ -127,8 +127,8 @@ for t in rsync zstd; do
   if command -v "$t" >/dev/null 2>&1; then echo "$t=1"; else echo "$t=0"; fi
 done
 if command -v rustup >/dev/null 2>&1 || [ -x "$HOME/.cargo/bin/rustup" ]; then echo rustup=1; else echo rustup=0; fi
-pending=; [ "$d" = "$root" ] || pending=pending
-if why=$(unsafe "$d" $pending) || why=$(agent_unsafe "$root"); then echo "root_unsafe=$why"; else why=; fi
+if [ "$d" = "$root" ]; then why=$(root_unsafe "$root"); else why=$(unsafe pending "$d"); fi || why=
+[ -z "$why" ] || echo "root_unsafe=$why"
 if [ -e "$root/bin/rch-wkr" ] || [ -L "$root/bin/rch-wkr" ]; then
   echo "agent_present=1"
   if [ -z "$why" ]; then v=$("$root/bin/rch-wkr" --version 2>/dev/null | head -n 1) && echo "current_version=$v"; fi
@@ -260,7 +260,7 @@ root=$1; ver=$2; sha=$3; size=$4; mtime=$5; dep=$6; now=$7
 dir="$root/versions/v$ver"
 f="$dir/rch-wkr"
 [ -f "$f" ] && [ -x "$f" ] || { echo "missing $f" >&2; exit 3; }
-if why=$(unsafe_file "$f"); then refuse "$why"; fi
+if why=$(unsafe "$f"); then refuse "$why"; fi
 st=$(stat -c '%s %.9Y' -- "$f")
 [ "$st" = "$size $mtime" ] ||
   { echo "$f changed since it was verified (size and mtime $st, verified $size $mtime)" >&2; exit 3; }
@@ -296,7 +296,7 @@ if [ -z "$prev" ]; then
   exit 0
 fi
 [ -x "$root/$prev/rch-wkr" ] || { echo "previous version $root/$prev is gone" >&2; exit 3; }
-if why=$(unsafe_file "$root/$prev/rch-wkr"); then refuse "$why"; fi
+if why=$(unsafe "$root/$prev/rch-wkr"); then refuse "$why"; fi
 switch_link "$prev" "$root/current"
 ]]
 
@@ -311,7 +311,7 @@ end
 -- (exit 4 with the reason otherwise; 127 when no agent is installed).
 local AGENT = GUARD .. [[
 root=$1; shift
-if why=$(agent_unsafe "$root"); then refuse "$why"; fi
+if why=$(root_unsafe "$root"); then refuse "$why"; fi
 exec "$root/bin/rch-wkr" "$@"
 ]]
 
@@ -368,7 +368,7 @@ fi
 parts=""
 for p in "$root"/versions/*/.rch-wkr.part.*; do [ -e "$p" ] && parts="$parts ${p#"$root"/}"; done
 echo "partials=${parts# }"
-if [ -d "$root" ] && { why=$(unsafe "$root") || why=$(agent_unsafe "$root"); }; then
+if why=$(root_unsafe "$root"); then
   echo "root_unsafe=$why"
 elif [ -x "$root/bin/rch-wkr" ]; then
   echo "health=$("$root/bin/rch-wkr" health --json 2>/dev/null | head -n 1)"
