@@ -205,6 +205,14 @@ assert w["error"] == "preflight: root_ownership: %s (mode %s) is writable by gro
   os.environ["LOOSE"], "'$mode'", os.environ["LOOSE"]), w["error"]'
   [[ ! -e $LOOSE/root ]] || fail "rch created a root under a $mode parent"
 done
+# A good root reached through a symlink that lives in such a directory: whoever
+# can write there can point the symlink elsewhere.
+chmod 777 "$LOOSE"
+ln -s "$r1" "$LOOSE/link"
+set_root "$LOOSE/link"
+deploy 1 --worker w1
+contains "$OUT" "preflight: root_ownership: $LOOSE (mode 777) is writable by group or others: chmod go-w $LOOSE"
+no_agent 1
 cp "$TB/workers.toml" "$CFG/workers.toml"
 
 # ---- A worker whose sessions run under umask 000 (a site's pam_umask, say):

@@ -42,30 +42,37 @@ sha256_of() {
 -- preflight, which runs on every deploy, cheap.
 local GUARD = [[
 me=$(id -u)
-# unsafe [pending] PATH...: prints why a PATH (resolved) or one of its parents
-# breaks the rule and succeeds; fails silently when all pass. "pending": the
-# login user is about to create a child of the (single) PATH.
+# unsafe [pending] PATH...: prints why an absolute PATH or one of its parents
+# breaks the rule and succeeds; fails silently when all pass. Both the path
+# as written (a symlink: its owner, and the directory holding it) and the
+# path it resolves to are checked. "pending": the login user is about to
+# create a child of the (single) PATH.
 unsafe() {
-  local below0= below paths p st uid mode owner path IFS='
+  local below0= below list p st uid raw owner path IFS='
 '
   if [ "$1" = pending ]; then below0=$me; shift; fi
-  paths=$(readlink -f -- "$@") || { echo "cannot resolve $*"; return 0; }
+  list="$*"
+  p=$(readlink -f -- "$@") || { echo "cannot resolve $*"; return 0; }
+  list="$list$IFS$p"
   set -f
   set --
-  for p in $paths; do
+  for p in $list; do
+    case $p in /*) ;; *) echo "not an absolute path: $p"; return 0 ;; esac
     while :; do set -- "$@" "$p"; [ "$p" = / ] && break; p=${p%/*}; [ -n "$p" ] || p=/; done
   done
   set +f
-  st=$(stat -c '%u %a %U %n' -- "$@") || { echo "cannot stat $*"; return 0; }
+  st=$(stat -c '%u %f %U %n' -- "$@") || { echo "cannot stat $*"; return 0; }
   below=$below0
-  while IFS=' ' read -r uid mode owner path; do
+  while IFS=' ' read -r uid raw owner path; do
     if [ "$uid" != "$me" ] && [ "$uid" != 0 ]; then
       p=$(id -un)
       echo "$path is owned by $owner, not by $p or root: chown $p $path (or use another root)"
       return 0
     fi
-    if [ $((0$mode & 022)) != 0 ] && ! { [ $((0$mode & 01000)) != 0 ] && { [ "$below" = "$me" ] || [ "$below" = 0 ]; }; }; then
-      echo "$path (mode $mode) is writable by group or others: chmod go-w $path"
+    # A symlink's own mode means nothing; sticky dirs pass when the next one down is safe.
+    if [ $((0x$raw & 0xf000)) != $((0xa000)) ] && [ $((0x$raw & 022)) != 0 ] &&
+      ! { [ $((0x$raw & 01000)) != 0 ] && { [ "$below" = "$me" ] || [ "$below" = 0 ]; }; }; then
+      echo "$path (mode $(printf %o $((0x$raw & 07777)))) is writable by group or others: chmod go-w $path"
       return 0
     fi
     below=$uid
