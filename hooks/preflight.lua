@@ -2,7 +2,8 @@
 -- of severity "error" blocks the deploy on that worker; "warning" is shown.
 -- Replace it to add site checks; call builtin(ctx) to keep these.
 -- @param ctx { worker, facts = {arch, disk_free_mb, writable, rsync, zstd, rustup,
---   current_version, current_link, versions, target_sha256, draining}, settings (config.toml),
+--   current_version, current_link, versions, target_sha256, target_size, target_mtime, manifest_sha256,
+--   root_unsafe, draining}, settings (config.toml),
 --   artifact = {arch, size, sha256}, options = deploy options }
 -- @return list of { severity, check, message, remediation }
 local ARCH_ALIASES = {
@@ -26,6 +27,15 @@ return function(ctx)
   elseif facts.disk_free_mb < min_disk then
     add("error", "disk_space", ("%d MB free, %d MB required"):format(facts.disk_free_mb, min_disk),
       "free space under the worker root or lower [preflight] min_disk_mb")
+  end
+  if facts.root_unsafe then
+    add("error", "root_ownership", facts.root_unsafe,
+      "only the login user and root may write the worker root and its parents (README: Worker root ownership rule)")
+  end
+  if facts.manifest_sha256 and facts.target_sha256 and facts.target_sha256 ~= facts.manifest_sha256 then
+    add("warning", "binary_modified", ("versions/v%s/rch-wkr does not match its manifest (sha256 %s…, manifest %s…)")
+      :format(ctx.artifact.version or "?", facts.target_sha256:sub(1, 12), facts.manifest_sha256:sub(1, 12)),
+      "it is replaced when its manifest names this build; rch fleet verify lists every such worker")
   end
   if not facts.writable then
     add("error", "root_writable", "the install root (or its nearest existing parent) is not writable",
@@ -52,7 +62,7 @@ return function(ctx)
       tostring(facts.arch), ctx.artifact.arch), "deploy an artifact built for " .. tostring(facts.arch))
   end
 
-  if facts.agent_present and not facts.current_version then
+  if facts.agent_present and not facts.current_version and not facts.root_unsafe then
     add("warning", "current_version", "an rch-wkr is installed but does not report a version",
       "it will be replaced; check " .. ctx.worker.id .. " if this persists")
   end

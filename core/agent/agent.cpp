@@ -248,6 +248,39 @@ class BlockForwarded {
   bool active_ = true;
 };
 
+// Creates dir with exactly `mode` (mkdir's mode passes through the umask),
+// its missing parents with 0755. With `tighten`, an existing dir gets `mode`
+// too: state dirs made by an older agent under a loose umask are fixed.
+Result<void> make_dir(const fs::path& dir, mode_t mode, bool tighten) {
+  if (::mkdir(dir.c_str(), mode) != 0) {
+    const int err = errno;
+    if (err == ENOENT && dir.has_parent_path() && dir.parent_path() != dir) {
+      if (auto r = make_dir(dir.parent_path(), 0755, false); !r) return r;
+      return make_dir(dir, mode, tighten);
+    }
+    struct stat st {};
+    if (err != EEXIST) return make_error("cannot create " + dir.string() + ": " + errno_text(err));
+    if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+      return make_error("cannot create " + dir.string() + ": it exists and is not a directory");
+    }
+    if (!tighten || (st.st_mode & 07777) == mode) return {};
+  }
+  if (::chmod(dir.c_str(), mode) != 0) {
+    char octal[8];
+    std::snprintf(octal, sizeof octal, "%04o", static_cast<unsigned>(mode));
+    return make_error("cannot set mode " + std::string(octal) + " on " + dir.string() + ": " + errno_text(errno));
+  }
+  return {};
+}
+
+// The state dir and, if given, the leases dir in it: 0700 whatever the umask
+// (leases and the drain marker are the agent's own).
+Result<void> make_state_dirs(const fs::path& state, const fs::path& leases = {}) {
+  if (auto r = make_dir(state, 0700, true); !r) return r;
+  if (leases.empty()) return {};
+  return make_dir(leases, 0700, true);
+}
+
 std::string plural_builds(int n) { return std::to_string(n) + (n == 1 ? " active build" : " active builds"); }
 
 // Counts held leases in dir and deletes dead ones; err gets a message when
@@ -409,9 +442,7 @@ bool Agent::draining() const {
 }
 
 Result<void> Agent::set_draining() {
-  std::error_code ec;
-  fs::create_directories(drain_path_.parent_path(), ec);
-  if (ec) return make_error("cannot create " + drain_path_.parent_path().string() + ": " + ec.message());
+  if (auto r = make_state_dirs(drain_path_.parent_path()); !r) return r;
   if (draining()) return {};
   std::string marker = "{\"by\":" + json_quote(user_at_host()) + ",\"pid\":" + std::to_string(::getpid()) +
                        ",\"since\":" + json_quote(iso8601_utc_now()) + "}\n";
@@ -456,9 +487,7 @@ Result<int> Agent::run_job(const std::vector<std::string>& argv) {
   auto program = find_program(argv[0]);
   if (!program) return make_error("command not found: " + argv[0]);
 
-  std::error_code ec;
-  fs::create_directories(leases_dir_, ec);
-  if (ec) return make_error("cannot create " + leases_dir_.string() + ": " + ec.message());
+  if (auto r = make_state_dirs(leases_dir_.parent_path(), leases_dir_); !r) return Error{r.error()};
 
   // Lease first, drain check second; drain() does marker first, count
   // second. Whatever the interleaving, either this check sees the marker

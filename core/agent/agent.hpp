@@ -1,6 +1,7 @@
 // The worker agent's state: job leases and the drain marker under one root
-// (<root>/state/leases/, <root>/state/drain). Shared by rch-wkr and rchd, so
-// it is plain C++/POSIX (rch_base: no JSON library, no third-party code).
+// (<root>/state/leases/, <root>/state/drain; both dirs 0700 whatever the
+// umask). Shared by rch-wkr and rchd, so it is plain C++/POSIX (rch_base: no
+// JSON library, no third-party code).
 #pragma once
 
 #include <chrono>

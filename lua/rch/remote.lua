@@ -21,10 +21,12 @@ function M.root(session, worker)
   return root
 end
 
---- `<root>/bin/rch-wkr --version` on the worker.
+--- `<root>/bin/rch-wkr --version` on the worker (refused from a root that
+-- breaks the ownership rule, see rch.deploy.remote_steps).
 -- @return version string, or false when no agent is installed, or nil, err
 function M.installed_version(session, root, timeout)
-  local r, err = session:exec({ root .. "/bin/rch-wkr", "--version" }, { timeout = timeout or 30 })
+  local r, err = session:exec(require("rch.deploy.remote_steps").agent_argv(root, "--version"),
+    { timeout = timeout or 30 })
   if not r then return nil, err end
   if r.code == 127 or r.code == 126 then return false end
   if r.code ~= 0 or r.timed_out then return nil, steps.failure("rch-wkr --version", r, timeout or 30) end

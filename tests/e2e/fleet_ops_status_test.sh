@@ -148,7 +148,9 @@ OWN, ROOT = os.environ["OWN"], os.environ["TB"] + "/w%d/root"
 w = {x["id"]: x for x in d["workers"]}
 assert d["ok"] is False and all(x["ok"] is False and x["reachable"] for x in d["workers"]), d
 f = w["w1"]["findings"]
-assert f == ["versions/v%s/rch-wkr was modified: sha256 %s, manifest says %s" % (OWN, os.environ["MOD_SHA"], os.environ["OWN_SHA"])], f
+size = os.path.getsize(os.environ["RCH_WKR"])
+assert f == ["versions/v%s/rch-wkr was modified: sha256 %s, manifest says %s (%d bytes, manifest says %d)"
+  % (OWN, os.environ["MOD_SHA"], os.environ["OWN_SHA"], size + 8, size)], f
 f = w["w2"]["findings"]
 assert f[0] == "current -> versions/v%s is dangling: no rch-wkr there" % OWN, f
 assert "rch-wkr health did not answer" in f, f

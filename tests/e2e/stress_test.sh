@@ -87,7 +87,7 @@ cat >"$TMP/rollback/strategies/all_at_once.lua" <<'EOF'
 return { name = "all_at_once", describe = function() return "rollback undone" end, run = function(d)
   d:deploy(d.workers)
   for _, ws in ipairs(d.workers) do
-    if ws.status == "RolledBack" then assert(ws.conn:install(ws.root, d.target_version, d.artifact.sha256, d.id)) end
+    if ws.status == "RolledBack" then assert(ws.conn:install(ws.root, d.target_version, { sha256 = d.artifact.sha256 }, d.id)) end
   end
 end }
 EOF

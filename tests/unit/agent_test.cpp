@@ -1,6 +1,7 @@
 // Unit tests of the worker agent (core/agent): leases, drain, health, root
 // discovery. Each test uses its own temporary agent root and real processes.
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -316,4 +317,31 @@ TEST_CASE("agent root discovery", "[agent]") {
   CHECK(rch::resolve_agent_root("", nullptr, "/x/builds/v1/rch-wkr", home) == "/home/u/.rch");
   CHECK(rch::resolve_agent_root("", nullptr, "", home) == "/home/u/.rch");
   CHECK(rch::resolve_agent_root("rel", nullptr, "", home) == fs::absolute("rel"));
+}
+
+TEST_CASE("state dirs are 0700 whatever the umask, and a loose old one is tightened", "[agent]") {
+  TempRoot root;
+  const auto mode_of = [](const fs::path& p) {
+    struct stat st {};
+    REQUIRE(::stat(p.c_str(), &st) == 0);
+    return st.st_mode & 07777;
+  };
+  const mode_t saved = ::umask(0);
+  rch::Agent fresh(root.path / "new-root");
+  REQUIRE(fresh.set_draining());
+  REQUIRE(fresh.undrain());
+  REQUIRE(fresh.run_job({"true"}));
+  CHECK(mode_of(root.path / "new-root") == 0755);
+  CHECK(mode_of(root.path / "new-root" / "state") == 0700);
+  CHECK(mode_of(root.path / "new-root" / "state" / "leases") == 0700);
+
+  // An older agent under umask 000 left world-writable state dirs.
+  fs::create_directories(root.path / "old" / "state" / "leases");
+  fs::permissions(root.path / "old" / "state", fs::perms::all);
+  fs::permissions(root.path / "old" / "state" / "leases", fs::perms::all);
+  rch::Agent old(root.path / "old");
+  REQUIRE(old.run_job({"true"}));
+  ::umask(saved);
+  CHECK(mode_of(root.path / "old" / "state") == 0700);
+  CHECK(mode_of(root.path / "old" / "state" / "leases") == 0700);
 }

@@ -49,6 +49,11 @@ local function probe(worker, settings)
   for v in tostring(facts.versions or ""):gmatch("v(%S+)") do entry.versions[#entry.versions + 1] = v end
   entry.draining = facts.draining
   entry.disk_free_mb = facts.disk_free_mb
+  if facts.root_unsafe then
+    -- Its rch-wkr is not run: someone else could have replaced it.
+    entry.error = "unsafe worker root: " .. facts.root_unsafe
+    return entry
+  end
   if facts.agent_present and not facts.current_version then entry.error = "rch-wkr is installed but does not run" end
   if facts.current_version then
     local agent

@@ -1,6 +1,7 @@
 --- rch fleet verify: per worker, the installed binary's sha256 against the
--- manifest written at install, the current/bin links, the agent's health; then
--- version consistency across the fleet (stragglers). Exit 1 on any finding.
+-- manifest written at install (the file is hashed for real), the current/bin
+-- links, leftover partial uploads, the root ownership rule, the agent's health;
+-- then version consistency across the fleet (stragglers). Exit 1 on any finding.
 local rch = require "rch"
 local ui = require "rch.ui"
 local transport = require "rch.transport"
@@ -29,6 +30,10 @@ local function check(worker, settings)
     finding(err)
     return entry
   end
+  if facts.partials then
+    finding(("leftover partial upload(s): %s (the next deploy removes them)"):format(facts.partials))
+  end
+  if facts.root_unsafe then finding("unsafe worker root (rch-wkr not run): " .. facts.root_unsafe) end
   if facts.current_link == "" then
     finding("no agent installed (no " .. root .. "/current)")
     return entry
@@ -49,13 +54,17 @@ local function check(worker, settings)
   if not manifest then
     finding(("no manifest.json in versions/v%s: not installed by rch"):format(version))
   elseif facts.binary_sha256 and manifest.sha256 ~= facts.binary_sha256 then
-    finding(("versions/v%s/rch-wkr was modified: sha256 %s, manifest says %s"):format(version,
-      facts.binary_sha256, tostring(manifest.sha256)))
+    local size = manifest.size and manifest.size ~= facts.binary_size
+      and (" (%d bytes, manifest says %d)"):format(facts.binary_size, manifest.size) or ""
+    finding(("versions/v%s/rch-wkr was modified: sha256 %s, manifest says %s%s"):format(version,
+      facts.binary_sha256, tostring(manifest.sha256), size))
   elseif manifest.version ~= version then
     finding(("manifest of versions/v%s names version %s"):format(version, tostring(manifest.version)))
   end
   local health = facts.health
-  if not health then
+  if facts.root_unsafe then
+    return entry
+  elseif not health then
     finding("rch-wkr health did not answer")
   else
     entry.health = health

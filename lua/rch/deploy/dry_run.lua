@@ -5,6 +5,7 @@ local rch = require "rch"
 local transport = require "rch.transport"
 local hooks = require "rch.hooks"
 local executor = require "rch.deploy.executor"
+local pipeline = require "rch.deploy.pipeline"
 
 local M = {}
 
@@ -73,7 +74,7 @@ local function predict(worker, ctx)
   root, err = conn:root()
   if not root then return blocked(err, "root", "fix the worker's root in workers.toml") end
   local facts
-  facts, err = conn:preflight(root, ctx.target_version, ctx.timeout)
+  facts, err = conn:preflight(root, ctx.target_version, ctx.timeout, pipeline.trust_manifest(ctx.options))
   if not facts then return blocked(err, "preflight", "check the worker's shell and coreutils") end
   p.current_version = facts.current_version
   local issues = hooks.get("preflight").call({ worker = worker, facts = facts, settings = ctx.settings,
@@ -88,6 +89,8 @@ local function predict(worker, ctx)
     end
   end
   p.action = blocking and "Blocked" or M.compute_action(facts.current_version, ctx.target_version, ctx.options.force)
+  -- The same version with other bytes on disk (a damaged binary) is replaced.
+  if p.action == "Skip" and facts.target_sha256 ~= ctx.artifact.sha256 then p.action = "Reinstall" end
   local needs_upload = p.action ~= "Skip" and p.action ~= "Blocked" and facts.target_sha256 ~= ctx.artifact.sha256
   p.estimated_transfer_mb = needs_upload and ctx.artifact.size / 1e6 or 0
   p.estimated_time_secs = SETUP_SECS

@@ -25,6 +25,11 @@ local AUDIT_COMPLETED = {
   install = "WorkerInstallCompleted", verify = "WorkerVerifyCompleted",
 }
 
+--- Whether preflight may take the sha256 of an installed target from its
+-- manifest (size and mtime unchanged) rather than hash it: not with --force
+-- or --verify, which check the real file.
+function M.trust_manifest(options) return not (options.force or options.verify) end
+
 --- New per-worker state for a plan entry.
 function M.new_state(worker, target_version)
   return { worker = worker, id = worker.id, target_version = target_version, status = "Pending", steps = {} }
@@ -157,7 +162,7 @@ local function preflight(d, ws)
   ws.root, err = conn:root()
   if not ws.root then return fail(d, ws, err) end
   local facts
-  facts, err = conn:preflight(ws.root, d.target_version, d.timeout, not d.options.force)
+  facts, err = conn:preflight(ws.root, d.target_version, d.timeout, M.trust_manifest(d.options))
   if not facts then return fail(d, ws, err) end
   ws.facts = facts
   ws.current_version = facts.current_version
@@ -175,13 +180,16 @@ local function preflight(d, ws)
     arch = facts.arch, disk_free_mb = facts.disk_free_mb, current_version = facts.current_version or rch.json.null,
     issues = #issues > 0 and issues or rch.json.array(),
   }
-  -- Other bytes under the version the worker runs now would overwrite the only
-  -- copy a rollback could return to: refuse, unless that copy is broken anyway.
+  -- Another build under the version the worker runs now would overwrite the
+  -- only copy a rollback could return to: refuse, unless that copy is broken
+  -- anyway. A file that no longer matches its manifest of this very build is
+  -- damaged, not another build: it is replaced.
+  local installed_sha = facts.manifest_sha256 or facts.target_sha256
   if facts.current_link == "versions/v" .. d.target_version and facts.current_version == d.target_version
-    and facts.target_sha256 and facts.target_sha256 ~= d.artifact.sha256 then
+    and installed_sha and installed_sha ~= d.artifact.sha256 then
     blocking[#blocking + 1] = ("same_version: the worker runs %s with other bytes (sha256 %s…); deploying a "
       .. "different build under the same version would leave nothing to roll back to: give the build a new version")
-      :format(d.target_version, facts.target_sha256:sub(1, 12))
+      :format(d.target_version, installed_sha:sub(1, 12))
   end
   if #blocking > 0 then
     audit(d, "WorkerPreflight", ws.id, details)
@@ -198,7 +206,7 @@ function M.run(d, ws)
   if not preflight(d, ws) then return end
 
   local at_target = ws.current_version == d.target_version
-    and ws.facts.current_link == "versions/v" .. d.target_version
+    and ws.facts.current_link == "versions/v" .. d.target_version and ws.facts.target_sha256 == d.artifact.sha256
   if at_target and not d.options.force and not ws.resuming then
     ws.status = "Skipped"
     ws.skip_reason = "already at " .. d.target_version
@@ -220,12 +228,16 @@ function M.run(d, ws)
     if not gate(d, ws, "post_drain") then return end
   end
 
-  local present = ws.facts.target_sha256 == d.artifact.sha256
+  local facts = ws.facts
+  local present = facts.target_sha256 == d.artifact.sha256
   begin_step(d, ws, "transfer", { bytes = present and 0 or d.artifact.size, sha256 = d.artifact.sha256 })
   local t0 = rch.monotonic()
+  -- What install records in the manifest: the file as it was read back and hashed.
+  local verified = { sha256 = facts.target_sha256, size = facts.target_size, mtime = facts.target_mtime }
   if not present then
-    local ok, err = ws.conn:transfer(ws.root, d.target_version, d.artifact, d.transfer_timeout)
-    if not ok then return fail(d, ws, err) end
+    local err
+    verified, err = ws.conn:transfer(ws.root, d.target_version, d.artifact, d.transfer_timeout)
+    if not verified then return fail(d, ws, err) end
   end
   local secs = rch.monotonic() - t0
   end_step(d, ws, { bytes = present and 0 or d.artifact.size, seconds = secs, already_present = present },
@@ -234,7 +246,7 @@ function M.run(d, ws)
   if not gate(d, ws, "pre_install") then return end
   begin_step(d, ws, "install", { previous_link = ws.previous_link, version = d.target_version })
   ws.installed = true
-  local ok, err = ws.conn:install(ws.root, d.target_version, d.artifact.sha256, d.id, now(), d.timeout)
+  local ok, err = ws.conn:install(ws.root, d.target_version, verified, d.id, now(), d.timeout)
   if not ok then return fail(d, ws, err) end
   end_step(d, ws, { version = d.target_version, previous_link = ws.previous_link })
   if not gate(d, ws, "post_install") then return end

@@ -40,22 +40,110 @@ local function parse_facts(out)
   return facts
 end
 
--- sha256 of stdin as bare hex. openssl when the worker has it: measured
--- ~850 MB/s against ~190 MB/s for coreutils sha256sum on the testbed, and the
--- upload waits on this hash (docs/performance.md).
+-- sha256_of FILE: its sha256 as bare hex, or a message and failure on a read
+-- error. openssl when the worker has it: measured ~850 MB/s against ~190 MB/s
+-- for coreutils sha256sum on the testbed (docs/performance.md).
 local HASH = [[
-if command -v openssl >/dev/null 2>&1; then
-  sha256_hex() { openssl dgst -sha256 -r | cut -d' ' -f1; }
-else
-  sha256_hex() { sha256sum | cut -d' ' -f1; }
-fi
+if command -v openssl >/dev/null 2>&1; then sha256_tool="openssl dgst -sha256 -r"; else sha256_tool=sha256sum; fi
+sha256_of() {
+  h=$($sha256_tool < "$1") && h=${h%% *} && [ ${#h} = 64 ] && { echo "$h"; return 0; }
+  echo "cannot hash $1" >&2
+  return 1
+}
 ]]
 
--- Read-only: preflight and dry run must leave the worker byte-identical.
+-- The worker root ownership rule, as OpenSSH's StrictModes: every directory
+-- from / down to one rch writes into (or runs rch-wkr from), and that
+-- binary, is owned by the login user or root and not writable by group or
+-- others; a sticky parent (/tmp) passes when the component below it is the
+-- login user's (or root's: in a sticky dir nobody else can rename or remove
+-- it). Anyone else who can write there could swap a binary rch then runs, or
+-- plant a symlink where rch writes. One readlink and one stat per check keep
+-- preflight, which runs on every deploy, cheap.
+local GUARD = [[
+me=$(id -u)
+# unsafe [pending] PATH...: prints why an absolute PATH or one of its parents
+# breaks the rule and succeeds; fails silently when all pass. Both the path
+# as written (a symlink: its owner, and the directory holding it) and the
+# path it resolves to are checked. "pending": the login user is about to
+# create a child of the (single) PATH.
+unsafe() {
+  local below0= below list p st uid raw owner path IFS='
+'
+  if [ "$1" = pending ]; then below0=$me; shift; fi
+  list="$*"
+  p=$(readlink -f -- "$@") || { echo "cannot resolve $*"; return 0; }
+  list="$list$IFS$p"
+  set -f
+  set --
+  for p in $list; do
+    case $p in /*) ;; *) echo "not an absolute path: $p"; return 0 ;; esac
+    while :; do set -- "$@" "$p"; [ "$p" = / ] && break; p=${p%/*}; [ -n "$p" ] || p=/; done
+  done
+  set +f
+  st=$(stat -c '%u %f %U %n' -- "$@") || { echo "cannot stat $*"; return 0; }
+  below=$below0
+  while IFS=' ' read -r uid raw owner path; do
+    if [ "$uid" != "$me" ] && [ "$uid" != 0 ]; then
+      p=$(id -un)
+      echo "$path is owned by $owner, not by $p or root: chown $p $path (or use another root)"
+      return 0
+    fi
+    # A symlink's own mode means nothing; sticky dirs pass when the next one down is safe.
+    if [ $((0x$raw & 0xf000)) != $((0xa000)) ] && [ $((0x$raw & 022)) != 0 ] &&
+      ! { [ $((0x$raw & 01000)) != 0 ] && { [ "$below" = "$me" ] || [ "$below" = 0 ]; }; }; then
+      echo "$path (mode $(printf %o $((0x$raw & 07777)))) is writable by group or others: chmod go-w $path"
+      return 0
+    fi
+    below=$uid
+    [ "$path" != / ] || below=$below0  # the next line starts another path
+  done <<EOF
+$st
+EOF
+  return 1
+}
+# root_unsafe ROOT: ROOT, and bin/rch-wkr with all it resolves through when
+# there is one (silent when ROOT does not exist: there is nothing to run).
+root_unsafe() {
+  [ -e "$1" ] || return 1
+  if [ -e "$1/bin/rch-wkr" ]; then unsafe "$1" "$1/bin" "$1/bin/rch-wkr"; else unsafe "$1"; fi
+}
+refuse() { echo "unsafe worker root: $1" >&2; exit 4; }
+# ensure_dir DIR [pending]: creates DIR (mode 0755, whatever the umask) and its
+# missing parents, then refuses unless DIR passes the rule.
+ensure_dir() {
+  local why err
+  if [ -d "$1" ]; then
+    why=$(unsafe ${2:-} "$1") || return 0
+    echo "unsafe worker root: $why" >&2
+    return 1
+  fi
+  ensure_dir "$(dirname -- "$1")" pending || return 1
+  err=$(mkdir -m 755 -- "$1" 2>&1) || [ -d "$1" ] || { echo "$err" >&2; return 1; }
+  ensure_dir "$1" ${2:-}
+}
+# write_to FILE: stdin into FILE; a write error fails with the worker's own words.
+write_to() {
+  local err
+  err=$(cat 2>&1 >"$1") || { echo "cannot write $1: ${err#cat: }" >&2; return 1; }
+  err=$(sync -- "$1" 2>&1) || { echo "cannot sync $1: ${err#sync: }" >&2; return 1; }
+}
+# switch_link TARGET LINK: LINK -> TARGET with one rename; the temp link is made
+# with ln -s, which never follows or reuses an existing name.
+switch_link() {
+  local tmp="${2%/*}/.${2##*/}.new"
+  rm -f -- "$tmp"
+  ln -s -- "$1" "$tmp" && mv -Tf -- "$tmp" "$2"
+}
+]]
+
+-- Read-only: preflight and dry run must leave the worker byte-identical, and
+-- run no rch-wkr from a root that breaks the ownership rule.
 -- With trust_manifest=1, the sha256 of a target that `current` already points
 -- at comes from the manifest written at install instead of re-reading 15 MB
--- on every redeploy; --force passes 0 and hashes the file for real.
-local PREFLIGHT = HASH .. [[
+-- on every redeploy, if the file's size and mtime are still those the
+-- manifest recorded; --force and --verify pass 0 and hash the file for real.
+local PREFLIGHT = HASH .. GUARD .. [[
 root=$1; target=$2; trust_manifest=$3
 echo "arch=$(uname -m)"
 d=$root
@@ -66,20 +154,31 @@ for t in rsync zstd; do
   if command -v "$t" >/dev/null 2>&1; then echo "$t=1"; else echo "$t=0"; fi
 done
 if command -v rustup >/dev/null 2>&1 || [ -x "$HOME/.cargo/bin/rustup" ]; then echo rustup=1; else echo rustup=0; fi
+if [ "$d" = "$root" ]; then why=$(root_unsafe "$root"); else why=$(unsafe pending "$d"); fi || why=
+[ -z "$why" ] || echo "root_unsafe=$why"
 if [ -e "$root/bin/rch-wkr" ] || [ -L "$root/bin/rch-wkr" ]; then
   echo "agent_present=1"
-  v=$("$root/bin/rch-wkr" --version 2>/dev/null | head -n 1) && echo "current_version=$v"
+  if [ -z "$why" ]; then v=$("$root/bin/rch-wkr" --version 2>/dev/null | head -n 1) && echo "current_version=$v"; fi
 fi
 if [ -L "$root/current" ]; then echo "current_link=$(readlink "$root/current")"; fi
 if [ -d "$root/versions" ]; then echo "versions=$(ls -1 "$root/versions" | tr '\n' ' ')"; fi
 f="$root/versions/v$target/rch-wkr"
 m="$root/versions/v$target/manifest.json"
 if [ -f "$f" ]; then
+  st=$(stat -c '%s %.9Y' -- "$f")
+  echo "target_size=${st% *}"
+  echo "target_mtime=${st#* }"
   h=""
-  if [ "$trust_manifest" = 1 ] && [ "$(readlink "$root/current" 2>/dev/null)" = "versions/v$target" ] && [ -f "$m" ]; then
-    h=$(sed -n 's/.*"sha256":"\([0-9a-f]\{64\}\)".*/\1/p' "$m")
+  if [ -f "$m" ]; then
+    msha=$(sed -n 's/.*"sha256":"\([0-9a-f]\{64\}\)".*/\1/p' "$m")
+    mst=$(sed -n 's/.*"size":\([0-9]*\),"mtime":"\([0-9.]*\)".*/\1 \2/p' "$m")
+    echo "manifest_sha256=$msha"
+    if [ "$trust_manifest" = 1 ] && [ -n "$msha" ] && [ "$mst" = "$st" ] &&
+      [ "$(readlink "$root/current" 2>/dev/null)" = "versions/v$target" ]; then
+      h=$msha
+    fi
   fi
-  [ -n "$h" ] || h=$(sha256_hex < "$f")
+  [ -n "$h" ] || h=$(sha256_of "$f") || h=""
   echo "target_sha256=$h"
 fi
 if [ -e "$root/state/drain" ]; then echo draining=1; fi
@@ -87,6 +186,7 @@ if [ -e "$root/state/drain" ]; then echo draining=1; fi
 
 --- Gathers the facts preflight checks and dry run predictions are made of.
 -- @return facts table, or nil, err
+-- @param trust_manifest false: hash the target for real (--force, --verify)
 function M.preflight(session, root, target_version, timeout, trust_manifest)
   local r, err = session:exec(script(PREFLIGHT, root, target_version, trust_manifest == false and 0 or 1),
     { timeout = timeout })
@@ -102,101 +202,130 @@ function M.preflight(session, root, target_version, timeout, trust_manifest)
   if facts.current_version then
     facts.current_version = require("rch.version").extract(facts.current_version)
   end
+  facts.target_size = tonumber(facts.target_size)
+  for _, k in ipairs({ "root_unsafe", "manifest_sha256", "target_sha256" }) do
+    if facts[k] == "" then facts[k] = nil end
+  end
   return facts
 end
 
--- The upload lands in a temp name inside the version dir, is hashed while it
--- arrives (tee into the hash), and is renamed only if the hash matches.
-local TRANSFER = HASH .. [[
-set -e
-dir=$1; want=$2
-mkdir -p "$dir"
-rm -f "$dir"/.rch-wkr.part.*  # left by an upload whose connection died before its trap ran
-tmp="$dir/.rch-wkr.part.$$"
-trap 'rm -f "$tmp"' EXIT
-got=$(tee "$tmp" | sha256_hex)
-if [ "$got" != "$want" ]; then
-  echo "sha256 mismatch on the worker: received $got, expected $want" >&2
-  exit 3
-fi
-chmod 755 "$tmp"
-sync "$tmp" 2>/dev/null || true
-mv -f "$tmp" "$dir/rch-wkr"
+-- receive FILE SHA256 SIZE: stdin into FILE, fsync'd, then read back: the file
+-- on the worker is what is verified, not the stream (a full disk truncates
+-- the file while the stream still hashes right). dash has no pipefail.
+local RECEIVE = [[
+receive() {
+  local size got
+  write_to "$1" || return 1
+  size=$(stat -c %s -- "$1") || return 1
+  [ "$size" = "$3" ] || { echo "upload incomplete: $1 has $size bytes, expected $3" >&2; return 1; }
+  got=$(sha256_of "$1") || return 1
+  [ "$got" = "$2" ] || { echo "sha256 mismatch on the worker: $1 has $got, expected $2" >&2; return 1; }
+}
+]]
+
+-- Parses "size=N" and "mtime=T" (the stat of the verified file) and "sha256=H".
+local function verified_facts(out)
+  local f = parse_facts(out)
+  return { sha256 = f.sha256, size = tonumber(f.size), mtime = f.mtime }
+end
+
+-- The upload lands in an exclusive temp name inside the version dir and is
+-- renamed to rch-wkr only once read back and verified. Leftovers of uploads
+-- whose connection died before their trap ran are removed first.
+local TRANSFER = HASH .. GUARD .. RECEIVE .. [[
+root=$1; ver=$2; want=$3; want_size=$4
+dir="$root/versions/v$ver"
+ensure_dir "$dir" || exit 4
+rm -f -- "$root"/versions/*/.rch-wkr.part.*
+tmp=$(mktemp "$dir/.rch-wkr.part.XXXXXX") || exit 3
+trap 'rm -f -- "$tmp"; rmdir -- "$dir" 2>/dev/null || true' EXIT  # an empty version dir is no version
+trap 'exit 129' HUP INT TERM PIPE
+receive "$tmp" "$want" "$want_size" || exit 3
+chmod 755 "$tmp" && mv -f -- "$tmp" "$dir/rch-wkr" || exit 3
 trap - EXIT
-echo "sha256=$got"
+stat --printf 'size=%s\nmtime=%.9Y\n' -- "$dir/rch-wkr"
+echo "sha256=$want"
 ]]
 
 --- Uploads the artifact into <root>/versions/v<ver>/rch-wkr.
+-- @return {sha256, size, mtime} of the file as verified on the worker, or nil, err
 function M.transfer(session, root, version, artifact, timeout)
-  local dir = root .. "/versions/v" .. version
-  local r, err = session:upload(artifact.path, script(TRANSFER, dir, artifact.sha256), { timeout = timeout })
+  local r, err = session:upload(artifact.path, script(TRANSFER, root, version, artifact.sha256, artifact.size),
+    { timeout = timeout })
   if not r then return nil, err end
   if r.code ~= 0 or r.timed_out then return nil, M.failure("transfer", r, timeout) end
-  return true
+  return verified_facts(r.out)
 end
 
--- A file anywhere on the worker (rch run scripts): same temp-name, hash-on-arrival, rename.
-local PUT = HASH .. [[
-set -e
-dest=$1; want=$2
-mkdir -p "$(dirname "$dest")"
-tmp="$dest.rch-part.$$"
-trap 'rm -f "$tmp"' EXIT
-got=$(tee "$tmp" | sha256_hex)
-if [ "$got" != "$want" ]; then
-  echo "sha256 mismatch on the worker: received $got, expected $want" >&2
-  exit 3
-fi
-mv -f "$tmp" "$dest"
+-- A file anywhere on the worker (rch run scripts): same exclusive temp name,
+-- read-back check and rename.
+local PUT = HASH .. GUARD .. RECEIVE .. [[
+dest=$1; want=$2; want_size=$3
+mkdir -p -- "$(dirname -- "$dest")"
+tmp=$(mktemp "$dest.rch-part.XXXXXX") || exit 3
+trap 'rm -f -- "$tmp"' EXIT
+trap 'exit 129' HUP INT TERM PIPE
+receive "$tmp" "$want" "$want_size" || exit 3
+chmod 644 "$tmp" && mv -f -- "$tmp" "$dest" || exit 3
 trap - EXIT
 ]]
 
 function M.put(session, local_path, dest, sha256, timeout)
-  local r, err = session:upload(local_path, script(PUT, dest, sha256), { timeout = timeout })
+  local size = require("rch").fs.size(local_path)
+  local r, err = session:upload(local_path, script(PUT, dest, sha256, size), { timeout = timeout })
   if not r then return nil, err end
   if r.code ~= 0 or r.timed_out then return nil, M.failure("upload to " .. dest, r, timeout) end
   return true
 end
 
--- Switches `current` with one rename; bin/rch-wkr -> ../current/rch-wkr is
--- created once the same way, so it never points at a missing or partial file.
-local INSTALL = [[
-set -e
-root=$1; ver=$2; sha=$3; dep=$4; now=$5
+-- Writes the manifest from the verified facts (the file must still have the
+-- size and mtime it had when it was read back and hashed), then switches
+-- `current` with one rename; bin/rch-wkr -> ../current/rch-wkr is created
+-- once the same way, so it never points at a missing or partial file. A
+-- manifest that cannot be written stops here, before `current` moves.
+local INSTALL = GUARD .. [[
+root=$1; ver=$2; sha=$3; size=$4; mtime=$5; dep=$6; now=$7
 dir="$root/versions/v$ver"
-# The binary's sha256 was checked as it arrived (transfer) or by preflight
-# (already present), so it is not hashed a third time here.
-[ -x "$dir/rch-wkr" ] || { echo "missing $dir/rch-wkr" >&2; exit 3; }
-printf '{"version":"%s","sha256":"%s","deployment_id":"%s","installed_at":"%s"}\n' \
-  "$ver" "$sha" "$dep" "$now" > "$dir/.manifest.json.tmp"
-mv -f "$dir/.manifest.json.tmp" "$dir/manifest.json"
-mkdir -p "$root/bin"
-ln -sfn "versions/v$ver" "$root/.current.new"
-mv -Tf "$root/.current.new" "$root/current"
+f="$dir/rch-wkr"
+[ -f "$f" ] && [ -x "$f" ] || { echo "missing $f" >&2; exit 3; }
+if why=$(unsafe "$f"); then refuse "$why"; fi
+st=$(stat -c '%s %.9Y' -- "$f")
+[ "$st" = "$size $mtime" ] ||
+  { echo "$f changed since it was verified (size and mtime $st, verified $size $mtime)" >&2; exit 3; }
+tmp=$(mktemp "$dir/.manifest.json.XXXXXX") || exit 3
+trap 'rm -f -- "$tmp"' EXIT
+printf '{"version":"%s","sha256":"%s","size":%s,"mtime":"%s","deployment_id":"%s","installed_at":"%s"}\n' \
+  "$ver" "$sha" "$size" "$mtime" "$dep" "$now" | write_to "$tmp" || exit 3
+chmod 644 "$tmp" && mv -f -- "$tmp" "$dir/manifest.json" || exit 3
+trap - EXIT
+ensure_dir "$root/bin" || exit 4
+switch_link "versions/v$ver" "$root/current" || exit 3
 if [ "$(readlink "$root/bin/rch-wkr" 2>/dev/null)" != "../current/rch-wkr" ]; then
-  ln -sfn ../current/rch-wkr "$root/bin/.rch-wkr.new"
-  mv -Tf "$root/bin/.rch-wkr.new" "$root/bin/rch-wkr"
+  switch_link ../current/rch-wkr "$root/bin/rch-wkr" || exit 3
 fi
 ]]
 
-function M.install(session, root, version, sha256, deployment_id, now, timeout)
-  local r, err = session:exec(script(INSTALL, root, version, sha256, deployment_id, now), { timeout = timeout })
+--- Records the manifest and switches `current` to the version.
+-- @param verified {sha256, size, mtime} of versions/v<ver>/rch-wkr, from transfer or preflight
+function M.install(session, root, version, verified, deployment_id, now, timeout)
+  local r, err = session:exec(script(INSTALL, root, version, verified.sha256, verified.size, verified.mtime,
+    deployment_id, now), { timeout = timeout })
   if not r then return nil, err end
   if r.code ~= 0 or r.timed_out then return nil, M.failure("install", r, timeout) end
   return true
 end
 
 -- Back to the previous `current` target, or to no agent at all when there was none.
-local ROLLBACK = [[
-set -e
+local ROLLBACK = GUARD .. [[
 root=$1; prev=$2
+if why=$(unsafe "$root"); then refuse "$why"; fi
 if [ -z "$prev" ]; then
-  rm -f "$root/bin/rch-wkr" "$root/current"
+  rm -f -- "$root/bin/rch-wkr" "$root/current"
   exit 0
 fi
 [ -x "$root/$prev/rch-wkr" ] || { echo "previous version $root/$prev is gone" >&2; exit 3; }
-ln -sfn "$prev" "$root/.current.new"
-mv -Tf "$root/.current.new" "$root/current"
+if why=$(unsafe "$root/$prev/rch-wkr"); then refuse "$why"; fi
+switch_link "$prev" "$root/current"
 ]]
 
 function M.rollback(session, root, previous_link, timeout)
@@ -206,9 +335,22 @@ function M.rollback(session, root, previous_link, timeout)
   return true
 end
 
+-- Runs <root>/bin/rch-wkr ARGS… only if the root passes the ownership rule
+-- (exit 4 with the reason otherwise; 127 when no agent is installed).
+local AGENT = GUARD .. [[
+root=$1; shift
+if why=$(root_unsafe "$root"); then refuse "$why"; fi
+exec "$root/bin/rch-wkr" "$@"
+]]
+
+--- The argv that runs `<root>/bin/rch-wkr ARGS…` on a worker, guarded by the ownership rule.
+function M.agent_argv(root, ...)
+  return script(AGENT, root, ...)
+end
+
 --- `rch-wkr drain --timeout S` on the worker (only when an agent is installed).
 function M.drain(session, root, timeout_s)
-  local r, err = session:exec({ root .. "/bin/rch-wkr", "drain", "--timeout", tostring(timeout_s) },
+  local r, err = session:exec(M.agent_argv(root, "drain", "--timeout", timeout_s),
     { timeout = timeout_s + 30 })
   if not r then return nil, err end
   if r.code == 3 and not r.timed_out then
@@ -219,7 +361,7 @@ function M.drain(session, root, timeout_s)
 end
 
 function M.undrain(session, root, timeout)
-  local r, err = session:exec({ root .. "/bin/rch-wkr", "undrain" }, { timeout = timeout })
+  local r, err = session:exec(M.agent_argv(root, "undrain"), { timeout = timeout })
   if not r then return nil, err end
   if r.code ~= 0 or r.timed_out then return nil, M.failure("rch-wkr undrain", r, timeout) end
   return true
@@ -238,22 +380,32 @@ function M.toolchain(session, toolchain, timeout)
   return true
 end
 
--- Read-only: what `rch fleet verify` checks, in one command.
-local INSPECT = HASH .. [[
+-- Read-only: what `rch fleet verify` checks, in one command. The binary is
+-- hashed for real; health runs only from a root that passes the ownership rule.
+local INSPECT = HASH .. GUARD .. [[
 root=$1
 link=$(readlink "$root/current" 2>/dev/null) || link=""
 echo "current_link=$link"
 bin=$(readlink "$root/bin/rch-wkr" 2>/dev/null) || bin=""
 echo "bin_link=$bin"
 if [ -n "$link" ] && [ -f "$root/$link/rch-wkr" ]; then
-  echo "binary_sha256=$(sha256_hex < "$root/$link/rch-wkr")"
+  echo "binary_sha256=$(sha256_of "$root/$link/rch-wkr")"
+  echo "binary_size=$(stat -c %s -- "$root/$link/rch-wkr")"
   if [ -f "$root/$link/manifest.json" ]; then echo "manifest=$(head -n 1 "$root/$link/manifest.json")"; fi
 fi
-if [ -x "$root/bin/rch-wkr" ]; then echo "health=$("$root/bin/rch-wkr" health --json 2>/dev/null | head -n 1)"; fi
+parts=""
+for p in "$root"/versions/*/.rch-wkr.part.*; do [ -e "$p" ] && parts="$parts ${p#"$root"/}"; done
+echo "partials=${parts# }"
+if why=$(root_unsafe "$root"); then
+  echo "root_unsafe=$why"
+elif [ -x "$root/bin/rch-wkr" ]; then
+  echo "health=$("$root/bin/rch-wkr" health --json 2>/dev/null | head -n 1)"
+fi
 ]]
 
---- Facts for verification: links, the current binary's sha256, its manifest
--- (decoded) and the agent's health (decoded). @return facts, or nil, err
+--- Facts for verification: links, the current binary's sha256 and size, its
+-- manifest (decoded), leftover partial uploads, root_unsafe (why the root
+-- breaks the ownership rule) and the agent's health (decoded). @return facts, or nil, err
 function M.inspect(session, root, timeout)
   local r, err = session:exec(script(INSPECT, root), { timeout = timeout })
   if not r then return nil, err end
@@ -263,6 +415,10 @@ function M.inspect(session, root, timeout)
   local json = require "rch.json"
   facts.manifest = facts.manifest and json.decode(facts.manifest) or nil
   facts.health = facts.health and json.decode(facts.health) or nil
+  facts.binary_size = tonumber(facts.binary_size)
+  for _, k in ipairs({ "root_unsafe", "partials" }) do
+    if facts[k] == "" then facts[k] = nil end
+  end
   return facts
 end
 
@@ -270,13 +426,13 @@ end
 -- @return {version=, health=table|nil}, or nil, err
 function M.probe_agent(session, root, with_health, timeout)
   local rch_json = require "rch.json"
-  local r, err = session:exec({ root .. "/bin/rch-wkr", "--version" }, { timeout = timeout })
+  local r, err = session:exec(M.agent_argv(root, "--version"), { timeout = timeout })
   if not r then return nil, err end
   if r.code ~= 0 or r.timed_out then return nil, M.failure("rch-wkr --version", r, timeout) end
   if r.out_truncated then return nil, "rch-wkr --version printed too much" .. M.truncation(r) end
   local out = { version = require("rch.version").extract(r.out) }
   if with_health then
-    r, err = session:exec({ root .. "/bin/rch-wkr", "health", "--json" }, { timeout = timeout })
+    r, err = session:exec(M.agent_argv(root, "health", "--json"), { timeout = timeout })
     if not r then return nil, err end
     if r.timed_out then return nil, M.failure("rch-wkr health", r, timeout) end
     if r.out_truncated then return nil, "rch-wkr health printed too much" .. M.truncation(r) end

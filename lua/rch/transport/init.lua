@@ -1,8 +1,9 @@
 --- The transport a fleet command talks to workers through: real SSH, or the
 -- simulated fleet when RCH_MOCK_SSH=1 (the spec's E2E script, stress mode).
 -- Both offer the same operations per worker handle:
---   root(), preflight(root, target, timeout), transfer(root, version, artifact, timeout),
---   install(root, version, sha256, deployment_id, now, timeout), rollback(root, previous_link, timeout),
+--   root(), preflight(root, target, timeout, trust_manifest),
+--   transfer(root, version, artifact, timeout) -> verified {sha256, size, mtime},
+--   install(root, version, verified, deployment_id, now, timeout), rollback(root, previous_link, timeout),
 --   drain(root, timeout_s), undrain(root, timeout), toolchain(name, timeout),
 --   probe_agent(root, with_health, timeout), installed_version(root, timeout) (false: none),
 --   inspect(root, timeout) (links, binary sha256, manifest, health: for fleet verify),

@@ -45,11 +45,13 @@ function Handle:preflight(_, target)
 end
 
 function Handle:transfer(_, version, artifact)
-  return self.fleet:transfer(self.worker.id, version, artifact.sha256, artifact.size)
+  local ok, err = self.fleet:transfer(self.worker.id, version, artifact.sha256, artifact.size)
+  if not ok then return nil, err end
+  return { sha256 = artifact.sha256, size = artifact.size }
 end
 
-function Handle:install(_, version, sha256, deployment_id)
-  return self.fleet:install(self.worker.id, version, sha256, deployment_id)
+function Handle:install(_, version, verified, deployment_id)
+  return self.fleet:install(self.worker.id, version, verified.sha256, deployment_id)
 end
 
 function Handle:rollback(_, previous_link)
