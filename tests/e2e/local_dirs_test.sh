@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The local directories rch writes into, against the real sshd testbed:
 # under `umask 000` a deploy's state, deployment and lock dirs come out 0700
-# and rchd's root 0755, its daemon/ 0700 and socket 0600 (README's table);
+# and rchd's root 0755, its daemon/, state and leases 0700, socket 0600 (README's table);
 # a state, data or rchd dir that another local user could write (a group- or
 # world-writable parent, a directory owned by someone else under a sticky
 # one) is refused with the path and the fix, before any worker is touched and
@@ -33,6 +33,10 @@ trap 'rchd_request "$U/rchd/rchd.sock" "{\"cmd\":\"shutdown\",\"force\":true}" >
 mode_is 755 "$U/rchd"
 mode_is 700 "$U/rchd/daemon"
 mode_is 600 "$U/rchd/rchd.sock"
+# A build takes a lease: the agent's state and leases dirs are private too.
+reply=$(rchd_request "$U/rchd/rchd.sock" '{"cmd":"build","argv":["true"],"cwd":"/"}')
+[[ $reply == *'"ok":true'* ]] || fail "rchd build: $reply"
+mode_is 700 "$U/rchd/daemon/state" "$U/rchd/daemon/state/leases"
 rchd_request "$U/rchd/rchd.sock" '{"cmd":"shutdown","force":true}' >/dev/null
 
 reset_workers

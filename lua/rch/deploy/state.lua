@@ -162,7 +162,10 @@ function M.newest(want)
   for _, d in ipairs(newest_first()) do
     if d.t == 0 then break end
     local entry, err = M.entry(d.id)
-    if not entry then return nil, err end
+    if not entry then
+      return nil, err .. "; it is the newest deployment, so rch cannot tell what came last (move that directory"
+        .. " away to act on the one before it)"
+    end
     if not want or want(entry.plan) then return entry end
   end
   return nil
@@ -173,10 +176,7 @@ end
 function M.entry(best)
   local dir = M.deployments_dir() .. "/" .. best
   local plan, err = read_plan(dir)
-  if not plan then
-    return nil, err .. "; it is the newest deployment, so --resume cannot tell what to do (move that directory away"
-      .. " to act on the one before it)"
-  end
+  if not plan then return nil, err end
   local entry = { id = best, dir = dir, plan = plan }
   if rch.fs.exists(dir .. "/result.json") then
     entry.result = rch.json.decode(rch.fs.read(dir .. "/result.json") or "")
