@@ -328,12 +328,13 @@ import json, os, sys
 d, base, delta, orig = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 rel = json.load(open(orig))
 assets = []
-for a in rel["assets"]:
-    p = os.path.join(d, a["name"])
+names = [a["name"] for a in rel["assets"]] + ["checksums.txt.sig"]
+for name in names:
+    p = os.path.join(d, name)
     if not os.path.exists(p):
         continue
-    size = os.path.getsize(p) + (delta if a["name"].endswith(".tar.gz") else 0)
-    assets.append({"name": a["name"], "size": size, "browser_download_url": base + "/" + a["name"]})
+    size = os.path.getsize(p) + (delta if name.endswith(".tar.gz") else 0)
+    assets.append({"name": name, "size": size, "browser_download_url": base + "/" + name})
 rel["assets"] = assets
 json.dump(rel, open(os.path.join(d, "release.json"), "w"), indent=1)
 EOF
@@ -422,7 +423,18 @@ refused other-version "trusted comment \"rch 0.1.0\" does not name rch 0.2.0"
 bad unsigned
 rm "$BD/checksums.txt.minisig"
 publish "$BD"
-refused unsigned "release v0.2.0 has no checksums.txt.minisig, but update.minisign_pubkey is configured"
+refused unsigned "release v0.2.0 has no checksums.txt.minisig (or checksums.txt.sig), but update.minisign_pubkey is configured"
+
+# The spec's name, checksums.txt.sig, is read too; when both are present both must verify.
+bad sig-by-other-key
+mv "$BD/checksums.txt.minisig" "$BD/checksums.txt.sig"
+minisign -S -s "$W/other.sec" -m "$BD/checksums.txt" -x "$BD/checksums.txt.sig" -t "rch 0.2.0" </dev/null >/dev/null
+publish "$BD"
+refused sig-by-other-key "signature verification failed (checksums.txt.sig)"
+bad both-one-bad
+minisign -S -s "$W/other.sec" -m "$BD/checksums.txt" -x "$BD/checksums.txt.sig" -t "rch 0.2.0" </dev/null >/dev/null
+publish "$BD"
+refused both-one-bad "signature verification failed (checksums.txt.sig)"
 
 bad oversized
 publish "$BD" -100
@@ -532,6 +544,8 @@ expect_exit 0 "$U" update --check --json
 jcheck "$OUT" 'assert d["current_version"] == "0.2.0" and d["update_available"] is False, d'
 expect_exit 0 "$U" update --yes
 contains "$OUT" "rch 0.2.0 is already up to date"
+expect_exit 0 "$U" update --yes --json
+jcheck "$OUT" 'assert d["ok"] and d["status"] == "up_to_date" and d["action"] == "none", d'
 rchd_is "$P2" 0.2.0
 
 echo "--- --verify"
@@ -598,6 +612,9 @@ expect_exit 0 "$U" update --yes --version v0.1.0 --no-restart
 contains "$ERR" "rchd (pid $P4) still runs the previous version (--no-restart)"
 is_installed 0.1.0
 rchd_is "$P4" 0.2.0
+# --verify sees the daemon that still runs the other version.
+expect_exit 1 "$U" update --verify
+contains "$ERR" "rchd (pid $P4) still runs 0.2.0 while 0.1.0 is installed: restart it"
 expect_exit 0 "$U" update --yes
 is_installed 0.2.0
 P5=$(rchd_pid)
@@ -607,7 +624,7 @@ rchd_is "$P5" 0.2.0
 echo "--- --force reinstalls the current version; without a key only checksums; old versions pruned"
 for v in 0.0.1 0.0.2; do cp -r "$RCH_HOME/versions/v0.1.0" "$RCH_HOME/versions/v$v"; done
 RCH_CONFIG_DIR=$W/cfg-nokey expect_exit 0 "$U" update --yes --force --json
-contains "$ERR" "update.minisign_pubkey is not configured: only checksums were verified for $TAR2"
+contains "$ERR" "update.minisign_pubkey is not configured: only checksums were verified for $TAR2 (no signature check; checksums.txt.minisig present but not checked)"
 jcheck "$OUT" '
 assert d["ok"] and d["action"] == "reinstall" and d["signature"] == "unsigned", d
 assert d["removed_versions"] == ["0.0.1"], d'
@@ -667,6 +684,14 @@ no_staging
 rchd_is "$(rchd_pid)" 0.2.0
 jcheck "$(cat "$RCH_HOME/update-state.json")" 'assert "rchd_stopped" not in d, d'
 expect_exit 0 "$U" update --verify
+
+echo "--- a release signed only as checksums.txt.sig (the spec's name) installs with the key"
+bad sig-only
+mv "$BD/checksums.txt.minisig" "$BD/checksums.txt.sig"
+publish "$BD"
+RCH_RELEASE_URL=$BASE/bad/sig-only/release.json expect_exit 0 "$U" update --yes --force --json
+jcheck "$OUT" 'assert d["ok"] and d["signature"] == "verified" and d["to_version"] == "0.2.0", d'
+is_installed 0.2.0
 
 echo "--- usage errors"
 expect_exit 2 "$U" update --check --rollback

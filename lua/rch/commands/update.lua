@@ -149,6 +149,12 @@ end
 local function run_verify(out)
   local home = rch.config.paths().home
   local report = install.verify(home)
+  -- An rchd left running the old version (update --no-restart) is part of the installation too.
+  local st = daemon.status(home)
+  if st and st.running and report.current_version and st.version ~= report.current_version then
+    report.findings[#report.findings + 1] = ("rchd (pid %d) still runs %s while %s is installed: restart it (stop it,"
+      .. " then %s/bin/rchd run)"):format(st.pid, tostring(st.version), report.current_version, home)
+  end
   local ok = #report.findings == 0
   local files = rch.json.array()
   for i, f in ipairs(report.files) do
@@ -244,7 +250,8 @@ local function run_install(opts, settings, out)
   local from = installed or running
   local cmp = rch.version.compare(target, from)
   local pinned = opts.version ~= ""
-  local action = cmp > 0 and "upgrade" or (cmp < 0 and "downgrade" or "reinstall")
+  -- Same version: a reinstall only with --force; otherwise nothing is installed ("none").
+  local action = cmp > 0 and "upgrade" or (cmp < 0 and "downgrade" or (opts.force and "reinstall" or "none"))
   local base = { from_version = from, to_version = target, action = action, release_url = release.html_url or out.url }
 
   if cmp == 0 and not opts.force then
@@ -270,16 +277,13 @@ local function run_install(opts, settings, out)
   local dstatus = daemon.status(home)
   if opts.dry_run then
     local downloads = rch.json.array()
-    for _, key in ipairs({ "tarball", "sha256", "checksums", "minisig" }) do
-      local a = found[key]
-      if a then
-        downloads[#downloads + 1] = { url = a.url, size = a.size }
-        out.print(("Would download %s (%s)"):format(a.url, download.human_size(a.size)))
-      end
+    for _, a in ipairs(release_mod.downloads(found)) do
+      downloads[#downloads + 1] = { url = a.url, size = a.size }
+      out.print(("Would download %s (%s)"):format(a.url, download.human_size(a.size)))
     end
     local dir = install.version_dir(home, target)
     out.print(("Would verify %s against %s and checksums.txt%s"):format(found.tarball.name, found.sha256.name,
-      settings.update.minisign_pubkey ~= "" and ", and checksums.txt.minisig with update.minisign_pubkey"
+      settings.update.minisign_pubkey ~= "" and ", and its signature with update.minisign_pubkey"
         or " (no signature: update.minisign_pubkey is not set)"))
     out.print(("Would install rch, rchd, rch-wkr %s into %s"):format(target, dir))
     out.print(("Would switch %s/current: %s -> versions/v%s"):format(home,
@@ -358,8 +362,9 @@ install_locked = function(release, found, opts, settings, out, base, home)
     out.say(("verified %s: sha256 matches %s and checksums.txt, signed by key %s (\"%s\")"):format(found.tarball.name,
       found.sha256.name, details.key_id, details.trusted_comment))
   else
-    out.warn(("update.minisign_pubkey is not configured: only checksums were verified for %s (no signature check)")
-      :format(found.tarball.name))
+    out.warn(("update.minisign_pubkey is not configured: only checksums were verified for %s (no signature check%s)")
+      :format(found.tarball.name, #details.unchecked > 0
+        and ("; %s present but not checked"):format(table.concat(details.unchecked, " and ")) or ""))
     out.say(("verified %s: sha256 matches %s and checksums.txt"):format(found.tarball.name, found.sha256.name))
   end
 

@@ -65,7 +65,8 @@ end
 --- Fetches the assets of `release` into the cache.
 -- @param found the release's assets (release.assets())
 -- @param opts {settings, tty = draw a progress bar, expected_sha256 = function(text of .sha256) -> hex}
--- @return {dir, tarball, sha256_text, checksums_text, minisig_text (or nil), checksums_path, reused}, or nil, err
+-- @return {dir, tarball, sha256_text, checksums_text, signatures = {{name, text}}, checksums_path, reused},
+-- or nil, err
 function M.fetch(release, found, opts)
   local settings = opts.settings
   local dir = rch.config.paths().cache_dir .. "/downloads/v" .. release.version
@@ -88,11 +89,18 @@ function M.fetch(release, found, opts)
   out.checksums_text, err = small(found.checksums)
   if not out.checksums_text then return nil, err end
   out.checksums_path = dir .. "/" .. found.checksums.name
-  if found.minisig then
-    out.minisig_text, err = small(found.minisig)
-    if not out.minisig_text then return nil, err end
-  else
-    install.remove(dir .. "/checksums.txt.minisig")
+  out.signatures = {}
+  local present = {}
+  for _, asset in ipairs(found.signatures) do
+    local text
+    text, err = small(asset)
+    if not text then return nil, err end
+    out.signatures[#out.signatures + 1] = { name = asset.name, text = text }
+    present[asset.name] = true
+  end
+  -- A signature the release no longer has must not linger from an earlier download.
+  for _, name in ipairs(release_mod.SIGNATURE_NAMES) do
+    if not present[name] then install.remove(dir .. "/" .. name) end
   end
 
   -- A tarball cached by an earlier run is reused when it has the announced digest.

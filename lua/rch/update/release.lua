@@ -125,8 +125,17 @@ function M.pick(list, opts)
   return chosen
 end
 
+M.SIGNATURE_NAMES = { "checksums.txt.minisig", "checksums.txt.sig" }
+
+--- Every asset of `found` that an update downloads, in order.
+function M.downloads(found)
+  local list = { found.tarball, found.sha256, found.checksums }
+  for _, s in ipairs(found.signatures) do list[#list + 1] = s end
+  return list
+end
+
 --- The assets of `release` this machine installs.
--- @return {tarball, sha256, checksums, minisig (may be nil), notes (may be nil)}, or nil, err
+-- @return {tarball, sha256, checksums, signatures (list, may be empty), notes (may be nil)}, or nil, err
 function M.assets(release)
   local tarball_name = ("rch-v%s-%s.tar.gz"):format(release.version, M.target())
   local by_name = {}
@@ -148,13 +157,16 @@ function M.assets(release)
     end
     found[key] = by_name[name]
   end
-  found.minisig = by_name["checksums.txt.minisig"]
+  -- minisign's own name, and the spec's: the same format; when both are there both must verify.
+  found.signatures = {}
+  for _, name in ipairs(M.SIGNATURE_NAMES) do
+    if by_name[name] then found.signatures[#found.signatures + 1] = by_name[name] end
+  end
   found.notes = by_name["RELEASE_NOTES.md"]
   -- Everything comes from one place: over https, no asset may come over plain http.
   if release.source_url:lower():find("^https://") then
-    for _, key in ipairs({ "tarball", "sha256", "checksums", "minisig" }) do
-      local a = found[key]
-      if a and not a.url:lower():find("^https://") then
+    for _, a in ipairs(M.downloads(found)) do
+      if not a.url:lower():find("^https://") then
         return nil, ("release %s: asset %s is served over plain http (%s) while the release list came over https")
           :format(release.tag, a.name, a.url)
       end

@@ -27,25 +27,34 @@ local function names_version(comment, version)
   return false
 end
 
---- Checks the signature of checksums.txt.
+--- Checks the signatures of checksums.txt (checksums.txt.minisig and/or
+-- checksums.txt.sig: every one present must verify and name the version).
 -- @param fetched from download.fetch
 -- @param pubkey the configured key ("" = none)
--- @return status ("verified" | "unsigned"), details {key_id, trusted_comment} | nil, or nil, err
+-- @return "verified", {key_id, trusted_comment, files}; or "unsigned", {unchecked = names present};
+-- or nil, err naming the file
 function M.signature(release, fetched, pubkey)
-  if pubkey == nil or pubkey == "" then return "unsigned" end
-  if not fetched.minisig_text then
-    return nil, ("release %s has no checksums.txt.minisig, but update.minisign_pubkey is configured: refusing an"
-      .. " unsigned release"):format(release.tag)
+  local names = {}
+  for _, s in ipairs(fetched.signatures) do names[#names + 1] = s.name end
+  if pubkey == nil or pubkey == "" then return "unsigned", { unchecked = names } end
+  if #fetched.signatures == 0 then
+    return nil, ("release %s has no checksums.txt.minisig (or checksums.txt.sig), but update.minisign_pubkey is"
+      .. " configured: refusing an unsigned release"):format(release.tag)
   end
-  local result, err = rch.crypto.minisign_verify_file(pubkey, fetched.checksums_path, fetched.minisig_text)
-  if not result then
-    return nil, ("checksums.txt of %s: signature verification failed: %s"):format(release.tag, err)
+  local details
+  for _, sig in ipairs(fetched.signatures) do
+    local result, err = rch.crypto.minisign_verify_file(pubkey, fetched.checksums_path, sig.text)
+    if not result then
+      return nil, ("checksums.txt of %s: signature verification failed (%s): %s"):format(release.tag, sig.name, err)
+    end
+    if not names_version(result.trusted_comment, release.version) then
+      return nil, ("%s of %s: its trusted comment \"%s\" does not name rch %s (a signature made for another"
+        .. " release)"):format(sig.name, release.tag, result.trusted_comment, release.version)
+    end
+    details = details or { key_id = result.key_id, trusted_comment = result.trusted_comment }
   end
-  if not names_version(result.trusted_comment, release.version) then
-    return nil, ("checksums.txt.minisig of %s: its trusted comment \"%s\" does not name rch %s (a signature made"
-      .. " for another release)"):format(release.tag, result.trusted_comment, release.version)
-  end
-  return "verified", { key_id = result.key_id, trusted_comment = result.trusted_comment }
+  details.files = names
+  return "verified", details
 end
 
 --- Checks the tarball's sha256 against the .sha256 asset and checksums.txt.
