@@ -275,10 +275,11 @@ want = {"w1": ("Upgrade", os.environ["OWN"], mb), "w2": ("Install", None, mb),
         "w3": ("Skip", os.environ["NEXT"], 0), "w4": ("Upgrade", os.environ["OWN"], 0)}
 for w, (action, cur, transfer) in want.items():
     x = p[w]
-    assert x["action"] == action and x.get("current_version") == cur, x
+    assert x["action"] == action and x["current_version"] == cur, x  # null, not absent, when none
     assert abs(x["estimated_transfer_mb"] - transfer) < 1e-9, (x, transfer)
     assert x["target_version"] == os.environ["NEXT"], x
 assert abs(d["resource_requirements"]["total_transfer_mb"] - 2 * mb) < 1e-9, d["resource_requirements"]
+assert d["resource_requirements"]["peak_parallelism"] == 3, d["resource_requirements"]  # w3 is skipped
 assert d["plan"]["artifact"]["size"] == int(os.environ["SIZE"]), d["plan"]["artifact"]
 assert d["plan"]["artifact"]["sha256"] == os.environ["NEXT_SHA"], d["plan"]["artifact"]'
 expect_exit 0 "$RCH" fleet deploy --no-toolchain --version "$NEXT" --dry-run --force --json
@@ -306,7 +307,8 @@ assert all(x["action"] == "Blocked" and x["estimated_transfer_mb"] == 0 for x in
 iss = [i for i in d["potential_issues"] if i["severity"] == "error"]
 assert [i["worker_id"] for i in iss] == ["w1", "w2", "w3", "w4"], iss
 assert all(i["issue"].startswith("disk_space: ") and i["recommendation"] for i in iss), iss
-assert d["resource_requirements"]["total_transfer_mb"] == 0, d'
+assert d["resource_requirements"]["total_transfer_mb"] == 0, d
+assert d["resource_requirements"]["peak_parallelism"] == 0 and d["estimated_duration_secs"] == 0, d'
 expect_exit 0 "$RCH" fleet deploy --no-toolchain --version "$NEXT" --dry-run
 contains "$OUT" "Would deploy $NEXT to 0 of 4 workers."
 grep -qE '^  \[BLOCKED\] +w2 none -> ' <<<"$OUT" || fail "no BLOCKED line for w2: $OUT"

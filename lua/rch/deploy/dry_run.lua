@@ -59,7 +59,8 @@ function M.estimate_total(times, strategy_name, options)
 end
 
 local function predict(worker, ctx)
-  local p = { worker_id = worker.id, target_version = ctx.target_version, preflight_issues = rch.json.array() }
+  local p = { worker_id = worker.id, current_version = rch.json.null, target_version = ctx.target_version,
+    preflight_issues = rch.json.array() }
   local function blocked(message, check, remediation)
     p.action = "Blocked"
     p.estimated_transfer_mb, p.estimated_time_secs = 0, SETUP_SECS
@@ -76,7 +77,7 @@ local function predict(worker, ctx)
   local facts
   facts, err = conn:preflight(root, ctx.target_version, ctx.timeout, pipeline.trust_manifest(ctx.options))
   if not facts then return blocked(err, "preflight", "check the worker's shell and coreutils") end
-  p.current_version = facts.current_version
+  p.current_version = facts.current_version or rch.json.null
   local issues = hooks.get("preflight").call({ worker = worker, facts = facts, settings = ctx.settings,
     artifact = ctx.artifact, options = ctx.options })
   local blocking = false
@@ -105,11 +106,13 @@ end
 function M.compute(ctx)
   ctx.issues = rch.json.array()
   local results = rch.parallel(ctx.workers, math.max(ctx.options.parallel, 16), function(w) return predict(w, ctx) end)
+  -- Only workers the deploy would change take a slot: skipped and blocked ones
+  -- count in neither the duration nor the peak parallelism.
   local predictions, times, total_mb = {}, {}, 0
   for i = 1, #ctx.workers do
     local p = results[i]
     predictions[i] = p
-    times[i] = p.estimated_time_secs
+    if p.action ~= "Skip" and p.action ~= "Blocked" then times[#times + 1] = p.estimated_time_secs end
     total_mb = total_mb + p.estimated_transfer_mb
   end
   -- Issues arrive in completion order; report them in plan order.
@@ -120,7 +123,8 @@ function M.compute(ctx)
     if pa ~= pb then return pa < pb end
     return a.issue < b.issue
   end)
-  local duration, peak = M.estimate_total(times, ctx.strategy_name, ctx.options)
+  local duration, peak = 0, 0
+  if #times > 0 then duration, peak = M.estimate_total(times, ctx.strategy_name, ctx.options) end
   return {
     dry_run = true,
     plan = ctx.plan,
@@ -144,7 +148,8 @@ function M.display(result, strategy_description)
   for _, p in ipairs(result.predictions) do
     if p.action ~= "Skip" and p.action ~= "Blocked" then changing = changing + 1 end
     out:write(("  %-11s %s %s -> %s (~%.1fMB, ~%ds)\n"):format("[" .. p.action:upper() .. "]", p.worker_id,
-      p.current_version or "none", p.target_version, p.estimated_transfer_mb, p.estimated_time_secs))
+      p.current_version ~= rch.json.null and p.current_version or "none", p.target_version, p.estimated_transfer_mb,
+      p.estimated_time_secs))
   end
   if #result.potential_issues > 0 then
     out:write("\nPotential Issues:\n")
