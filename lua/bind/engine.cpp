@@ -425,7 +425,7 @@ Result<nlohmann::json> Engine::run_main(std::function<int(lua_State*)> push_fn_a
 }
 
 Result<nlohmann::json> Engine::run_module(const std::string& module, const nlohmann::json& args) {
-  static const char kBoot[] = "local module, args = ...\nreturn require(module).run(args)\n";
+  static const char kBoot[] = "local module, args = ...\nreturn require('rch.ui').run_command(module, args)\n";
   if (luaL_loadbuffer(L_, kBoot, sizeof(kBoot) - 1, "=rch") != 0) return make_error(lua_tostring(L_, -1));
   const int fn = lua_gettop(L_);
   auto result = run_main(

@@ -56,17 +56,47 @@ function M.table(header, rows)
   for _, row in ipairs(rows) do line(row) end
 end
 
+--- The version of every --json document's shape (docs/json.md); raised when a
+-- field changes meaning or disappears, not when one is added.
+M.SCHEMA_VERSION = 1
+
+-- Per command run (run_command): --json given, a document built, the first error said.
+local json_mode, document_built, first_error = false, false, nil
+
 --- A --json document for stdout: valid UTF-8 always (a byte string that is
 -- not UTF-8 shows its bad bytes as U+FFFD; the durable records keep them
--- exactly as {"$b64": …}, see rch.json).
+-- exactly as {"$b64": …}, see rch.json). Objects get "schema_version".
 -- @param compact one line instead of pretty-printed
 function M.json(value, compact)
+  if type(value) == "table" and getmetatable(value) == nil and value[1] == nil and value.schema_version == nil then
+    value.schema_version = M.SCHEMA_VERSION
+  end
+  document_built = true
   return require("rch.json").encode(value, { pretty = not compact, invalid_utf8 = "replace" })
 end
 
 --- Writes "rch: message" to stderr.
 function M.error(message)
+  first_error = first_error or message
   io.stderr:write("rch: ", message, "\n")
+end
+
+--- Runs a command module's run(opts) (the engine's entry point for every rch
+-- command). Under --json, stdout always carries one JSON document: a command
+-- that fails before printing its own (a configuration error, a refusal, a
+-- Lua error) prints {"ok": false, "error", "exit_code", "schema_version"}.
+function M.run_command(module, opts)
+  json_mode, document_built, first_error = type(opts) == "table" and opts.json == true, false, nil
+  local ok, code = xpcall(function() return require(module).run(opts) end, function(e)
+    return require("rch.log").enabled("debug") and debug.traceback(e, 2) or e
+  end)
+  local failed = not ok or (type(code) == "number" and code ~= 0)
+  if json_mode and failed and not document_built then
+    local message = not ok and tostring(code) or first_error or ("exit " .. tostring(code))
+    io.stdout:write(M.json({ ok = false, error = (message:gsub("\n.*", "")), exit_code = ok and code or 1 }), "\n")
+  end
+  if not ok then error(code, 0) end
+  return code
 end
 
 --- What rch is about to do, on stderr (so --json stdout stays one document).

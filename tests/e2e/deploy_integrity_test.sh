@@ -107,7 +107,7 @@ BAD1=$(sha_of "$r1/versions/v$OWN/rch-wkr") BAD2=$(sha_of "$r2/versions/v$OWN/rc
 expect_exit 1 "$RCH" fleet verify --worker w1,w2 --json
 BAD1=$BAD1 BAD2=$BAD2 SIZE=$(stat -c %s "$RCH_WKR") python3 -c '
 import json, os, sys
-w = {x["id"]: x for x in json.loads(sys.stdin.read())["workers"]}
+w = {x["worker_id"]: x for x in json.loads(sys.stdin.read())["workers"]}
 e = os.environ
 assert w["w1"]["findings"] == ["versions/v%s/rch-wkr was modified: sha256 %s, manifest says %s" % (e["OWN"], e["BAD1"], e["OWN_SHA"])], w["w1"]
 assert w["w2"]["findings"] == ["versions/v%s/rch-wkr was modified: sha256 %s, manifest says %s (%d bytes, manifest says %s)"

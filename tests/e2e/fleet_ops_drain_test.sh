@@ -15,7 +15,7 @@ on() {
 jcheck() {
   python3 -c "$PY_PRELUDE
 d = json.loads(sys.stdin.read())
-w = {x['id']: x for x in d['workers']}
+w = {x['worker_id']: x for x in d['workers']}
 $1" <<<"$OUT" || fail "JSON check failed:$1
 --- stdout: $OUT
 --- stderr: $ERR"
@@ -68,7 +68,7 @@ jcheck 'assert [w[i]["draining"] for i in ("w1", "w2", "w3", "w4")] == [True, Tr
 
 # ---- undrain: jobs are accepted again.
 expect_exit 0 "$RCH" fleet undrain --worker w1,w2 --json
-jcheck 'assert [(x["id"], x["undrained"], x["error"]) for x in d["workers"]] == [("w1", True, None), ("w2", True, None)], d'
+jcheck 'assert [(x["worker_id"], x["undrained"], x["error"]) for x in d["workers"]] == [("w1", True, None), ("w2", True, None)], d'
 draining 1 && fail "w1 still draining after undrain"
 draining 2 && fail "w2 still draining after undrain"
 on 1 "$R1/bin/rch-wkr" exec -- true || fail "w1 refuses jobs after undrain"

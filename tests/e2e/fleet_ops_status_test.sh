@@ -23,11 +23,11 @@ export P1 P2 P3 P4 SILENT
 [[ -n $P1 && -n $P4 ]] || fail "no ports in $TB/workers.toml"
 
 # ---- status on fresh workers: the full shape, nothing installed.
-KEYS='{"id","host","port","user","reachable","root","version","versions","draining","active_builds","disk_free_mb","last_deployment","error"}'
+KEYS='{"worker_id","host","port","user","reachable","root","version","versions","draining","active_builds","disk_free_mb","last_deployment","error"}'
 expect_exit 0 "$RCH" fleet status --json
 jcheck "
-assert list(d) == ['workers'], d
-assert [x['id'] for x in d['workers']] == ['w1', 'w2', 'w3', 'w4'], d
+assert list(d) == ['schema_version', 'workers'], d
+assert [x['worker_id'] for x in d['workers']] == ['w1', 'w2', 'w3', 'w4'], d
 for k, x in enumerate(d['workers'], 1):
     assert set(x) == $KEYS, sorted(x)
     assert (x['host'], x['port'], x['user']) == ('127.0.0.1', int(os.environ['P%d' % k]), 'rchtest'), x
@@ -68,7 +68,7 @@ expect_exit 0 "$RCH" fleet status --json
 took=$(python3 -c "print($(date +%s.%N) - $start)")
 python3 -c "assert $took < $CONNECT_TIMEOUT + 2" || fail "status took $took s with w2 down (connect timeout $CONNECT_TIMEOUT s)"
 jcheck "
-w = {x['id']: x for x in d['workers']}
+w = {x['worker_id']: x for x in d['workers']}
 assert set(w['w2']) == $KEYS, sorted(w['w2'])
 assert w['w2']['reachable'] is False and w['w2']['version'] is None, w['w2']
 assert '127.0.0.1' in w['w2']['error'] and str(w['w2']['port']) in w['w2']['error'], w['w2']
@@ -77,7 +77,7 @@ for i in ('w1', 'w3', 'w4'):
 # verify names it too.
 expect_exit 1 "$RCH" fleet verify --json
 jcheck "
-w = {x['id']: x for x in d['workers']}
+w = {x['worker_id']: x for x in d['workers']}
 assert w['w2']['reachable'] is False and w['w2']['findings'][0].startswith('unreachable: '), w['w2']"
 bash "$RCH_SOURCE_DIR/scripts/testbed.sh" start 2 "$TB" >/dev/null
 
@@ -99,7 +99,7 @@ expect_exit 0 "$RCH" fleet status --json
 took=$(python3 -c "print($(date +%s.%N) - $start)")
 python3 -c "assert $CONNECT_TIMEOUT - 0.5 <= $took < $CONNECT_TIMEOUT + 2" || fail "status took $took s with a silent w2 (connect timeout $CONNECT_TIMEOUT s)"
 jcheck "
-w = {x['id']: x for x in d['workers']}
+w = {x['worker_id']: x for x in d['workers']}
 assert w['w2']['reachable'] is False and w['w2']['port'] == int(os.environ['SILENT']), w['w2']
 assert os.environ['SILENT'] in w['w2']['error'] and 'imeout' in w['w2']['error'], w['w2']
 for i in ('w1', 'w3', 'w4'):
@@ -124,9 +124,9 @@ deploy 0 --worker w3 --version "$OWN"
 expect_exit 0 "$RCH" fleet verify --json
 jcheck '
 assert d["ok"] is True and d["fleet_version"] == os.environ["OWN"], d
-assert [x["id"] for x in d["workers"]] == ["w1", "w2", "w3", "w4"], d
+assert [x["worker_id"] for x in d["workers"]] == ["w1", "w2", "w3", "w4"], d
 for x in d["workers"]:
-    assert x == {"id": x["id"], "reachable": True, "version": os.environ["OWN"], "ok": True, "findings": []}, x'
+    assert x == {"worker_id": x["worker_id"], "reachable": True, "version": os.environ["OWN"], "ok": True, "findings": []}, x'
 expect_exit 0 "$RCH" fleet verify
 contains "$OUT" "fleet verified: every worker matches its manifest and runs $OWN"
 
@@ -145,7 +145,7 @@ snap_all tampered
 expect_exit 1 "$RCH" fleet verify --json
 jcheck '
 OWN, ROOT = os.environ["OWN"], os.environ["TB"] + "/w%d/root"
-w = {x["id"]: x for x in d["workers"]}
+w = {x["worker_id"]: x for x in d["workers"]}
 assert d["ok"] is False and all(x["ok"] is False and x["reachable"] for x in d["workers"]), d
 f = w["w1"]["findings"]
 size = os.path.getsize(os.environ["RCH_WKR"])
@@ -165,7 +165,7 @@ grep -qE "^w1 +$OWN +FAIL +versions/v$OWN/rch-wkr was modified" <<<"$OUT" || fai
 # Each problem alone (--worker) fails the verification.
 for k in 1 2 3 4; do
   expect_exit 1 "$RCH" fleet verify --worker "w$k" --json
-  jcheck 'assert [x["id"] for x in d["workers"]] == ["w'$k'"] and not d["ok"] and d["workers"][0]["findings"], d'
+  jcheck 'assert [x["worker_id"] for x in d["workers"]] == ["w'$k'"] and not d["ok"] and d["workers"][0]["findings"], d'
 done
 
 # ---- A straggler: three workers on 0.1.0, w4 on 0.2.0 (each install intact).
@@ -174,7 +174,7 @@ deploy 0
 deploy 0 --version "$NEXT" --worker w4
 expect_exit 1 "$RCH" fleet verify --json
 jcheck '
-w = {x["id"]: x for x in d["workers"]}
+w = {x["worker_id"]: x for x in d["workers"]}
 assert d["ok"] is False and d["fleet_version"] == os.environ["OWN"], d
 assert w["w4"]["findings"] == ["straggler: runs %s, the fleet runs %s" % (os.environ["NEXT"], os.environ["OWN"])], w["w4"]
 assert all(w[i]["ok"] and w[i]["findings"] == [] for i in ("w1", "w2", "w3")), w'

@@ -162,7 +162,7 @@ contains "$OUT" "unhealthy: $SHOWN\\x9b"
 expect_exit 1 "$RCH" fleet verify --json
 clean "$TMP/out"
 strict_json "$TMP/out" '
-f = {w["id"]: " | ".join(w["findings"]) for w in d["workers"]}
+f = {w["worker_id"]: " | ".join(w["findings"]) for w in d["workers"]}
 assert "current -> \x1b]0;x\x07\x1b[2J\x1b]52;c;Zm9v\x07\ufffd\ufffd is not" in f["w3"], f["w3"]
 assert "unhealthy: \x1b]0;x" in f["w4"], f["w4"]'
 

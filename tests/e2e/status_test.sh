@@ -15,10 +15,10 @@ cleanup() {
 trap cleanup EXIT
 
 expect_exit 0 "$RCH" fleet status --json
-json 'w=d["workers"]; assert [x["id"] for x in w]==["w1","w2","w3","w4"], w
+json 'w=d["workers"]; assert [x["worker_id"] for x in w]==["w1","w2","w3","w4"], w
 for x in w:
     assert x["reachable"] is True and x["version"] is None and x["error"] is None, x
-    assert set(x)=={"id","host","port","user","reachable","root","version","versions","draining",
+    assert set(x)=={"worker_id","host","port","user","reachable","root","version","versions","draining",
                     "active_builds","disk_free_mb","last_deployment","error"}, x'
 
 # An agent installed by hand in w1's layout shows its version.
@@ -36,14 +36,14 @@ grep -qE "^w1 .* yes +$v" <<<"$OUT" || fail "table row of w1: $OUT"
 
 # --worker narrows the probe.
 expect_exit 0 "$RCH" fleet status --worker w3 --json
-json 'assert [x["id"] for x in d["workers"]]==["w3"]'
+json 'assert [x["worker_id"] for x in d["workers"]]==["w3"]'
 
 # A stopped sshd: that worker is unreachable with the reason, the rest answer, quickly.
 bash "$RCH_SOURCE_DIR/scripts/testbed.sh" stop 2 "$TB" >/dev/null
 start=$(date +%s)
 expect_exit 0 "$RCH" fleet status --json
 (( $(date +%s) - start < 8 )) || fail "status stalled on an unreachable worker"
-json 'w={x["id"]:x for x in d["workers"]}
+json 'w={x["worker_id"]:x for x in d["workers"]}
 assert w["w2"]["reachable"] is False and "127.0.0.1" in w["w2"]["error"], w["w2"]
 assert all(w[i]["reachable"] for i in ("w1","w3","w4")), w'
 bash "$RCH_SOURCE_DIR/scripts/testbed.sh" start 2 "$TB" >/dev/null
@@ -60,7 +60,7 @@ ssh-keygen -q -t ed25519 -N '' -f "$TMP/other" >/dev/null
 port1=$(awk -F' = ' '/^port/{print $2; exit}' "$TB/workers.toml")
 { grep -v "^\[127.0.0.1\]:$port1 " "$TB/known_hosts"; echo "[127.0.0.1]:$port1 $(cut -d' ' -f1,2 "$TMP/other.pub")"; } >"$TMP/cfg/known_hosts"
 RCH_CONFIG_DIR="$TMP/cfg" expect_exit 0 "$RCH" fleet status --json
-json 'w={x["id"]:x for x in d["workers"]}
+json 'w={x["worker_id"]:x for x in d["workers"]}
 assert not w["w1"]["reachable"] and "CHANGED" in w["w1"]["error"].upper(), w["w1"]
 assert w["w2"]["reachable"], w["w2"]'
 echo "status_test: ok"

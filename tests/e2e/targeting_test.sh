@@ -21,7 +21,7 @@ grep -c '"even"' "$CFG/workers.toml" | grep -qx 2 || fail "could not tag w2 and 
 # ids CMD…: the worker ids a status --json reports.
 ids() {
   expect_exit 0 "$RCH" fleet status --json "$@"
-  python3 -c 'import json, sys; print(" ".join(w.get("worker_id") or w["id"] for w in json.loads(sys.argv[1])["workers"]))' "$OUT"
+  python3 -c 'import json, sys; print(" ".join(w["worker_id"] for w in json.loads(sys.argv[1])["workers"]))' "$OUT"
 }
 [[ $(ids --worker 'w[1-2]') == "w1 w2" ]] || fail "w[1-2]: $(ids --worker 'w[1-2]')"
 [[ $(ids --worker 'w[1,3-4]') == "w1 w3 w4" ]] || fail "w[1,3-4]"

@@ -20,7 +20,7 @@ local function connect(worker, settings)
 end
 
 local function drain_one(worker, settings, timeout, progress)
-  local r = { id = worker.id, drained = false, active_builds = 0 }
+  local r = { worker_id = worker.id, drained = false, active_builds = 0 }
   local conn, root = connect(worker, settings)
   if not conn then
     r.error = root
@@ -60,7 +60,7 @@ local function drain_one(worker, settings, timeout, progress)
 end
 
 local function undrain_one(worker, settings)
-  local r = { id = worker.id }
+  local r = { worker_id = worker.id }
   local conn, root = connect(worker, settings)
   if not conn then
     r.error = root
@@ -88,7 +88,7 @@ function M.run(opts)
   transport.close_all()
   local failed, busy = {}, {}
   for i, w in ipairs(workers) do
-    local r = results[i] or { id = w.id, error = "internal error" }
+    local r = results[i] or { worker_id = w.id, error = "internal error" }
     results[i] = r
     if r.error then
       failed[#failed + 1] = ("%s (%s)"):format(w.id, r.error)
@@ -99,18 +99,18 @@ function M.run(opts)
   if opts.json then
     local list = rch.json.array()
     for i, r in ipairs(results) do
-      list[i] = { id = r.id, drained = r.drained, undrained = r.undrained, active_builds = r.active_builds,
+      list[i] = { worker_id = r.worker_id, drained = r.drained, undrained = r.undrained, active_builds = r.active_builds,
         error = r.error or rch.json.null }
     end
     io.stdout:write(ui.json({ workers = list }), "\n")
   else
     for _, r in ipairs(results) do
       if r.error then
-        io.stdout:write(ui.paint("red", "✗ "), r.id, ": ", r.error, "\n")
+        io.stdout:write(ui.paint("red", "✗ "), r.worker_id, ": ", r.error, "\n")
       elseif opts.undrain then
-        io.stdout:write(ui.paint("green", "✓ "), r.id, " accepts builds again\n")
+        io.stdout:write(ui.paint("green", "✓ "), r.worker_id, " accepts builds again\n")
       elseif r.drained then
-        io.stdout:write(ui.paint("green", "✓ "), r.id, " drained\n")
+        io.stdout:write(ui.paint("green", "✓ "), r.worker_id, " drained\n")
       end
     end
   end

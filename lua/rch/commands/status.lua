@@ -24,7 +24,7 @@ local function last_deployments()
 end
 
 local function probe(worker, settings)
-  local entry = { id = worker.id, host = worker.host, port = worker.port, user = worker.user, reachable = false }
+  local entry = { worker_id = worker.id, host = worker.host, port = worker.port, user = worker.user, reachable = false }
   local conn, err = transport.get(worker, settings)
   if not conn then
     entry.error = err
@@ -72,7 +72,7 @@ local function collect(workers, settings)
     return probe(w, settings)
   end)
   for i, e in pairs(errors or {}) do
-    results[i] = { id = workers[i].id, host = workers[i].host, port = workers[i].port, user = workers[i].user,
+    results[i] = { worker_id = workers[i].id, host = workers[i].host, port = workers[i].port, user = workers[i].user,
       reachable = false, error = e }
   end
   transport.close_all()
@@ -86,7 +86,7 @@ local function render_json(results, compact)
   local list = rch.json.array()
   for i, r in ipairs(results) do
     list[i] = {
-      id = r.id, host = r.host, port = r.port, user = r.user, reachable = r.reachable, root = r.root or null,
+      worker_id = r.worker_id, host = r.host, port = r.port, user = r.user, reachable = r.reachable, root = r.root or null,
       version = r.version or null, versions = rch.json.array(r.versions or {}),
       draining = r.draining == nil and null or r.draining, active_builds = r.active_builds or null,
       disk_free_mb = r.disk_free_mb or null, last_deployment = r.last_deployment or null, error = r.error or null,
@@ -103,7 +103,7 @@ local function render_table(results)
     local version = r.version or (r.reachable and not r.error and ui.paint("dim", "none") or "-")
     local state_text = r.draining and ui.paint("yellow", "draining") or (r.version and "ready" or "-")
     local last = r.last_deployment and (r.last_deployment.status .. " " .. r.last_deployment.target_version) or "-"
-    rows[#rows + 1] = { r.id, address, reach, version, state_text,
+    rows[#rows + 1] = { r.worker_id, address, reach, version, state_text,
       r.active_builds and tostring(r.active_builds) or "-", r.disk_free_mb and tostring(r.disk_free_mb) or "-", last,
       r.error and ui.paint("red", r.error) or "" }
   end

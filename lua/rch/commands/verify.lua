@@ -10,7 +10,7 @@ local workers_mod = require "rch.workers"
 local M = {}
 
 local function check(worker, settings)
-  local entry = { id = worker.id, reachable = false, findings = {} }
+  local entry = { worker_id = worker.id, reachable = false, findings = {} }
   local function finding(text) entry.findings[#entry.findings + 1] = text end
   local conn, err = transport.get(worker, settings)
   if not conn then
@@ -98,7 +98,7 @@ function M.run(opts)
   local results, errors = rch.parallel(workers, math.max(settings.defaults.parallel, 16), function(w)
     return check(w, settings)
   end)
-  for i, e in pairs(errors or {}) do results[i] = { id = workers[i].id, reachable = false, findings = { e } } end
+  for i, e in pairs(errors or {}) do results[i] = { worker_id = workers[i].id, reachable = false, findings = { e } } end
   transport.close_all()
   local reference = fleet_version(results)
   local ok = true
@@ -114,7 +114,7 @@ function M.run(opts)
     local list = rch.json.array()
     for i = 1, #workers do
       local e = results[i]
-      list[i] = { id = e.id, reachable = e.reachable, version = e.version or rch.json.null, ok = e.ok,
+      list[i] = { worker_id = e.worker_id, reachable = e.reachable, version = e.version or rch.json.null, ok = e.ok,
         findings = rch.json.array(e.findings) }
     end
     io.stdout:write(ui.json({ ok = ok, fleet_version = reference or rch.json.null, workers = list }), "\n")
@@ -122,7 +122,7 @@ function M.run(opts)
     local rows = {}
     for i = 1, #workers do
       local e = results[i]
-      rows[#rows + 1] = { e.id, e.version or "-", e.ok and ui.paint("green", "ok") or ui.paint("red", "FAIL"),
+      rows[#rows + 1] = { e.worker_id, e.version or "-", e.ok and ui.paint("green", "ok") or ui.paint("red", "FAIL"),
         table.concat(e.findings, "; ") }
     end
     ui.table({ "WORKER", "VERSION", "VERIFY", "FINDINGS" }, rows)
