@@ -45,7 +45,15 @@ expect_exit 2 "$RCH" fleet status --worker @failed
 contains "$ERR" "@failed: no deployment recorded in"
 "${TESTBED[@]}" stop 3 "$TB" >/dev/null
 "${TESTBED[@]}" stop 4 "$TB" >/dev/null
-deploy 1
+# Piped (not a TTY, not --json): each failure exactly once, then the folded summary and the retry.
+expect_exit 1 "$RCH" fleet deploy --no-toolchain
+for k in 3 4; do
+  n=$(grep -c "w$k.*Connection refused\|Connection refused.*w$k\|^✗ w$k " <<<"$OUT$ERR" || true)
+  [[ $n == 1 ]] || fail "w$k's failure printed $n times: $OUT $ERR"
+done
+contains "$OUT" "  completed   w[1-2]"
+contains "$OUT" "  failed      w[3-4]"
+contains "$OUT" "Retry the workers that did not complete: rch fleet deploy --resume"
 "${TESTBED[@]}" start 3 "$TB" >/dev/null
 "${TESTBED[@]}" start 4 "$TB" >/dev/null
 [[ $(ids --worker @failed) == "w3 w4" ]] || fail "@failed: $(ids --worker @failed)"

@@ -122,6 +122,27 @@ local function resume_target()
   } }
 end
 
+--- The closing lines of a deploy: the workers of each outcome, folded
+-- (w[1-3,7]), and when something failed the command that retries it.
+function M.summary(states, success)
+  local by_status, order = {}, { "Completed", "Skipped", "Failed", "RolledBack", "Aborted" }
+  for _, ws in ipairs(states) do
+    local key = ws.aborted and "Aborted" or ws.status
+    by_status[key] = by_status[key] or {}
+    table.insert(by_status[key], ws.id)
+  end
+  local lines = {}
+  for _, status in ipairs(order) do
+    if by_status[status] then
+      lines[#lines + 1] = ("  %-11s %s\n"):format(status:lower(), targets.fold(by_status[status]))
+    end
+  end
+  if not success then
+    lines[#lines + 1] = "Retry the workers that did not complete: rch fleet deploy --resume\n"
+  end
+  return table.concat(lines)
+end
+
 function M.run(opts)
   local settings, err = rch.config.settings()
   if not settings then return usage(err) end
@@ -382,6 +403,7 @@ function M.run(opts)
       counts.Skipped, counts.RolledBack, duration)
     io.stdout:write(line, "\n")
     if d.failed_reason then io.stdout:write("Reason: ", d.failed_reason, "\n") end
+    io.stdout:write(M.summary(states, success))
   end
   return (success and finished) and 0 or 1
 end
