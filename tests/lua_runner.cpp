@@ -14,7 +14,7 @@ int main(int argc, char** argv) {
     std::cerr << "usage: rch-lua-test FILE [ARGS...]\n";
     return 2;
   }
-  rch::log::init(0);
+  (void)rch::log::init(0);
   rch::lua::EngineOptions options;
   if (const char* dir = std::getenv("RCH_SCRIPT_DIR")) options.script_dirs.emplace_back(dir);
   options.config_dir = rch::Paths::from_env().config_dir;

@@ -29,6 +29,7 @@ void print_error(const std::string& message) {
 
 struct Globals {
   int verbosity = 0;
+  std::string log_file;
   std::vector<std::string> script_dirs;
 };
 
@@ -185,6 +186,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   Globals g;
   app.add_flag("-v,--verbose", g.verbosity, "More logging (-v debug, -vv trace); also RCH_LOG_LEVEL");
+  app.add_option("--log-file", g.log_file, "Append log lines to FILE instead of stderr");
   app.add_option("--script-dir", g.script_dirs,
                  "Directory searched first for strategies/, hooks/ and rch/ scripts (repeatable)")
       ->check(CLI::ExistingDirectory);
@@ -355,7 +357,10 @@ int main(int argc, char** argv) {
     const int code = app.exit(e);
     return code == 0 ? 0 : 2;
   }
-  rch::log::init(g.verbosity);
+  if (auto r = rch::log::init(g.verbosity, g.log_file); !r) {
+    print_error(r.error());
+    return 2;
+  }
 
   if (*fleet) {
     if (*deploy_cmd) {

@@ -2,6 +2,7 @@
 // every message passes the output sanitiser (it may quote a worker or a config file).
 #include "core/log/log.hpp"
 
+#include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -14,18 +15,20 @@
 namespace rch::log {
 namespace {
 
-spdlog::logger& logger() {
-  static std::shared_ptr<spdlog::logger> instance = [] {
+std::shared_ptr<spdlog::logger>& instance() {
+  static std::shared_ptr<spdlog::logger> l = [] {
     const bool color = color_on(STDERR_FILENO);
     auto sink = std::make_shared<spdlog::sinks::stderr_color_sink_mt>(color ? spdlog::color_mode::automatic
                                                                             : spdlog::color_mode::never);
-    auto l = std::make_shared<spdlog::logger>("rch", sink);
-    l->set_pattern("%^[%H:%M:%S.%e %l]%$ %v");
-    l->set_level(spdlog::level::warn);
-    return l;
+    auto made = std::make_shared<spdlog::logger>("rch", sink);
+    made->set_pattern("%^[%H:%M:%S.%e %l]%$ %v");
+    made->set_level(spdlog::level::warn);
+    return made;
   }();
-  return *instance;
+  return l;
 }
+
+spdlog::logger& logger() { return *instance(); }
 
 spdlog::level::level_enum to_spd(Level level) {
   switch (level) {
@@ -47,28 +50,38 @@ spdlog::level::level_enum to_spd(Level level) {
 
 }  // namespace
 
-void init(int verbosity) {
+Result<void> init(int verbosity, const std::string& log_file) {
   Level level = Level::warn;
-  if (const char* env = std::getenv("RCH_LOG_LEVEL")) {
-    const std::string v = env;
-    if (v == "trace")
-      level = Level::trace;
-    else if (v == "debug")
-      level = Level::debug;
-    else if (v == "info")
-      level = Level::info;
-    else if (v == "warn" || v == "warning")
-      level = Level::warn;
-    else if (v == "error")
-      level = Level::error;
-    else if (v == "off")
-      level = Level::off;
+  if (const char* env = std::getenv("RCH_LOG_LEVEL"); env != nullptr && *env != '\0') {
+    static const std::pair<std::string_view, Level> kNames[] = {
+        {"trace", Level::trace},  {"debug", Level::debug}, {"info", Level::info}, {"warn", Level::warn},
+        {"warning", Level::warn}, {"error", Level::error}, {"off", Level::off}};
+    bool known = false;
+    for (const auto& [name, l] : kNames) {
+      if (name == env) level = l, known = true;
+    }
+    if (!known) {
+      return make_error("RCH_LOG_LEVEL=" + sanitize_for_terminal(env) +
+                        " is not a log level (trace, debug, info, warn, error, off)");
+    }
   }
   if (verbosity >= 2)
     level = Level::trace;
   else if (verbosity == 1 && level > Level::debug)
     level = Level::debug;
+  if (!log_file.empty()) {
+    try {
+      auto sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(log_file);
+      auto l = std::make_shared<spdlog::logger>("rch", sink);
+      l->set_pattern("[%Y-%m-%dT%H:%M:%S.%e %l] %v");
+      l->flush_on(spdlog::level::trace);  // a line is in the file once it is logged
+      instance() = l;
+    } catch (const spdlog::spdlog_ex& e) {
+      return make_error("--log-file " + log_file + ": " + e.what());
+    }
+  }
   set_level(level);
+  return {};
 }
 
 bool color_on(int fd) {

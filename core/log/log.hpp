@@ -2,15 +2,20 @@
 // stays in one translation unit. Level from RCH_LOG_LEVEL or -v; logs go to stderr.
 #pragma once
 
+#include <string>
 #include <string_view>
+
+#include "core/util/result.hpp"
 
 namespace rch::log {
 
 enum class Level { trace, debug, info, warn, error, off };
 
 // Sets the level from RCH_LOG_LEVEL (trace|debug|info|warn|error|off) unless
-// `verbosity` (count of -v) asks for more: 1 = debug, 2+ = trace.
-void init(int verbosity);
+// `verbosity` (count of -v) asks for more: 1 = debug, 2+ = trace. With a
+// `log_file`, log lines are appended there instead of stderr. An unknown level
+// or a file that cannot be opened is an error (the caller's usage error).
+Result<void> init(int verbosity, const std::string& log_file = {});
 void set_level(Level level);
 bool enabled(Level level);
 // Colour on file descriptor `fd`: a TTY, and NO_COLOR unset or empty (no-color.org).

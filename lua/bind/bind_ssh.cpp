@@ -2,8 +2,12 @@
 // (libssh blocks) and yield the calling task; a session is used by one pool
 // job at a time, and a job in flight keeps its session alive even if Lua
 // drops the userdata.
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
 #include <memory>
 
+#include "core/log/log.hpp"
 #include "core/ssh/quote.hpp"
 #include "core/ssh/session.hpp"
 #include "lua/bind/bind_util.hpp"
@@ -58,6 +62,39 @@ int push_exec_result(lua_State* L, const ExecResult& r, std::size_t max_output) 
   return 1;
 }
 
+// The debug log of one remote command: where, what (clipped), how it ended,
+// how long it took; the output itself at trace. Runs on the pool thread.
+void log_command(const SshSession& session, const std::string& what, const Result<ExecResult>& r,
+                 std::chrono::steady_clock::time_point started, std::uintmax_t sent_bytes) {
+  if (!log::enabled(log::Level::debug)) return;
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  // One line: the command's whitespace runs (its script's newlines) folded to one space.
+  std::string flat;
+  for (const char c : what) {
+    const bool space = c == '\n' || c == ' ' || c == '\t';
+    if (!space || (!flat.empty() && flat.back() != ' ')) flat += space ? ' ' : c;
+  }
+  std::string line = session.where() + ": " + (flat.size() > 240 ? flat.substr(0, 240) + "…" : flat) + " -> ";
+  if (!r.ok()) {
+    line += "error: " + r.error();
+  } else {
+    line += r->timed_out ? std::string("timed out") : "exit " + std::to_string(r->exit_code);
+    line += ", stdout " + std::to_string(r->out.size()) + " B, stderr " + std::to_string(r->err.size()) + " B";
+  }
+  char took[64];
+  std::snprintf(took, sizeof took, " in %.3f s", secs);
+  line += took;
+  if (sent_bytes > 0 && secs > 0) {
+    std::snprintf(took, sizeof took, "; sent %ju bytes (%.1f MB/s)", sent_bytes, sent_bytes / secs / 1e6);
+    line += took;
+  }
+  log::debug(line);
+  if (r.ok() && log::enabled(log::Level::trace)) {
+    if (!r->out.empty()) log::trace(session.where() + " stdout: " + r->out.substr(0, 4096));
+    if (!r->err.empty()) log::trace(session.where() + " stderr: " + r->err.substr(0, 4096));
+  }
+}
+
 // connect{host=, port=, user=, identity_file=, known_hosts=, ssh_config=,
 //         host_key_policy="strict"|"accept-new", connect_timeout=,
 //         max_output=bytes kept of each exec's stdout and stderr} -> session | nil, err
@@ -88,7 +125,20 @@ int l_ssh_connect(lua_State* L) {
       (target.user.empty() ? "" : target.user + "@") + target.host + ":" + std::to_string(target.port);
   using Connected = Result<std::unique_ptr<SshSession>>;
   return yield_blocking<std::shared_ptr<Connected>>(
-      L, "rch.ssh.connect", [target] { return std::make_shared<Connected>(SshSession::connect(target)); },
+      L, "rch.ssh.connect",
+      [target] {
+        auto connected = std::make_shared<Connected>(SshSession::connect(target));
+        if (connected->ok()) {
+          log::debug("connected to " + connected->value()->where() + " (host " + target.host + ", identity " +
+                     (target.identity_file.empty() ? std::string("agent/default keys") : target.identity_file) +
+                     ", known_hosts " +
+                     (target.known_hosts_file.empty() ? std::string("~/.ssh/known_hosts") : target.known_hosts_file) +
+                     ")");
+        } else {
+          log::debug("cannot connect to " + target.host + ": " + connected->error());
+        }
+        return connected;
+      },
       [label](lua_State* co, std::shared_ptr<Connected>& r) {
         if (!r->ok()) return push_failure(co, r->error());
         auto* box = static_cast<SessionBox*>(lua_newuserdata(co, sizeof(SessionBox)));
@@ -118,7 +168,13 @@ int l_ssh_exec(lua_State* L) {
   auto* boxp = &box;
   const int ref = pin(L);
   return yield_blocking<Result<ExecResult>>(
-      L, "rch.ssh.exec", [session, command, timeout, input] { return session->exec(command, timeout, input); },
+      L, "rch.ssh.exec",
+      [session, command, timeout, input] {
+        const auto started = std::chrono::steady_clock::now();
+        auto r = session->exec(command, timeout, input);
+        log_command(*session, command, r, started, 0);
+        return r;
+      },
       [boxp, ref, session](lua_State* co, Result<ExecResult>& r) {
         unpin(co, ref);
         boxp->busy = false;
@@ -140,7 +196,14 @@ int l_ssh_upload(lua_State* L) {
   const int ref = pin(L);
   return yield_blocking<Result<ExecResult>>(
       L, "rch.ssh.upload",
-      [session, command, path, timeout] { return session->exec_with_input_file(command, path, timeout); },
+      [session, command, path, timeout] {
+        const auto started = std::chrono::steady_clock::now();
+        auto r = session->exec_with_input_file(command, path, timeout);
+        std::error_code ec;
+        const auto size = std::filesystem::file_size(path, ec);
+        log_command(*session, command, r, started, ec ? 0 : size);
+        return r;
+      },
       [boxp, ref, session](lua_State* co, Result<ExecResult>& r) {
         unpin(co, ref);
         boxp->busy = false;
