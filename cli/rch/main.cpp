@@ -333,6 +333,14 @@ int main(int argc, char** argv) {
   update_cmd->add_flag("--json", update.json, "Output results as JSON");
 
   // ---- rch scripts
+  // ---- rch config
+  auto* config_cmd = app.add_subcommand("config", "Check config.toml, workers.toml and the Lua overrides");
+  config_cmd->require_subcommand(1);
+  bool config_json = false;
+  auto* config_check_cmd = config_cmd->add_subcommand(
+      "check", "Parse both files, load every Lua override, print the effective settings and where each came from");
+  config_check_cmd->add_flag("--json", config_json, "JSON output");
+
   auto* scripts_cmd = app.add_subcommand("scripts", "Show which Lua scripts (strategies, hooks, engine) resolve where");
   scripts_cmd->require_subcommand(1);
   bool scripts_json = false;
@@ -456,6 +464,7 @@ int main(int argc, char** argv) {
                             {"force", update.force},
                             {"json", update.json}});
   }
+  if (*config_check_cmd) return run_lua_command(g, "config_check", {{"json", config_json}});
   if (*scripts_cmd) {
     if (*scripts_list_cmd) return scripts_list(g, scripts_json);
     if (*scripts_show_cmd) return scripts_show(g, show_name);

@@ -91,6 +91,7 @@ class Parser {
         {"state", [&](const toml::node& n) { return section("state", n, state_fields(c.state)); }},
     };
     if (auto r = apply_fields(root, "", sections); !r) return Error{r.error()};
+    c.origins = std::move(origins_);
     return c;
   }
 
@@ -123,6 +124,10 @@ class Parser {
                   "unknown key '" + std::string(k->str()) + "'" + where(section_name) + did_you_mean(k->str(), names));
       }
       if (auto r = f->apply(*v); !r) return r;
+      if (!section_name.empty()) {
+        origins_[std::string(section_name) + "." + std::string(k->str())] =
+            std::string(source_) + ":" + std::to_string(k->source().begin.line);
+      }
     }
     return {};
   }
@@ -305,6 +310,7 @@ class Parser {
 
   std::string_view source_;
   std::filesystem::path base_dir_;
+  mutable std::map<std::string, std::string> origins_;  // "section.key" -> "file:line"
 };
 
 }  // namespace

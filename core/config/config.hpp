@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <string_view>
 
@@ -70,6 +71,9 @@ struct Config {
   struct State {
     int keep_deployments = 200;  // deployments/<id>/ directories kept
   } state;
+
+  // "section.key" -> "file:line" of every key the file set (the rest are defaults).
+  std::map<std::string, std::string> origins;
 };
 
 // Defaults with ~/.ssh paths filled in, as when config.toml does not exist.

@@ -117,6 +117,10 @@ int l_config_settings(lua_State* L) {
   lua_createtable(L, 0, 1);
   push_number_field(L, "keep_deployments", c.state.keep_deployments);
   lua_setfield(L, -2, "state");
+
+  lua_createtable(L, 0, static_cast<int>(c.origins.size()));
+  for (const auto& [key, where] : c.origins) push_string_field(L, key.c_str(), where);
+  lua_setfield(L, -2, "origins");
   return 1;
 }
 

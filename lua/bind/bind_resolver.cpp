@@ -32,12 +32,30 @@ int l_resolver_load_builtin(lua_State* L) {
   return push_chunk(L, *found.value());
 }
 
+// list() -> {{name=, origin=, overrides_builtin=}, …}: every script name and the file it resolves to
+int l_resolver_list(lua_State* L) {
+  const auto listing = engine_of(L).resolver().list();
+  lua_createtable(L, static_cast<int>(listing.size()), 0);
+  for (std::size_t i = 0; i < listing.size(); ++i) {
+    lua_createtable(L, 0, 3);
+    lua_pushstring(L, listing[i].name.c_str());
+    lua_setfield(L, -2, "name");
+    lua_pushstring(L, listing[i].origin.c_str());
+    lua_setfield(L, -2, "origin");
+    lua_pushboolean(L, listing[i].overrides_builtin);
+    lua_setfield(L, -2, "overrides_builtin");
+    lua_rawseti(L, -2, static_cast<int>(i + 1));
+  }
+  return 1;
+}
+
 }  // namespace
 
 int luaopen_rch_resolver(lua_State* L) {
   static const luaL_Reg functions[] = {
       {"load", guarded<l_resolver_load>},
       {"load_builtin", guarded<l_resolver_load_builtin>},
+      {"list", guarded<l_resolver_list>},
       {nullptr, nullptr},
   };
   lua_newtable(L);

@@ -23,4 +23,28 @@ deploy 0 --force --parallel 4
 json 'assert d["strategy"]["parallelism"] == 4, d["strategy"]'
 deploy 0 --force --strategy canary
 json 'assert d["strategy"]["percent"] == 50 and d["strategy"]["wait_secs"] == 1, d["strategy"]'
+echo "--- rch config check: effective settings with where each came from; broken files and scripts named"
+expect_exit 0 "$RCH" config check --json
+python3 - "$OUT" "$CFG" "$RCH_STATE_DIR" <<'EOF_PY' || fail "config check --json: $OUT"
+import json, sys
+d, cfg, state = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
+s = {e["key"]: e for e in d["settings"]}
+assert s["defaults.parallel"]["value"] == 2 and s["defaults.parallel"]["origin"] == cfg + "/config.toml:4", s["defaults.parallel"]
+assert s["canary.percent"]["origin"] == cfg + "/config.toml:6" and s["defaults.command_timeout"]["origin"] == "default", s
+p = {e["key"]: e for e in d["paths"]}
+assert p["state_dir"] == {"key": "state_dir", "value": state, "origin": "env RCH_STATE_DIR"}, p
+assert d["workers"] == 4 and d["schema_version"] == 1, d
+EOF_PY
+expect_exit 0 "$RCH" config check
+contains "$OUT" "valid (4 workers)"
+mkdir -p "$TMP/cc/strategies"
+printf 'return { describe = function() return "x" end }\n' >"$TMP/cc/strategies/mine.lua"
+expect_exit 2 "$RCH" config check --script-dir "$TMP/cc"
+contains "$ERR" "$TMP/cc/strategies/mine.lua: strategy 'mine' must return a table with run(d)"
+printf 'local x = \n' >"$TMP/cc/strategies/mine.lua"
+expect_exit 2 "$RCH" config check --script-dir "$TMP/cc"
+contains "$ERR" "$TMP/cc/strategies/mine.lua:2:"
+printf 'percnt = 5\n' >>"$CFG/config.toml"
+expect_exit 2 "$RCH" config check
+contains "$ERR" "config.toml:8:1: unknown key 'percnt' in [canary] (did you mean 'percent'?)"
 echo "PASS"
