@@ -41,6 +41,13 @@ contains "$OUT" "Deployment $second: completed"
 grep -qE '^  w2 +Completed' <<<"$OUT" || fail "show: $OUT"
 grep -qE '^      transfer +completed' <<<"$OUT" || fail "show lacks steps: $OUT"
 expect_exit 2 "$RCH" fleet history show no-such-id; contains "$ERR" "no deployment 'no-such-id'"
+# Any unique prefix of an id names it; an ambiguous one (the empty prefix matches all) says so.
+expect_exit 0 "$RCH" fleet history show "${second:0:8}"
+contains "$OUT" "Deployment $second: completed"
+mkdir "$RCH_STATE_DIR/deployments/${second:0:8}x" "$RCH_STATE_DIR/deployments/${second:0:8}y"
+expect_exit 2 "$RCH" fleet history show "${second:0:8}"
+contains "$ERR" "'${second:0:8}' is the start of 3 deployment ids"
+rmdir "$RCH_STATE_DIR/deployments/${second:0:8}x" "$RCH_STATE_DIR/deployments/${second:0:8}y"
 
 audit="$RCH_STATE_DIR/audit.jsonl"
 expect_exit 0 "$RCH" fleet audit verify "$audit"; contains "$OUT" "hash chain intact"

@@ -7,7 +7,27 @@ local state = require "rch.deploy.state"
 
 local M = {}
 
-local function show(id)
+-- The deployment a unique prefix names (the whole id works too).
+-- @return id, or nil, message (none or several match)
+local function resolve_id(prefix)
+  local matches = {}
+  for _, id in ipairs(rch.fs.list(state.deployments_dir()) or {}) do
+    if id == prefix then return id end
+    if id:sub(1, #prefix) == prefix then matches[#matches + 1] = id end
+  end
+  if #matches == 1 then return matches[1] end
+  if #matches == 0 then return nil, ("no deployment '%s' in %s"):format(prefix, state.deployments_dir()) end
+  table.sort(matches)
+  return nil, ("'%s' is the start of %d deployment ids (%s): give more of it"):format(prefix, #matches,
+    table.concat(matches, ", ", 1, math.min(#matches, 5)))
+end
+
+local function show(prefix)
+  local id, why = resolve_id(prefix)
+  if not id then
+    ui.error(why)
+    return nil
+  end
   local path = state.deployments_dir() .. "/" .. id .. "/result.json"
   local text = rch.fs.read(path)
   local unfinished = false
