@@ -112,7 +112,7 @@ versions_are() {
   WANT="$*" py '
 got = [w["version"] for w in d["workers"]]
 want = [None if v == "none" else v for v in os.environ["WANT"].split()]
-assert [w["id"] for w in d["workers"]] == ["mock-worker-%d" % i for i in (1, 2, 3, 4)], d
+assert [w["worker_id"] for w in d["workers"]] == ["mock-worker-%d" % i for i in (1, 2, 3, 4)], d
 assert got == want, (got, want)'
 }
 
@@ -153,7 +153,7 @@ pass
 begin "Test 2: fleet status --json"
 run 0 fleet status --json
 py '
-ids = [w["id"] for w in d["workers"]]
+ids = [w["worker_id"] for w in d["workers"]]
 assert ids == ["mock-worker-%d" % i for i in (1, 2, 3, 4)], ids
 for w in d["workers"]:
     assert w["reachable"] is True and w["version"] is None and w["error"] is None, w
@@ -271,7 +271,7 @@ for w in mock-worker-2 mock-worker-3 mock-worker-4; do has "^$w +- +FAIL +no age
 run 1 fleet verify --json
 py '
 assert d["ok"] is False, d
-by = {w["id"]: w for w in d["workers"]}
+by = {w["worker_id"]: w for w in d["workers"]}
 assert by["mock-worker-1"]["ok"] is True and by["mock-worker-1"]["findings"] == [], by["mock-worker-1"]
 for i in (2, 3, 4):
     w = by["mock-worker-%d" % i]

@@ -167,6 +167,9 @@ set +e; wait "$victim"; rc=$?; set -e
 export CANARY
 installed 1 "$OWN" "$UNHEALTHY_SHA"
 same_as canary_resume 2 3 4
+# Its dry run plans what is left: the three workers after the canary, not the whole plan.
+expect_exit 0 "$RCH" fleet deploy --no-toolchain --resume --dry-run --json
+json 'assert [p["worker_id"] for p in d["predictions"]] == ["w2", "w3", "w4"], d["predictions"]'
 deploy 1 --resume
 json '
 assert d["id"] == os.environ["CANARY"] and d["resumed"] is True, d

@@ -236,12 +236,20 @@ function M.run(opts)
   if opts.audit_log and opts.audit_log ~= "" then audit_paths[#audit_paths + 1] = opts.audit_log end
 
   if opts.dry_run then
+    -- Resuming an interrupted deployment: only what it has left to do is planned.
+    local planned = workers
+    if deployment then
+      local left = {}
+      for _, id in ipairs(deployment:unfinished_workers()) do left[id] = true end
+      planned = {}
+      for _, w in ipairs(workers) do if left[w.id] then planned[#planned + 1] = w end end
+    end
     local audit, failed
     audit, err, failed = audit_mod.open(audit_paths, plan.id)
     if not audit then return failed == 1 and fail(err) or usage(err) end
     audit:log("DeploymentStarted", nil, { dry_run = true, target_version = plan.target_version,
-      worker_count = #workers, strategy = describe })
-    local result = dry_run.compute({ workers = workers, settings = settings, options = opts, artifact = artifact,
+      worker_count = #planned, strategy = describe })
+    local result = dry_run.compute({ workers = planned, settings = settings, options = opts, artifact = artifact,
       target_version = artifact.version, strategy_name = strategy_name, plan = plan,
       timeout = settings.defaults.command_timeout })
     for _, p in ipairs(result.predictions) do
