@@ -52,7 +52,7 @@ print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, rc)' "$TMP" "$@")
 # by_id 'PYTHON': runs PYTHON with w = worker id -> entry of the status/verify JSON in $OUT.
 by_id() {
   python3 -c "import json, sys
-w = {x['id']: x for x in json.loads(sys.stdin.read())['workers']}
+w = {x['worker_id']: x for x in json.loads(sys.stdin.read())['workers']}
 $1" <<<"$OUT" || fail "JSON check failed:$1
 --- stdout: ${OUT:0:4000}"
 }

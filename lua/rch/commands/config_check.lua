@@ -21,7 +21,7 @@ local function check_scripts()
   for _, item in ipairs(require("rch.resolver").list()) do
     if item.origin ~= "builtin" then
       local kind, name = item.name:match("^(%a+)/([%w_%-]+)%.lua$")
-      local ok, err = true, nil
+      local ok, err
       if kind == "hooks" then
         ok, err = pcall(hooks.get, name)
       elseif kind == "strategies" then
