@@ -85,6 +85,7 @@ class Parser {
         {"defaults", [&](const toml::node& n) { return section("defaults", n, defaults_fields(c.defaults)); }},
         {"preflight", [&](const toml::node& n) { return section("preflight", n, preflight_fields(c.preflight)); }},
         {"toolchain", [&](const toml::node& n) { return section("toolchain", n, toolchain_fields(c.toolchain)); }},
+        {"deploy", [&](const toml::node& n) { return section("deploy", n, deploy_fields(c.deploy)); }},
         {"canary", [&](const toml::node& n) { return section("canary", n, canary_fields(c.canary)); }},
         {"update", [&](const toml::node& n) { return section("update", n, update_fields(c.update)); }},
         {"audit", [&](const toml::node& n) { return section("audit", n, audit_fields(c.audit)); }},
@@ -262,12 +263,20 @@ class Parser {
 
   std::vector<Field> toolchain_fields(Config::Toolchain& t) const {
     // The name reaches a remote `rustup` command line.
-    return {string("toolchain", "rust", t.rust, [](const std::string& v) -> std::string {
-      if (v.empty() || v[0] == '-' || !std::all_of(v.begin(), v.end(), toolchain_char)) {
-        return "must be a rustup toolchain name (letters, digits, '.', '_' and '-', not starting with '-')";
-      }
-      return {};
-    })};
+    return {
+        string("toolchain", "rust", t.rust,
+               [](const std::string& v) -> std::string {
+                 if (v.empty() || v[0] == '-' || !std::all_of(v.begin(), v.end(), toolchain_char)) {
+                   return "must be a rustup toolchain name (letters, digits, '.', '_' and '-', not starting with '-')";
+                 }
+                 return {};
+               }),
+        boolean("toolchain", "update", t.update)};
+  }
+
+  std::vector<Field> deploy_fields(Config::Deploy& d) const {
+    // Below 2 the previous version (the rollback target) could not be kept.
+    return {integer("deploy", "keep_versions", d.keep_versions, 2, 1000)};
   }
 
   std::vector<Field> canary_fields(Config::Canary& c) const {

@@ -1,5 +1,5 @@
 // rch's settings, config.toml: fleet defaults, preflight requirements,
-// toolchain, canary, and the update source. A missing file means defaults.
+// toolchain, worker retention, canary, and the update source. A missing file means defaults.
 // Every error reads "<file>:<line>:<col>: <message>".
 #pragma once
 
@@ -44,7 +44,12 @@ struct Config {
 
   struct Toolchain {
     std::string rust = "stable";  // rustup toolchain name
+    bool update = false;          // also `rustup update` it when already installed (needs network)
   } toolchain;
+
+  struct Deploy {
+    int keep_versions = 3;  // versions/ kept on each worker (current and previous always)
+  } deploy;
 
   struct Canary {
     int percent = 10;  // 1..100

@@ -87,9 +87,15 @@ int l_config_settings(lua_State* L) {
   push_string_field(L, "rustup", std::string(to_string(c.preflight.rustup)));
   lua_setfield(L, -2, "preflight");
 
-  lua_createtable(L, 0, 1);
+  lua_createtable(L, 0, 2);
   push_string_field(L, "rust", c.toolchain.rust);
+  lua_pushboolean(L, c.toolchain.update);
+  lua_setfield(L, -2, "update");
   lua_setfield(L, -2, "toolchain");
+
+  lua_createtable(L, 0, 1);
+  push_number_field(L, "keep_versions", c.deploy.keep_versions);
+  lua_setfield(L, -2, "deploy");
 
   lua_createtable(L, 0, 2);
   push_number_field(L, "percent", c.canary.percent);

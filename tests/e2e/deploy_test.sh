@@ -79,8 +79,8 @@ expect_exit 0 "$RCH" fleet deploy --force --worker w1 --json
 json '
 w = st["w1"]
 assert w["status"] == "Completed", w
-assert [s["name"] for s in w["steps"]] == ["preflight", "transfer", "install", "toolchain", "verify"], w["steps"]
-t = w["steps"][3]
+assert [s["name"] for s in w["steps"]] == ["preflight", "transfer", "toolchain", "install", "verify"], w["steps"]
+t = w["steps"][2]
 assert t["status"] == "completed" and t["output"] == "skipped: rustup not installed", t'
 contains "$ERR" "rustup is not installed"
 

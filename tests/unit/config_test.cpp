@@ -40,6 +40,8 @@ TEST_CASE("parse_config: empty file gives the documented defaults", "[config]") 
   CHECK(c.preflight.zstd == rch::Requirement::optional);
   CHECK(c.preflight.rustup == rch::Requirement::optional);
   CHECK(c.toolchain.rust == "stable");
+  CHECK_FALSE(c.toolchain.update);
+  CHECK(c.deploy.keep_versions == 3);
   CHECK(c.canary.percent == 10);
   CHECK(c.canary.wait == 60s);
   CHECK(c.update.url == "https://api.github.com/repos/rch-dev/rch/releases");
@@ -70,6 +72,10 @@ rustup = "required"
 
 [toolchain]
 rust = "1.75.0"
+update = true
+
+[deploy]
+keep_versions = 5
 
 [canary]
 percent = 25
@@ -99,6 +105,8 @@ transfer_timeout = 60
   CHECK(c.preflight.zstd == rch::Requirement::ignore);
   CHECK(c.preflight.rustup == rch::Requirement::required);
   CHECK(c.toolchain.rust == "1.75.0");
+  CHECK(c.toolchain.update);
+  CHECK(c.deploy.keep_versions == 5);
   CHECK(c.canary.percent == 25);
   CHECK(c.canary.wait == 0s);
   CHECK(c.update.url == "http://127.0.0.1:8080/releases");
@@ -147,6 +155,9 @@ TEST_CASE("parse_config errors name file, line and column", "[config]") {
         "(got \"requried\") (did you mean 'required'?)");
   CHECK(error_of("[canary]\npercent = 101\n") ==
         "config.toml:2:11: percent in [canary] must be an integer between 1 and 100");
+  CHECK(error_of("[deploy]\nkeep_versions = 1\n") ==
+        "config.toml:2:17: keep_versions in [deploy] must be an integer between 2 and 1000");
+  CHECK(error_of("[toolchain]\nupdate = \"yes\"\n") == "config.toml:2:10: update in [toolchain] must be true or false");
   CHECK(error_of("[update]\nkeep = 0\n") == "config.toml:2:8: keep in [update] must be an integer between 1 and 1000");
   CHECK(error_of("[update]\nchannel = \"edge\"\n") ==
         "config.toml:2:11: channel in [update] must be one of \"stable\", \"beta\", \"nightly\" (got "

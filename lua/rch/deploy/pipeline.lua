@@ -1,8 +1,10 @@
 --- The per-worker deploy pipeline:
---   preflight -> [drain] -> transfer -> install -> [toolchain] -> verify
+--   preflight -> [drain] -> transfer -> [toolchain] -> install -> verify
 -- Every transition goes to the journal and the audit log before the next
--- step starts. After install, any failure switches the worker back to its
--- previous version. Steps are idempotent, so --resume can rerun a worker.
+-- step starts. The toolchain comes before install so that its failure
+-- leaves the previous agent running; after install, any failure switches
+-- the worker back to its previous version. Steps are idempotent, so
+-- --resume can rerun a worker.
 local rch = require "rch"
 local transport = require "rch.transport"
 local hooks = require "rch.hooks"
@@ -199,6 +201,21 @@ local function preflight(d, ws)
   return true
 end
 
+-- After an install: old version directories beyond [deploy] keep_versions
+-- go, never the current or the previous one (the rollback target). A
+-- failure is only a warning: the worker runs the new version either way.
+local function prune(d, ws)
+  local previous = (ws.previous_link or ""):match("^versions/(v.+)$") or ""
+  local removed, err = ws.conn:prune(ws.root, d.settings.deploy.keep_versions, "v" .. d.target_version, previous,
+    d.timeout)
+  if not removed then
+    rch.log.warn(("worker %s: %s"):format(ws.id, err))
+  elseif #removed > 0 then
+    rch.log.info(("worker %s: removed old versions %s"):format(ws.id, table.concat(removed, ", ")))
+    audit(d, "WorkerVersionsPruned", ws.id, { removed = removed, keep_versions = d.settings.deploy.keep_versions })
+  end
+end
+
 --- Runs the whole pipeline for one worker; leaves ws in a terminal status.
 function M.run(d, ws)
   ws.started_at = ws.started_at or now()
@@ -243,24 +260,26 @@ function M.run(d, ws)
   end_step(d, ws, { bytes = present and 0 or d.artifact.size, seconds = secs, already_present = present },
     present and "already present, sha256 matches" or ("%.1f MB in %.2fs"):format(d.artifact.size / 1e6, secs))
 
+  if not d.options.no_toolchain then
+    local tc = d.settings.toolchain
+    begin_step(d, ws, "toolchain", { toolchain = tc.rust, update = tc.update })
+    if ws.facts.rustup then
+      local done, err = ws.conn:toolchain(tc.rust, tc.update, d.transfer_timeout)
+      if not done then return fail(d, ws, err) end
+      end_step(d, ws, nil, ("%s: %s"):format(tc.rust, done))
+    else
+      end_step(d, ws, nil, "skipped: rustup not installed")
+    end
+  end
+
   if not gate(d, ws, "pre_install") then return end
   begin_step(d, ws, "install", { previous_link = ws.previous_link, version = d.target_version })
   ws.installed = true
   local ok, err = ws.conn:install(ws.root, d.target_version, verified, d.id, now(), d.timeout)
   if not ok then return fail(d, ws, err) end
   end_step(d, ws, { version = d.target_version, previous_link = ws.previous_link })
+  prune(d, ws)
   if not gate(d, ws, "post_install") then return end
-
-  if not d.options.no_toolchain then
-    begin_step(d, ws, "toolchain", { toolchain = d.settings.toolchain.rust })
-    if ws.facts.rustup then
-      ok, err = ws.conn:toolchain(d.settings.toolchain.rust, d.transfer_timeout)
-      if not ok then return fail(d, ws, err) end
-      end_step(d, ws, nil, "rustup toolchain " .. d.settings.toolchain.rust)
-    else
-      end_step(d, ws, nil, "skipped: rustup not installed")
-    end
-  end
 
   begin_step(d, ws, "verify", { health = d.options.verify })
   local probe

@@ -367,17 +367,80 @@ function M.undrain(session, root, timeout)
   return true
 end
 
+-- A toolchain already installed is left alone unless update=1: an offline
+-- worker that has it must not fail. `rustup toolchain list` names a host
+-- toolchain "<name>-<triple>" (a triple starts with a letter, so "nightly"
+-- does not match "nightly-2024-01-01-…"). Exit 10: missing and the install
+-- failed; 11: installed but the update failed. Prints what it did.
 local TOOLCHAIN = [[
-tc=$1
+tc=$1; update=$2
 if command -v rustup >/dev/null 2>&1; then r=rustup; else r="$HOME/.cargo/bin/rustup"; fi
-exec "$r" toolchain install "$tc" --profile minimal
+list=$("$r" toolchain list) || exit 3
+present=0
+while read -r name _; do
+  case $name in "$tc" | "$tc"-[a-z]*) present=1 ;; esac
+done <<EOF
+$list
+EOF
+if [ $present = 0 ]; then
+  "$r" toolchain install "$tc" --profile minimal >/dev/null || exit 10
+  echo installed
+elif [ "$update" = 1 ]; then
+  "$r" update "$tc" --no-self-update >/dev/null || exit 11
+  echo updated
+else
+  echo "already installed"
+fi
 ]]
 
-function M.toolchain(session, toolchain, timeout)
-  local r, err = session:exec(script(TOOLCHAIN, toolchain), { timeout = timeout })
+--- Makes sure the toolchain is installed (and with `update` up to date).
+-- @return what was done ("already installed", "installed", "updated"), or nil, err
+function M.toolchain(session, toolchain, update, timeout)
+  local r, err = session:exec(script(TOOLCHAIN, toolchain, update and 1 or 0), { timeout = timeout })
   if not r then return nil, err end
-  if r.code ~= 0 or r.timed_out then return nil, M.failure("rustup toolchain install " .. toolchain, r, timeout) end
-  return true
+  if r.timed_out or (r.code ~= 0 and r.code ~= 10 and r.code ~= 11) then
+    return nil, M.failure("rustup toolchain list", r, timeout)
+  end
+  local why = util.clip(util.chomp(r.err))
+  why = (why ~= "" and ": " .. why or "") .. M.truncation(r)
+  if r.code == 10 then return nil, ("toolchain %s is missing and could not be installed%s"):format(toolchain, why) end
+  if r.code == 11 then return nil, ("toolchain %s is installed but was not updated%s"):format(toolchain, why) end
+  return util.chomp(r.out)
+end
+
+-- Keeps the `keep` most recently installed versions (by manifest, else
+-- directory, mtime), always counting CUR and PREV among them; removes the
+-- others and prints each removed name. Only plain version directories are
+-- touched, and only under a root that passes the ownership rule.
+local PRUNE = GUARD .. [[
+root=$1; keep=$2; cur=$3; prev=$4
+v="$root/versions"
+if why=$(unsafe "$v"); then refuse "$why"; fi
+[ "$prev" != "$cur" ] || prev=
+for d in "$cur" "$prev"; do if [ -n "$d" ] && [ -d "$v/$d" ]; then keep=$((keep - 1)); fi; done
+for d in "$v"/v*; do
+  name=${d##*/}
+  case $name in *[!A-Za-z0-9._+-]*) continue ;; esac
+  [ -d "$d" ] && [ ! -L "$d" ] && [ "$name" != "$cur" ] && [ "$name" != "$prev" ] || continue
+  if [ -f "$d/manifest.json" ]; then t=$(stat -c %.9Y -- "$d/manifest.json"); else t=$(stat -c %.9Y -- "$d"); fi
+  echo "$t $name"
+done | sort -rn | while read -r _ name; do
+  if [ "$keep" -gt 0 ]; then keep=$((keep - 1)); continue; fi
+  rm -rf -- "${v:?}/${name:?}" || exit 3
+  echo "$name"
+done
+]]
+
+--- Removes old version directories: keeps `keep` of them, current and previous always.
+-- @param current, previous version directory names ("v1.2.0"); previous may be ""
+-- @return list of removed names, or nil, err
+function M.prune(session, root, keep, current, previous, timeout)
+  local r, err = session:exec(script(PRUNE, root, keep, current, previous or ""), { timeout = timeout })
+  if not r then return nil, err end
+  if r.code ~= 0 or r.timed_out then return nil, M.failure("pruning old versions", r, timeout) end
+  local removed = {}
+  for name in r.out:gmatch("[^\n]+") do removed[#removed + 1] = name end
+  return removed
 end
 
 -- Read-only: what `rch fleet verify` checks, in one command. The binary is

@@ -60,7 +60,13 @@ end
 
 function Handle:drain(_, timeout_s) return self.fleet:drain(self.worker.id, timeout_s) end
 function Handle:undrain() return self.fleet:undrain(self.worker.id) end
-function Handle:toolchain(name) return self.fleet:toolchain(self.worker.id, name) end
+function Handle:toolchain(name)
+  local ok, err = self.fleet:toolchain(self.worker.id, name)
+  if not ok then return nil, err end
+  return "already installed"
+end
+-- The simulated fleet keeps no version directories: nothing to prune.
+function Handle.prune() return {} end
 function Handle:probe_agent(_, with_health) return self.fleet:probe_agent(self.worker.id, with_health) end
 
 --- The installed version, false when no agent is installed, or nil, err.
