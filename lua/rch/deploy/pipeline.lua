@@ -254,7 +254,7 @@ function M.run(d, ws)
   if not d.options.no_toolchain then
     begin_step(d, ws, "toolchain", { toolchain = d.settings.toolchain.rust })
     if ws.facts.rustup then
-      ok, err = ws.conn:toolchain(d.settings.toolchain.rust, d.transfer_timeout)
+      ok, err = ws.conn:toolchain(d.settings.toolchain.rust, d.toolchain_timeout)
       if not ok then return fail(d, ws, err) end
       end_step(d, ws, nil, "rustup toolchain " .. d.settings.toolchain.rust)
     else
