@@ -80,33 +80,37 @@ constexpr const char* kCiphers =
 constexpr int kMaxIdleWaitMs = 200;
 // The remote guard every command runs under (POSIX sh, $1 deadline in s (0:
 // none), $2 1 when the command reads the channel's stdin, $3 the command).
-// `timeout` gives the command its own process group and ends it at the
-// deadline. Closing our channel (a timeout here, or the connection dropping)
-// gives the channel's stdin EOF: a command reading it sees that itself; for
-// the others, which read /dev/null, a watcher reading it kills the group
-// (SIGTERM, SIGKILL 2 s later). Without a PTY sshd sends no SIGHUP, so
-// nothing else would stop them; the watcher ignores the signals sshd may
-// pass to the guard's own group.
+// `timeout` gives the command its own process group and SIGKILLs it at the
+// deadline (a backstop: rch closed the channel 5 s earlier). Closing our channel (a timeout here, or the connection
+// dropping) gives the channel's stdin EOF: a command reading it sees that itself; for the others, which read /dev/null,
+// a watcher reading it kills the group (SIGTERM, SIGKILL 2 s later; without a PTY sshd sends no SIGHUP). A command that
+// ends by itself stops the watcher first: what it leaves running on purpose (nohup) stays.
 constexpr const char* kGuard = R"(t=$1 in=$2 c=$3
 command -v timeout >/dev/null 2>&1 || timeout() { shift 3; "$@"; }
 exec 3<&0 </dev/null
 if [ "$in" = 1 ]; then
-  timeout -k 2 "$t" "${SHELL:-/bin/sh}" -c "$c" <&3 3<&- &
+  timeout -s KILL "$t" "${SHELL:-/bin/sh}" -c "$c" <&3 3<&- &
 else
-  timeout -k 2 "$t" "${SHELL:-/bin/sh}" -c "$c" 3<&- &
+  timeout -s KILL "$t" "${SHELL:-/bin/sh}" -c "$c" 3<&- &
 fi
-pid=$!
+pid=$! w= gaveup=
 if [ "$in" = 0 ]; then
+  trap gaveup=1 USR1
   {
     trap '' HUP INT TERM
     cat >/dev/null
+    kill -USR1 $$
     kill -TERM "-$pid" || kill -TERM "$pid" || exit 0
     for i in 1 2; do kill -0 "-$pid" || exit 0; sleep 1; done
     kill -KILL "-$pid"
   } <&3 >/dev/null 2>&1 &
+  w=$!
 fi
 exec 3<&-
-wait "$pid")";
+wait "$pid"
+rc=$?
+[ -n "$gaveup" ] || [ -z "$w" ] || kill -KILL "$w"
+exit $rc)";
 
 void init_libssh_once() {
   static std::once_flag once;
@@ -580,7 +584,8 @@ Result<ExecResult> SshSession::Impl::run(const std::string& command, int timeout
       if (!ssh_is_connected(s)) return lost("reading output");
       break;
     }
-    if (remaining_ms() <= 0 || stalled()) {
+    if (stalled()) result.stalled_s = stall_s;
+    if (remaining_ms() <= 0 || result.stalled_s > 0) {
       result.timed_out = true;
       break;
     }
@@ -600,22 +605,15 @@ Result<ExecResult> SshSession::Impl::run(const std::string& command, int timeout
       if (channel.exit_signal) result.exit_code = signal_exit_code(*channel.exit_signal);
       break;
     }
-    if (remaining_ms() <= 0 || stalled()) {
+    if (stalled()) result.stalled_s = stall_s;
+    if (remaining_ms() <= 0 || result.stalled_s > 0) {
       result.timed_out = true;
       break;
     }
     pump.wait(remaining_ms());
   }
 
-  if (result.timed_out && started && stalled()) {
-    // A hung worker: waiting on it again (the next command, the close) would
-    // only stall again. The connection is dropped; the guard's stdin EOF then
-    // ends the command once the worker runs again.
-    result.stalled_s = stall_s;
-    result.exit_code = -1;
-    ssh_silent_disconnect(s);
-    return result;
-  }
+  if (result.stalled_s > 0) return result;  // the caller drops the connection
   if (result.timed_out) {
     // The channel's EOF has the guard end the command's process group.
     if (ssh_channel_is_open(ch)) ssh_channel_close(ch);
@@ -635,7 +633,11 @@ Result<ExecResult> SshSession::exec_with_input_file(const std::string& command, 
   FilePtr f(std::fopen(file.c_str(), "rb"));
   if (!f) return make_error("cannot open " + file.string() + ": " + std::strerror(errno));
   StdinFeed feed(std::move(f), file.string());
-  return impl_->run(command, timeout_s, feed, true, impl_->stall_timeout_s);
+  auto r = impl_->run(command, timeout_s, feed, true, impl_->stall_timeout_s);
+  // A hung worker: the next command or the close would only stall again.
+  // Dropping the connection also gives the guard's stdin EOF once it runs again.
+  if (r && r->stalled_s > 0) ssh_silent_disconnect(impl_->session.get());
+  return r;
 }
 
 bool SshSession::alive() const {

@@ -50,14 +50,13 @@ class SshSession {  // one authenticated libssh session; use from one thread at 
   // then EOF, and collects stdout and stderr until it exits (each capped at
   // max_output_bytes: the excess is read and discarded, the command is never
   // blocked on a full channel, and out/err_truncated say so). After
-  // `timeout_s` seconds (<= 0: none) the command gets SIGTERM, its channel is
-  // closed and the result says timed_out; the session stays usable. A
-  // non-zero exit is a value, not an error; a lost connection is an error.
-  // On the worker the command runs under a guard (its own process group,
-  // killed when the channel's stdin reaches EOF or 5 s past timeout_s;
-  // SIGTERM, then SIGKILL 2 s later), so a
-  // timeout or a dropped connection leaves none of its processes behind; a
-  // command given no stdin_data reads /dev/null.
+  // `timeout_s` seconds (<= 0: none) its channel is closed and the result
+  // says timed_out; the session stays usable. A non-zero exit is a value,
+  // not an error; a lost connection is an error. On the worker the command
+  // runs under a guard, in its own process group, which gets SIGTERM (SIGKILL
+  // 2 s later) when the channel's stdin reaches EOF (the channel closed, the
+  // connection dropped), and SIGKILL 5 s past timeout_s: a command rch gives
+  // up on leaves no process behind. Without stdin_data the command reads /dev/null.
   Result<ExecResult> exec(const std::string& command, int timeout_s, std::string_view stdin_data = {});
 
   // Streams a local file into the command's stdin (e.g. `cat > tmp`), for
