@@ -60,7 +60,7 @@ OUT=$(cat "$TMP/out"); ERR=$(cat "$TMP/err")
 json '
 w = st["w2"]
 assert w["status"] == "Failed", w
-assert w["error"].startswith("transfer stalled: no progress for 3 s"), w["error"]'
+assert w["error"] == "transfer: transfer stalled: no progress for 3 s", w["error"]'
 # fleet.lock is free: another deploy (dry run takes the same lock) runs at once.
 expect_exit 0 timeout 10 flock -n "$RCH_DATA_DIR/fleet.lock" true
 kill -CONT "${STOPPED[@]}" 2>/dev/null || true
