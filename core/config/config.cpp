@@ -252,7 +252,9 @@ class Parser {
             choice(s, "host_key_policy", d.host_key_policy, kHostKeyPolicies),
             path(s, "known_hosts", d.known_hosts, d.known_hosts),
             path(s, "ssh_config", d.ssh_config, d.ssh_config),
-            integer(s, "max_output_bytes", d.max_output_bytes, 1024, 1 << 30)};
+            integer(s, "max_output_bytes", d.max_output_bytes, 1024, 1 << 30),
+            integer(s, "min_transfer_mbps", d.min_transfer_mbps, 1, 1'000'000),
+            seconds(s, "stall_timeout", d.stall_timeout, 1, kDay)};
   }
 
   std::vector<Field> preflight_fields(Config::Preflight& p) const {

@@ -30,9 +30,11 @@ struct Config {
     std::chrono::seconds connect_timeout{10};
     std::chrono::seconds command_timeout{300};
     HostKeyPolicy host_key_policy = HostKeyPolicy::strict;
-    std::filesystem::path known_hosts;  // empty in the file: ~/.ssh/known_hosts
-    std::filesystem::path ssh_config;   // empty: ~/.ssh/config if it exists (a path named here must exist)
-    int max_output_bytes = 1 << 20;     // kept of each remote command's stdout and of its stderr
+    std::filesystem::path known_hosts;       // empty in the file: ~/.ssh/known_hosts
+    std::filesystem::path ssh_config;        // empty: ~/.ssh/config if it exists (a path named here must exist)
+    int max_output_bytes = 1 << 20;          // kept of each remote command's stdout and of its stderr
+    int min_transfer_mbps = 1;               // uploads may take artifact size / this rate (+ command_timeout)
+    std::chrono::seconds stall_timeout{30};  // an upload with no progress this long fails as stalled
   } defaults;
 
   struct Preflight {

@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "core/log/log.hpp"
+#include "core/ssh/quote.hpp"
 
 namespace rch {
 namespace {
@@ -77,6 +78,39 @@ constexpr const char* kCiphers =
 // Idle waits wake at least this often, as a guard against a wakeup libssh
 // consumed internally.
 constexpr int kMaxIdleWaitMs = 200;
+// The remote guard every command runs under (POSIX sh, $1 deadline in s (0:
+// none), $2 1 when the command reads the channel's stdin, $3 the command).
+// `timeout` gives the command its own process group and SIGKILLs it at the
+// deadline (a backstop: rch closed the channel 5 s earlier). Closing our channel (a timeout here, or the connection
+// dropping) gives the channel's stdin EOF: a command reading it sees that itself; for the others, which read /dev/null,
+// a watcher reading it kills the group (SIGTERM, SIGKILL 2 s later; without a PTY sshd sends no SIGHUP). A command that
+// ends by itself stops the watcher first: what it leaves running on purpose (nohup) stays.
+constexpr const char* kGuard = R"(t=$1 in=$2 c=$3
+command -v timeout >/dev/null 2>&1 || timeout() { shift 3; "$@"; }
+exec 3<&0 </dev/null
+if [ "$in" = 1 ]; then
+  timeout -s KILL "$t" "${SHELL:-/bin/sh}" -c "$c" <&3 3<&- &
+else
+  timeout -s KILL "$t" "${SHELL:-/bin/sh}" -c "$c" 3<&- &
+fi
+pid=$! w= gaveup=
+if [ "$in" = 0 ]; then
+  trap gaveup=1 USR1
+  {
+    trap '' HUP INT TERM
+    cat >/dev/null
+    kill -USR1 $$
+    kill -TERM "-$pid" || kill -TERM "$pid" || exit 0
+    for i in 1 2; do kill -0 "-$pid" || exit 0; sleep 1; done
+    kill -KILL "-$pid"
+  } <&3 >/dev/null 2>&1 &
+  w=$!
+fi
+exec 3<&-
+wait "$pid"
+rc=$?
+[ -n "$gaveup" ] || [ -z "$w" ] || kill -KILL "$w"
+exit $rc)";
 
 void init_libssh_once() {
   static std::once_flag once;
@@ -231,6 +265,8 @@ struct SshSession::Impl {
   std::string home;
   int connect_timeout_s = 10;
   std::size_t max_output_bytes = 0;
+  int stall_timeout_s = 0;
+  ssh_counter_struct received{};  // what the server sent: any byte is a sign of life
 
   Error fail(const std::string& what) const {
     return make_error(what + " (" + where + "): " + ssh_get_error(session.get()));
@@ -258,7 +294,10 @@ struct SshSession::Impl {
     Impl& impl_;
   };
 
-  Result<ExecResult> run(const std::string& command, int timeout_s, StdinFeed& feed);
+  // `stdin_used`: the command reads the feed; otherwise the channel's stdin
+  // stays open for the guard's watcher until the command exits. `stall_s`
+  // > 0: no progress for that long ends the command as stalled.
+  Result<ExecResult> run(const std::string& command, int timeout_s, StdinFeed& feed, bool stdin_used, int stall_s);
 };
 
 namespace {
@@ -406,6 +445,7 @@ Result<std::unique_ptr<SshSession>> SshSession::connect(const SshTarget& target)
   if (s == nullptr) return make_error("ssh: cannot allocate a session");
   impl->connect_timeout_s = std::max(1, target.connect_timeout_s);
   impl->max_output_bytes = target.max_output_bytes;
+  impl->stall_timeout_s = std::max(0, target.stall_timeout_s);
   impl->where =
       (target.user.empty() ? local_user_name() : target.user) + "@" + target.host + ":" + std::to_string(target.port);
 
@@ -425,11 +465,16 @@ Result<std::unique_ptr<SshSession>> SshSession::connect(const SshTarget& target)
   if (auto r = verify_host_key(s, target, host, port); !r) return Error{r.error()};
   if (auto r = authenticate(s, target, impl->where); !r) return Error{r.error()};
   enable_tcp_keepalive(ssh_get_fd(s));
+  ssh_set_counters(s, nullptr, &impl->received);
   return std::unique_ptr<SshSession>(new SshSession(std::move(impl)));
 }
 
-Result<ExecResult> SshSession::Impl::run(const std::string& command, int timeout_s, StdinFeed& feed) {
+Result<ExecResult> SshSession::Impl::run(const std::string& command, int timeout_s, StdinFeed& feed, bool stdin_used,
+                                         int stall_s) {
   ssh_session s = session.get();
+  const std::string guarded = "sh -c " + shell_quote(kGuard) + " rch-guard " +
+                              std::to_string(timeout_s > 0 ? timeout_s + 5 : 0) + (stdin_used ? " 1 " : " 0 ") +
+                              shell_quote(command);
   const bool has_deadline = timeout_s > 0;
   const auto deadline = Clock::now() + std::chrono::seconds(std::max(0, timeout_s));
   const auto ms_until = [](Clock::time_point t) {
@@ -467,12 +512,22 @@ Result<ExecResult> SshSession::Impl::run(const std::string& command, int timeout
   bool started = false;
   if (*opened) {
     auto exec_ok =
-        await_reply([&] { return ssh_channel_request_exec(ch, command.c_str()); }, "cannot start the command");
+        await_reply([&] { return ssh_channel_request_exec(ch, guarded.c_str()); }, "cannot start the command");
     if (!exec_ok) return Error{exec_ok.error()};
     started = *exec_ok;
   }
   result.timed_out = !started;
 
+  // Progress: bytes the server accepted or sent (window adjusts count).
+  auto last_progress = Clock::now();
+  auto last_received = received.in_bytes;
+  const auto stalled = [&] {
+    if (received.in_bytes != last_received) {
+      last_received = received.in_bytes;
+      last_progress = Clock::now();
+    }
+    return stall_s > 0 && Clock::now() - last_progress >= std::chrono::seconds(stall_s);
+  };
   std::vector<char> buf(64 * 1024);
   bool eof_sent = false;
   bool closed = false;
@@ -483,7 +538,9 @@ Result<ExecResult> SshSession::Impl::run(const std::string& command, int timeout
     if (!eof_sent) {
       auto chunk = feed.peek();
       if (!chunk) return Error{chunk.error()};
-      if (chunk->empty()) {
+      if (chunk->empty() && !stdin_used) {
+        // The guard's watcher reads stdin: EOF only by closing the channel.
+      } else if (chunk->empty()) {
         if (ssh_channel_send_eof(ch) == SSH_ERROR && !ssh_channel_is_closed(ch)) return lost("sending EOF");
         eof_sent = true;
         progress = true;
@@ -497,6 +554,7 @@ Result<ExecResult> SshSession::Impl::run(const std::string& command, int timeout
           eof_sent = true;
         } else if (written > 0) {
           feed.consume(static_cast<std::size_t>(written));
+          last_progress = Clock::now();
           progress = true;
         }
       }
@@ -521,11 +579,13 @@ Result<ExecResult> SshSession::Impl::run(const std::string& command, int timeout
     // the channel closed. A remote EOF alone is not the end: a command may
     // close stdout and stderr and still read its stdin (`cat >f 2>&1`).
     if (closed || ssh_channel_is_closed(ch) ||
-        (eof_sent && ssh_channel_is_eof(ch) && ssh_channel_poll(ch, 0) <= 0 && ssh_channel_poll(ch, 1) <= 0)) {
+        ((eof_sent || !stdin_used) && ssh_channel_is_eof(ch) && ssh_channel_poll(ch, 0) <= 0 &&
+         ssh_channel_poll(ch, 1) <= 0)) {
       if (!ssh_is_connected(s)) return lost("reading output");
       break;
     }
-    if (remaining_ms() <= 0) {
+    if (stalled()) result.stalled_s = stall_s;
+    if (remaining_ms() <= 0 || result.stalled_s > 0) {
       result.timed_out = true;
       break;
     }
@@ -545,17 +605,17 @@ Result<ExecResult> SshSession::Impl::run(const std::string& command, int timeout
       if (channel.exit_signal) result.exit_code = signal_exit_code(*channel.exit_signal);
       break;
     }
-    if (remaining_ms() <= 0) {
+    if (stalled()) result.stalled_s = stall_s;
+    if (remaining_ms() <= 0 || result.stalled_s > 0) {
       result.timed_out = true;
       break;
     }
     pump.wait(remaining_ms());
   }
 
+  if (result.stalled_s > 0) return result;  // the caller drops the connection
   if (result.timed_out) {
-    // Only the remote shell's pid gets the signal; closing the channel also
-    // cuts its pipes, so writers die of SIGPIPE.
-    if (started) ssh_channel_request_send_signal(ch, "TERM");
+    // The channel's EOF has the guard end the command's process group.
     if (ssh_channel_is_open(ch)) ssh_channel_close(ch);
     if (!ssh_is_connected(s)) return lost("after the timeout");
     result.exit_code = -1;
@@ -565,7 +625,7 @@ Result<ExecResult> SshSession::Impl::run(const std::string& command, int timeout
 
 Result<ExecResult> SshSession::exec(const std::string& command, int timeout_s, std::string_view stdin_data) {
   StdinFeed feed(stdin_data);
-  return impl_->run(command, timeout_s, feed);
+  return impl_->run(command, timeout_s, feed, !stdin_data.empty(), 0);
 }
 
 Result<ExecResult> SshSession::exec_with_input_file(const std::string& command, const std::filesystem::path& file,
@@ -573,7 +633,11 @@ Result<ExecResult> SshSession::exec_with_input_file(const std::string& command, 
   FilePtr f(std::fopen(file.c_str(), "rb"));
   if (!f) return make_error("cannot open " + file.string() + ": " + std::strerror(errno));
   StdinFeed feed(std::move(f), file.string());
-  return impl_->run(command, timeout_s, feed);
+  auto r = impl_->run(command, timeout_s, feed, true, impl_->stall_timeout_s);
+  // A hung worker: the next command or the close would only stall again.
+  // Dropping the connection also gives the guard's stdin EOF once it runs again.
+  if (r && r->stalled_s > 0) ssh_silent_disconnect(impl_->session.get());
+  return r;
 }
 
 bool SshSession::alive() const {

@@ -26,6 +26,9 @@ struct SshTarget {
   // An exec keeps at most this many bytes of stdout and of stderr each; the
   // rest is read and dropped, so a worker that floods us costs no memory.
   std::size_t max_output_bytes = std::size_t{1} << 20;
+  // An upload during which the server accepts no stdin and sends nothing for
+  // this long fails as stalled (a hung worker); 0: never.
+  int stall_timeout_s = 30;
 };
 
 struct ExecResult {
@@ -35,6 +38,7 @@ struct ExecResult {
   std::string out, err;                               // each at most SshTarget::max_output_bytes
   bool out_truncated = false, err_truncated = false;  // the command printed more than that
   bool timed_out = false;
+  int stalled_s = 0;  // > 0: timed out early, an upload made no progress for this many seconds
 };
 
 class SshSession {  // one authenticated libssh session; use from one thread at a time
@@ -46,12 +50,18 @@ class SshSession {  // one authenticated libssh session; use from one thread at 
   // then EOF, and collects stdout and stderr until it exits (each capped at
   // max_output_bytes: the excess is read and discarded, the command is never
   // blocked on a full channel, and out/err_truncated say so). After
-  // `timeout_s` seconds (<= 0: none) the command gets SIGTERM, its channel is
-  // closed and the result says timed_out; the session stays usable. A
-  // non-zero exit is a value, not an error; a lost connection is an error.
+  // `timeout_s` seconds (<= 0: none) its channel is closed and the result
+  // says timed_out; the session stays usable. A non-zero exit is a value,
+  // not an error; a lost connection is an error. On the worker the command
+  // runs under a guard, in its own process group, which gets SIGTERM (SIGKILL
+  // 2 s later) when the channel's stdin reaches EOF (the channel closed, the
+  // connection dropped), and SIGKILL 5 s past timeout_s: a command rch gives
+  // up on leaves no process behind. Without stdin_data the command reads /dev/null.
   Result<ExecResult> exec(const std::string& command, int timeout_s, std::string_view stdin_data = {});
 
-  // Streams a local file into the command's stdin (e.g. `cat > tmp`), for uploads.
+  // Streams a local file into the command's stdin (e.g. `cat > tmp`), for
+  // uploads. No progress for stall_timeout_s fails it as stalled (timed_out
+  // and stalled) and drops the connection: the worker is hung.
   Result<ExecResult> exec_with_input_file(const std::string& command, const std::filesystem::path& file, int timeout_s);
 
   // False once the connection is known to be gone (peer closed or errored);

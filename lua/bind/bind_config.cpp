@@ -70,7 +70,7 @@ int l_config_settings(lua_State* L) {
   const Config& c = loaded.value();
   lua_createtable(L, 0, 5);
 
-  lua_createtable(L, 0, 7);
+  lua_createtable(L, 0, 9);
   push_number_field(L, "parallel", c.defaults.parallel);
   push_number_field(L, "connect_timeout", static_cast<lua_Number>(c.defaults.connect_timeout.count()));
   push_number_field(L, "command_timeout", static_cast<lua_Number>(c.defaults.command_timeout.count()));
@@ -78,6 +78,8 @@ int l_config_settings(lua_State* L) {
   push_string_field(L, "known_hosts", c.defaults.known_hosts.string());
   push_string_field(L, "ssh_config", c.defaults.ssh_config.string());
   push_number_field(L, "max_output_bytes", c.defaults.max_output_bytes);
+  push_number_field(L, "min_transfer_mbps", c.defaults.min_transfer_mbps);
+  push_number_field(L, "stall_timeout", static_cast<lua_Number>(c.defaults.stall_timeout.count()));
   lua_setfield(L, -2, "defaults");
 
   lua_createtable(L, 0, 4);

@@ -41,10 +41,11 @@ int pin(lua_State* L) {
 
 void unpin(lua_State* L, int ref) { luaL_unref(L, LUA_REGISTRYINDEX, ref); }
 
-// The result table: code, out, err, timed_out, and out_truncated /
+// The result table: code, out, err, timed_out, stalled (seconds without
+// progress, when that ended it), and out_truncated /
 // err_truncated with max_output (the cap they were cut at).
 int push_exec_result(lua_State* L, const ExecResult& r, std::size_t max_output) {
-  lua_createtable(L, 0, 7);
+  lua_createtable(L, 0, 8);
   lua_pushinteger(L, r.exit_code);
   lua_setfield(L, -2, "code");
   lua_pushlstring(L, r.out.data(), r.out.size());
@@ -53,6 +54,10 @@ int push_exec_result(lua_State* L, const ExecResult& r, std::size_t max_output) 
   lua_setfield(L, -2, "err");
   lua_pushboolean(L, r.timed_out);
   lua_setfield(L, -2, "timed_out");
+  if (r.stalled_s > 0) {
+    lua_pushinteger(L, r.stalled_s);
+    lua_setfield(L, -2, "stalled");
+  }
   lua_pushboolean(L, r.out_truncated);
   lua_setfield(L, -2, "out_truncated");
   lua_pushboolean(L, r.err_truncated);
@@ -97,7 +102,8 @@ void log_command(const SshSession& session, const std::string& what, const Resul
 
 // connect{host=, port=, user=, identity_file=, known_hosts=, ssh_config=,
 //         host_key_policy="strict"|"accept-new", connect_timeout=,
-//         max_output=bytes kept of each exec's stdout and stderr} -> session | nil, err
+//         max_output=bytes kept of each exec's stdout and stderr,
+//         stall_timeout=seconds an upload may make no progress (0: none)} -> session | nil, err
 int l_ssh_connect(lua_State* L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   SshTarget target;
@@ -114,6 +120,7 @@ int l_ssh_connect(lua_State* L) {
     throw Misuse("rch.ssh.connect: max_output must be between 1 and " + std::to_string(kMaxOutputLimit) + " bytes");
   }
   target.max_output_bytes = static_cast<std::size_t>(max_output);
+  target.stall_timeout_s = static_cast<int>(opt_number_field(L, 1, "stall_timeout", target.stall_timeout_s));
   const std::string policy = opt_string_field(L, 1, "host_key_policy", "strict");
   if (policy == "strict")
     target.host_key_policy = HostKeyPolicy::strict;

@@ -84,9 +84,11 @@ end
 -- sha256 checked on the worker). Relative paths are under the worker root.
 function M.upload(workers, local_path, remote_path, opts)
   local sha = assert(rch.crypto.sha256_file(local_path))
+  local timeout = (opts and opts.timeout)
+    or require("rch.deploy.remote_steps").upload_timeout(assert(rch.fs.size(local_path)), settings().defaults)
   return M.each(workers, function(_, conn, root)
     local dest = remote_path:sub(1, 1) == "/" and remote_path or (root .. "/" .. remote_path)
-    local ok, err = conn:put(local_path, dest, sha, (opts and opts.timeout) or 600)
+    local ok, err = conn:put(local_path, dest, sha, timeout)
     return ok and { path = dest, sha256 = sha } or { error = err }
   end, opts)
 end

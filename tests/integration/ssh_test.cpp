@@ -294,6 +294,54 @@ TEST_CASE("exec timeout returns quickly and leaves the session usable", "[ssh]")
   CHECK(again.exit_code == 0);
 }
 
+TEST_CASE("a timed-out command leaves none of its processes on the worker", "[ssh][guard]") {
+  const auto w = testbed_workers().front();
+  auto s = connect_ok(target_for(w));
+  const std::string count = "pgrep -c -u \"$(id -u)\" -f '^sleep 43$' || true";
+  REQUIRE(exec_ok(*s, count).out == "0\n");
+  // A shell with a child that ignores SIGTERM (as a tool draining gracefully
+  // might): sshd's signal to the session is not enough, the guard SIGKILLs.
+  const auto r = exec_ok(*s, "sh -c \"trap '' TERM; sleep 43; echo done\"", 1);
+  CHECK(r.timed_out);
+  std::string left;
+  for (int i = 0; i < 50 && left != "0\n"; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    left = exec_ok(*s, count).out;
+  }
+  CHECK(left == "0\n");
+  // Without stdin data the command reads /dev/null, not a stdin held open.
+  const auto start = Clock::now();
+  CHECK(exec_ok(*s, "cat; echo rc=$?", 10).out == "rc=0\n");
+  CHECK(seconds_since(start) < 2);
+}
+
+TEST_CASE("an upload the worker stops taking fails as stalled after stall_timeout", "[ssh][stall]") {
+  const auto w = testbed_workers().front();
+  auto t = target_for(w);
+  t.stall_timeout_s = 2;
+  auto s = connect_ok(t);
+  TempDir tmp;
+  const fs::path local = tmp.path / "big.bin";
+  write_file(local, std::string(20 * 1000 * 1000, 'x'));  // far beyond sshd's 2 MB window
+  const auto start = Clock::now();
+  // Reads nothing and stays: the window fills and nothing else comes back.
+  auto r = s->exec_with_input_file("sleep 6", local, 60);
+  const double took = seconds_since(start);
+  INFO((r ? "" : r.error()));
+  REQUIRE(r.ok());
+  CHECK(r->timed_out);
+  CHECK(r->stalled_s == 2);
+  CHECK(took >= 1.9);
+  CHECK(took < 4);
+  CHECK_FALSE(s->alive());  // a hung worker's connection is dropped
+  // A command that takes its input (a real upload) does not stall.
+  auto s2 = connect_ok(t);
+  auto ok = s2->exec_with_input_file("sleep 1; cat >/dev/null", local, 60);
+  REQUIRE(ok.ok());
+  CHECK_FALSE(ok->timed_out);
+  CHECK(ok->exit_code == 0);
+}
+
 TEST_CASE("remote_home is the remote user's home directory", "[ssh]") {
   const auto w = testbed_workers().front();
   auto s = connect_ok(target_for(w));

@@ -35,6 +35,8 @@ TEST_CASE("parse_config: empty file gives the documented defaults", "[config]") 
   CHECK(c.defaults.known_hosts == rch::home_dir() / ".ssh/known_hosts");
   CHECK(c.defaults.ssh_config.empty());  // libssh reads ~/.ssh/config when it exists
   CHECK(c.defaults.max_output_bytes == 1048576);
+  CHECK(c.defaults.min_transfer_mbps == 1);
+  CHECK(c.defaults.stall_timeout == 30s);
   CHECK(c.preflight.min_disk_mb == 500);
   CHECK(c.preflight.rsync == rch::Requirement::optional);
   CHECK(c.preflight.zstd == rch::Requirement::optional);
@@ -63,6 +65,8 @@ host_key_policy = "accept-new"
 known_hosts = "testbed/known_hosts"
 ssh_config = "~/ssh/cfg"
 max_output_bytes = 65536
+min_transfer_mbps = 20
+stall_timeout = 7
 
 [preflight]
 min_disk_mb = 0
@@ -100,6 +104,8 @@ transfer_timeout = 60
   CHECK(c.defaults.known_hosts == "/etc/rch/testbed/known_hosts");
   CHECK(c.defaults.ssh_config == rch::home_dir() / "ssh/cfg");
   CHECK(c.defaults.max_output_bytes == 65536);
+  CHECK(c.defaults.min_transfer_mbps == 20);
+  CHECK(c.defaults.stall_timeout == 7s);
   CHECK(c.preflight.min_disk_mb == 0);
   CHECK(c.preflight.rsync == rch::Requirement::required);
   CHECK(c.preflight.zstd == rch::Requirement::ignore);

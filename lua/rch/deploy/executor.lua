@@ -17,7 +17,9 @@ function M.new(fields)
   local d = setmetatable(fields, Deploy)
   d.in_flight, d.peak_in_flight = 0, 0
   d.timeout = d.settings.defaults.command_timeout
-  d.transfer_timeout = math.max(d.settings.defaults.command_timeout, 600)
+  d.transfer_timeout = require("rch.deploy.remote_steps").upload_timeout(d.artifact.size, d.settings.defaults)
+  -- rustup downloads a toolchain on the worker: no artifact size to scale with.
+  d.toolchain_timeout = math.max(d.settings.defaults.command_timeout, 600)
   return d
 end
 

@@ -264,7 +264,7 @@ function M.run(d, ws)
     local tc = d.settings.toolchain
     begin_step(d, ws, "toolchain", { toolchain = tc.rust, update = tc.update })
     if ws.facts.rustup then
-      local done, err = ws.conn:toolchain(tc.rust, tc.update, d.transfer_timeout)
+      local done, err = ws.conn:toolchain(tc.rust, tc.update, d.toolchain_timeout)
       if not done then return fail(d, ws, err) end
       end_step(d, ws, nil, ("%s: %s"):format(tc.rust, done))
     else

@@ -23,8 +23,9 @@ function M.truncation(r)
 end
 
 --- One readable line for a command that did not succeed: "WHAT failed (exit N): stderr"
--- (clipped) or "WHAT timed out after N s", and what the cap cut.
+-- (clipped), "WHAT timed out after N s" or "WHAT stalled: no progress for N s", and what the cap cut.
 function M.failure(what, r, timeout)
+  if r.stalled then return ("%s stalled: no progress for %d s%s"):format(what, r.stalled, M.truncation(r)) end
   if r.timed_out then return ("%s timed out after %s s%s"):format(what, tostring(timeout), M.truncation(r)) end
   local err = util.clip(util.chomp(r.err))
   return ("%s failed (exit %d)%s%s"):format(what, r.code, err ~= "" and ": " .. err or "", M.truncation(r))
@@ -246,6 +247,13 @@ trap - EXIT
 stat --printf 'size=%s\nmtime=%.9Y\n' -- "$dir/rch-wkr"
 echo "sha256=$want"
 ]]
+
+--- The time an upload of `size` bytes may take: command_timeout (hashing,
+-- sync) plus the size at [defaults] min_transfer_mbps. A hung worker is
+-- caught sooner, by the session's stall_timeout.
+function M.upload_timeout(size, defaults)
+  return defaults.command_timeout + math.ceil(size * 8 / (defaults.min_transfer_mbps * 1e6))
+end
 
 --- Uploads the artifact into <root>/versions/v<ver>/rch-wkr.
 -- @return {sha256, size, mtime} of the file as verified on the worker, or nil, err

@@ -15,7 +15,7 @@ function M.target(worker, settings)
   return {
     host = worker.host, port = worker.port, user = worker.user, identity_file = worker.identity_file,
     known_hosts = d.known_hosts, ssh_config = d.ssh_config, host_key_policy = d.host_key_policy,
-    connect_timeout = d.connect_timeout, max_output = d.max_output_bytes,
+    connect_timeout = d.connect_timeout, max_output = d.max_output_bytes, stall_timeout = d.stall_timeout,
   }
 end
 
