@@ -116,6 +116,29 @@ wait_for() {
   fail "timed out waiting for $1"
 }
 
+# wait_hook DIR: DIR/hooks/pre_install.lua announces each worker in $TEST_MARKS
+# (a file named after it) and waits for $TEST_MARKS/go (up to 30 s), so a test
+# can hold a deploy between transfer and install (with --script-dir DIR).
+wait_hook() {
+  mkdir -p "$1/hooks" "$TMP/marks"
+  cat >"$1/hooks/pre_install.lua" <<'EOF_LUA'
+local rch = require "rch"
+return function(ctx)
+  local marks = os.getenv("TEST_MARKS")
+  io.open(marks .. "/" .. ctx.worker.id, "w"):close()
+  for _ = 1, 600 do
+    local f = io.open(marks .. "/go")
+    if f then f:close() return true end
+    rch.sleep(0.05)
+  end
+  return false, "test hook: no go-ahead"
+end
+EOF_LUA
+  export TEST_MARKS=$TMP/marks
+}
+# deployment_dirs: the ids under deployments/, sorted (none yet: nothing).
+deployment_dirs() { { ls "$RCH_STATE_DIR/deployments" 2>/dev/null || true; } | LC_ALL=C sort; }
+
 BACKGROUND=()
 deploy_cleanup() {
   local p

@@ -6,23 +6,7 @@
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/deploy_lib.sh"
 
-# A pre_install hook that announces each worker and waits for $TEST_MARKS/go (up to 30 s).
-mkdir -p "$TMP/sd/hooks" "$TMP/marks"
-cat >"$TMP/sd/hooks/pre_install.lua" <<'EOF'
-local rch = require "rch"
-return function(ctx)
-  local marks = os.getenv("TEST_MARKS")
-  io.open(marks .. "/" .. ctx.worker.id, "w"):close()
-  for _ = 1, 600 do
-    local f = io.open(marks .. "/go")
-    if f then f:close() return true end
-    rch.sleep(0.05)
-  end
-  return false, "test hook: no go-ahead"
-end
-EOF
-export TEST_MARKS=$TMP/marks
-deployment_dirs() { ls "$RCH_STATE_DIR/deployments" | LC_ALL=C sort; }
+wait_hook "$TMP/sd"
 
 # ---- kill -9 mid-deploy, then --resume. Start from the whole fleet on OWN, deploy NEXT.
 deploy 0

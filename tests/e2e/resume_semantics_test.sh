@@ -8,22 +8,7 @@
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/deploy_lib.sh"
 
-mkdir -p "$TMP/sd/hooks" "$TMP/marks"
-cat >"$TMP/sd/hooks/pre_install.lua" <<'EOF_LUA'
-local rch = require "rch"
-return function(ctx)
-  local marks = os.getenv("TEST_MARKS")
-  io.open(marks .. "/" .. ctx.worker.id, "w"):close()
-  for _ = 1, 600 do
-    local f = io.open(marks .. "/go")
-    if f then f:close() return true end
-    rch.sleep(0.05)
-  end
-  return false, "test hook: no go-ahead"
-end
-EOF_LUA
-export TEST_MARKS=$TMP/marks
-deployment_dirs() { { ls "$RCH_STATE_DIR/deployments" 2>/dev/null || true; } | LC_ALL=C sort; }
+wait_hook "$TMP/sd"
 new_dir() { comm -13 <(echo "$1") <(deployment_dirs); }
 stage "$NEXT" "$RCH_WKR_NEXT"
 
