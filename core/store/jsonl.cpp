@@ -56,6 +56,18 @@ class FlockGuard {
 
 bool same_file(const struct stat& a, const struct stat& b) { return a.st_dev == b.st_dev && a.st_ino == b.st_ino; }
 
+// Opens (creating) the file now at `path`, takes its lock, then lets go of the
+// old `fd` and its lock: the step after a rotation, ours or another process's.
+Result<void> lock_fresh_file(int& fd, const std::filesystem::path& path, FlockGuard& lock, const char* step) {
+  const int fresh = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (fresh < 0) return fail(path, step, errno);
+  lock.move_to(fresh);
+  ::close(fd);
+  fd = fresh;
+  if (!lock.ok()) return fail(path, "flock", errno);
+  return {};
+}
+
 // With the lock held on `fd`: while `fd` is no longer the file at `path`
 // (another process rotated it away), reopen `path` and hold its lock instead.
 Result<void> follow_rotation(int& fd, const std::filesystem::path& path, FlockGuard& lock) {
@@ -64,12 +76,7 @@ Result<void> follow_rotation(int& fd, const std::filesystem::path& path, FlockGu
     }, now{};
     if (::fstat(fd, &mine) != 0) return fail(path, "fstat", errno);
     if (::stat(path.c_str(), &now) == 0 && same_file(mine, now)) return {};
-    const int fresh = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-    if (fresh < 0) return fail(path, "reopen after a rotation", errno);
-    lock.move_to(fresh);
-    ::close(fd);
-    fd = fresh;
-    if (!lock.ok()) return fail(path, "flock", errno);
+    if (auto r = lock_fresh_file(fd, path, lock, "reopen after a rotation"); !r) return r;
   }
   return make_error("cannot append to " + path.string() + ": it keeps being rotated away");
 }
@@ -269,12 +276,7 @@ Result<JsonlWriter::Rotated> JsonlWriter::rotate_if_larger(std::uint64_t max_byt
     }
   }
   if (::rename(path_.c_str(), rotated_path(path_, 1).c_str()) != 0) return fail(path_, "rotate", errno);
-  const int fresh = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-  if (fresh < 0) return fail(path_, "create after rotation", errno);
-  lock.move_to(fresh);
-  ::close(fd_);
-  fd_ = fresh;
-  if (!lock.ok()) return fail(path_, "flock", errno);
+  if (auto r = lock_fresh_file(fd_, path_, lock, "create after rotation"); !r) return Error{r.error()};
   fsync_parent(path_);
   out.rotated = true;
   return out;
