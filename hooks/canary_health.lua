@@ -20,6 +20,11 @@ return function(ctx)
       return false, ("canary %s runs %s, expected %s"):format(worker.id, tostring(health.version),
         ctx.target_version)
     end
+    -- Healthy, but a draining canary takes no builds: its health proves little.
+    if health.draining then
+      ctx.log.warn(("canary %s is healthy but draining: it runs no builds, so the check says little about %s")
+        :format(worker.id, ctx.target_version))
+    end
   end
   return true
 end

@@ -45,6 +45,7 @@ struct DeployOptions {
   bool dry_run = false, resume = false, json = false;
   std::string version, audit_log, strategy;
   int rolling_batch = 0, rolling_wait = 0, max_fail_percent = 0;
+  int wait_lock = 0;
 };
 
 struct RollbackOptions {
@@ -52,6 +53,7 @@ struct RollbackOptions {
   std::string to_version;
   std::optional<int> parallel;
   bool verify = false, dry_run = false, json = false;
+  int wait_lock = 0;
 };
 
 struct StatusOptions {
@@ -139,6 +141,14 @@ void add_targets(CLI::App* cmd, std::vector<std::string>& worker, std::vector<st
                  const std::string& verb) {
   cmd->add_option("--worker", worker, verb + " these workers: " + k_patterns);
   cmd->add_option("--exclude", exclude, "Leave out these workers (same patterns as --worker)");
+}
+
+// Commands that change workers take each one's controller lease first.
+void add_wait_lock(CLI::App* cmd, int& seconds) {
+  cmd->add_option("--wait-lock", seconds,
+                  "Wait up to S seconds for another controller's lease on a worker (default 0: fail that worker)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
 }
 
 int scripts_list(const Globals& g, bool as_json) {
@@ -232,6 +242,7 @@ int main(int argc, char** argv) {
   deploy_cmd->add_option("--drain-timeout", deploy.drain_timeout, "Max seconds to wait for drain")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  add_wait_lock(deploy_cmd, deploy.wait_lock);
   deploy_cmd->add_flag("--dry-run", deploy.dry_run, "Show the detailed plan without executing");
   deploy_cmd->add_flag("--resume", deploy.resume, "Resume the newest unfinished deployment");
   deploy_cmd->add_option("--version", deploy.version, "Deploy specific version (default: this rch's version)");
@@ -246,6 +257,7 @@ int main(int argc, char** argv) {
   rollback_cmd->add_option("--parallel", rollback.parallel, "Max parallel rollbacks (default: [defaults] parallel, 4)")
       ->check(CLI::PositiveNumber);
   rollback_cmd->add_flag("--verify", rollback.verify, "Verify after rollback");
+  add_wait_lock(rollback_cmd, rollback.wait_lock);
   rollback_cmd->add_flag("--dry-run", rollback.dry_run, "Show what would be switched, change nothing");
   rollback_cmd->add_flag("--json", rollback.json, "JSON output");
 
@@ -387,7 +399,8 @@ int main(int argc, char** argv) {
                    {"strategy", deploy.strategy},
                    {"rolling_batch", deploy.rolling_batch},
                    {"rolling_wait", deploy.rolling_wait},
-                   {"max_fail_percent", deploy.max_fail_percent}};
+                   {"max_fail_percent", deploy.max_fail_percent},
+                   {"wait_lock", deploy.wait_lock}};
       if (deploy.canary) args["canary"] = *deploy.canary;
       if (deploy.parallel) args["parallel"] = *deploy.parallel;
       if (deploy.canary_wait) args["canary_wait"] = *deploy.canary_wait;
@@ -399,7 +412,8 @@ int main(int argc, char** argv) {
                    {"to_version", rollback.to_version},
                    {"verify", rollback.verify},
                    {"dry_run", rollback.dry_run},
-                   {"json", rollback.json}};
+                   {"json", rollback.json},
+                   {"wait_lock", rollback.wait_lock}};
       if (rollback.parallel) args["parallel"] = *rollback.parallel;
       return run_lua_command(g, "rollback", args);
     }

@@ -48,6 +48,11 @@ spdlog::level::level_enum to_spd(Level level) {
   return spdlog::level::info;
 }
 
+bool& logging_to_file() {
+  static bool to_file = false;
+  return to_file;
+}
+
 }  // namespace
 
 Result<void> init(int verbosity, const std::string& log_file) {
@@ -76,6 +81,7 @@ Result<void> init(int verbosity, const std::string& log_file) {
       l->set_pattern("[%Y-%m-%dT%H:%M:%S.%e %l] %v");
       l->flush_on(spdlog::level::trace);  // a line is in the file once it is logged
       instance() = l;
+      logging_to_file() = true;
     } catch (const spdlog::spdlog_ex& e) {
       return make_error("--log-file " + log_file + ": " + e.what());
     }
@@ -91,6 +97,7 @@ bool color_on(int fd) {
 
 void set_level(Level level) { logger().set_level(to_spd(level)); }
 bool enabled(Level level) { return logger().should_log(to_spd(level)); }
+bool to_file() { return logging_to_file(); }
 void write(Level level, std::string_view message) {
   const std::string clean = sanitize_for_terminal(message, {.multiline = true});
   logger().log(to_spd(level), std::string_view(clean));

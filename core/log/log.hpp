@@ -18,6 +18,8 @@ enum class Level { trace, debug, info, warn, error, off };
 Result<void> init(int verbosity, const std::string& log_file = {});
 void set_level(Level level);
 bool enabled(Level level);
+// True when init() sent the log to a --log-file rather than stderr.
+bool to_file();
 // Colour on file descriptor `fd`: a TTY, and NO_COLOR unset or empty (no-color.org).
 bool color_on(int fd);
 

@@ -31,6 +31,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -250,6 +251,11 @@ class ExecChannel {
   ExecChannel& operator=(const ExecChannel&) = delete;
 
   ssh_channel get() const { return channel_; }
+  // Before ssh_disconnect, which frees every channel of the session itself.
+  void forget() {
+    if (channel_ != nullptr) ssh_remove_channel_callbacks(channel_, &callbacks_);
+    channel_ = nullptr;
+  }
   std::optional<std::string> exit_signal;
 
  private:
@@ -267,6 +273,10 @@ struct SshSession::Impl {
   std::size_t max_output_bytes = 0;
   int stall_timeout_s = 0;
   ssh_counter_struct received{};  // what the server sent: any byte is a sign of life
+  // Channels of commands that run on after hold() returned, by id; declared
+  // after `session`, so they are freed before it.
+  std::map<int, std::unique_ptr<ExecChannel>> held;
+  int last_hold_id = 0;
 
   Error fail(const std::string& what) const {
     return make_error(what + " (" + where + "): " + ssh_get_error(session.get()));
@@ -296,8 +306,11 @@ struct SshSession::Impl {
 
   // `stdin_used`: the command reads the feed; otherwise the channel's stdin
   // stays open for the guard's watcher until the command exits. `stall_s`
-  // > 0: no progress for that long ends the command as stalled.
-  Result<ExecResult> run(const std::string& command, int timeout_s, StdinFeed& feed, bool stdin_used, int stall_s);
+  // > 0: no progress for that long ends the command as stalled. With
+  // `keep`, a command that prints a whole first line is left running: its
+  // channel moves into *keep and the result holds what it printed so far.
+  Result<ExecResult> run(const std::string& command, int timeout_s, StdinFeed& feed, bool stdin_used, int stall_s,
+                         std::unique_ptr<ExecChannel>* keep = nullptr);
 };
 
 namespace {
@@ -470,11 +483,12 @@ Result<std::unique_ptr<SshSession>> SshSession::connect(const SshTarget& target)
 }
 
 Result<ExecResult> SshSession::Impl::run(const std::string& command, int timeout_s, StdinFeed& feed, bool stdin_used,
-                                         int stall_s) {
+                                         int stall_s, std::unique_ptr<ExecChannel>* keep) {
   ssh_session s = session.get();
-  const std::string guarded = "sh -c " + shell_quote(kGuard) + " rch-guard " +
-                              std::to_string(timeout_s > 0 ? timeout_s + 5 : 0) + (stdin_used ? " 1 " : " 0 ") +
-                              shell_quote(command);
+  // A held command outlives timeout_s (which only bounds the wait for its first line).
+  const int remote_deadline_s = timeout_s > 0 && keep == nullptr ? timeout_s + 5 : 0;
+  const std::string guarded = "sh -c " + shell_quote(kGuard) + " rch-guard " + std::to_string(remote_deadline_s) +
+                              (stdin_used ? " 1 " : " 0 ") + shell_quote(command);
   const bool has_deadline = timeout_s > 0;
   const auto deadline = Clock::now() + std::chrono::seconds(std::max(0, timeout_s));
   const auto ms_until = [](Clock::time_point t) {
@@ -486,8 +500,8 @@ Result<ExecResult> SshSession::Impl::run(const std::string& command, int timeout
   ShortLibsshWaits short_waits(*this);
   const Pump pump(s);
   if (!pump.ok()) return make_error("ssh: cannot create an event loop (" + where + ")");
-  ExecChannel channel(s);
-  ssh_channel ch = channel.get();
+  auto channel = std::make_unique<ExecChannel>(s);
+  ssh_channel ch = channel->get();
   if (ch == nullptr) return fail("cannot create a channel");
 
   ExecResult result;
@@ -573,6 +587,10 @@ Result<ExecResult> SshSession::Impl::run(const std::string& command, int timeout
         into.append(buf.data(), std::min(got, room));
         if (got > room) (is_stderr ? result.err_truncated : result.out_truncated) = true;
         progress = true;
+        if (keep != nullptr && !is_stderr && result.out.find('\n') != std::string::npos) {
+          *keep = std::move(channel);
+          return result;
+        }
       }
     }
     // Streaming ends once both sides sent EOF and the output is drained, or
@@ -602,7 +620,7 @@ Result<ExecResult> SshSession::Impl::run(const std::string& command, int timeout
     if (!ssh_is_connected(s)) return lost("waiting for the exit status");
     if (ssh_channel_is_closed(ch)) {
       // Closed without a status: killed by a signal, or the server did not say.
-      if (channel.exit_signal) result.exit_code = signal_exit_code(*channel.exit_signal);
+      if (channel->exit_signal) result.exit_code = signal_exit_code(*channel->exit_signal);
       break;
     }
     if (stalled()) result.stalled_s = stall_s;
@@ -636,9 +654,38 @@ Result<ExecResult> SshSession::exec_with_input_file(const std::string& command, 
   auto r = impl_->run(command, timeout_s, feed, true, impl_->stall_timeout_s);
   // A hung worker: the next command or the close would only stall again.
   // Dropping the connection also gives the guard's stdin EOF once it runs again.
-  if (r && r->stalled_s > 0) ssh_silent_disconnect(impl_->session.get());
+  if (r && r->stalled_s > 0) {
+    for (auto& [id, channel] : impl_->held) channel->forget();
+    ssh_silent_disconnect(impl_->session.get());
+  }
   return r;
 }
+
+Result<SshSession::Hold> SshSession::hold(const std::string& command, int timeout_s) {
+  StdinFeed no_input({});
+  std::unique_ptr<ExecChannel> channel;
+  auto r = impl_->run(command, timeout_s, no_input, false, 0, &channel);
+  if (!r) return Error{r.error()};
+  Hold hold;
+  if (channel) {
+    hold.id = ++impl_->last_hold_id;
+    impl_->held.emplace(hold.id, std::move(channel));
+    hold.first_line = r->out.substr(0, r->out.find('\n'));
+  } else {
+    hold.ended = std::move(*r);
+  }
+  return hold;
+}
+
+bool SshSession::holding(int id) const {
+  const auto it = impl_->held.find(id);
+  if (it == impl_->held.end()) return false;
+  ssh_channel ch = it->second->get();
+  return ch != nullptr && ssh_is_connected(impl_->session.get()) != 0 && ssh_channel_is_open(ch) != 0 &&
+         ssh_channel_is_eof(ch) == 0;
+}
+
+void SshSession::release(int id) { impl_->held.erase(id); }
 
 bool SshSession::alive() const {
   ssh_session s = impl_->session.get();

@@ -64,6 +64,26 @@ class SshSession {  // one authenticated libssh session; use from one thread at 
   // and stalled) and drops the connection: the worker is hung.
   Result<ExecResult> exec_with_input_file(const std::string& command, const std::filesystem::path& file, int timeout_s);
 
+  // A command started by hold(): while held (id > 0) it runs on beside this
+  // session's other commands; otherwise `ended` says how it ended.
+  struct Hold {
+    int id = 0;
+    std::string first_line;  // what it printed when it was left running
+    ExecResult ended;
+  };
+
+  // Runs `command` (no stdin, under the same guard as exec) until it prints
+  // its first whole line, then returns and leaves it running, e.g. to keep a
+  // lock on the worker for as long as this session needs it. It ends on
+  // release(id), when the session closes, or when the connection drops (the
+  // guard kills its process group). If it exits or `timeout_s` passes before
+  // a line, the result is not held and `ended` has its outcome.
+  Result<Hold> hold(const std::string& command, int timeout_s);
+  // True while a held command runs: it has not ended or closed its output.
+  bool holding(int id) const;
+  // Ends a held command (its channel closes; the guard kills it).
+  void release(int id);
+
   // False once the connection is known to be gone (peer closed or errored);
   // cheap, sends nothing.
   bool alive() const;

@@ -52,6 +52,12 @@ int l_log_enabled(lua_State* L) {
   return 1;
 }
 
+// to_file() -> whether the log goes to a --log-file rather than stderr
+int l_log_to_file(lua_State* L) {
+  lua_pushboolean(L, log::to_file());
+  return 1;
+}
+
 // set_level(name): e.g. stress mode silences per-worker warnings it reports itself.
 int l_log_set_level(lua_State* L) {
   log::set_level(check_level(L, 1));
@@ -161,6 +167,7 @@ int luaopen_rch_log(lua_State* L) {
       {"warn", guarded<l_log_write<log::Level::warn>>},
       {"error", guarded<l_log_write<log::Level::error>>},
       {"enabled", guarded<l_log_enabled>},
+      {"to_file", guarded<l_log_to_file>},
       {"set_level", guarded<l_log_set_level>},
       {"sanitize", guarded<l_log_sanitize>},
       {"control", guarded<l_log_control>},

@@ -70,7 +70,7 @@ int push_exec_result(lua_State* L, const ExecResult& r, std::size_t max_output) 
 // The debug log of one remote command: where, what (clipped), how it ended,
 // how long it took; the output itself at trace. Runs on the pool thread.
 void log_command(const SshSession& session, const std::string& what, const Result<ExecResult>& r,
-                 std::chrono::steady_clock::time_point started, std::uintmax_t sent_bytes) {
+                 std::chrono::steady_clock::time_point started, std::uintmax_t sent_bytes, int limit_s = 0) {
   if (!log::enabled(log::Level::debug)) return;
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   // One line: the command's whitespace runs (its script's newlines) folded to one space.
@@ -90,7 +90,8 @@ void log_command(const SshSession& session, const std::string& what, const Resul
   std::snprintf(took, sizeof took, " in %.3f s", secs);
   line += took;
   if (sent_bytes > 0 && secs > 0) {
-    std::snprintf(took, sizeof took, "; sent %ju bytes (%.1f MB/s)", sent_bytes, sent_bytes / secs / 1e6);
+    std::snprintf(took, sizeof took, "; sent %ju bytes (%.1f MB/s, limit %d s)", sent_bytes, sent_bytes / secs / 1e6,
+                  limit_s);
     line += took;
   }
   log::debug(line);
@@ -208,7 +209,7 @@ int l_ssh_upload(lua_State* L) {
         auto r = session->exec_with_input_file(command, path, timeout);
         std::error_code ec;
         const auto size = std::filesystem::file_size(path, ec);
-        log_command(*session, command, r, started, ec ? 0 : size);
+        log_command(*session, command, r, started, ec ? 0 : size, timeout);
         return r;
       },
       [boxp, ref, session](lua_State* co, Result<ExecResult>& r) {
@@ -217,6 +218,68 @@ int l_ssh_upload(lua_State* L) {
         if (!r.ok()) return push_failure(co, r.error());  // session errors name user@host:port
         return push_exec_result(co, *r, session->max_output_bytes());
       });
+}
+
+// session:hold(argv, {timeout=}) -> {held=true, id=, line=} | the result of
+// exec with held=false | nil, err. Starts the command and, once it printed a
+// line, leaves it running beside the session's other commands until
+// session:release(id), the session's close or a dropped connection.
+int l_ssh_hold(lua_State* L) {
+  SessionBox& box = check_session(L);
+  const std::string command = shell_join(check_string_list(L, 2));
+  const int timeout = static_cast<int>(opt_number_field(L, 3, "timeout", 300));
+  box.busy = true;
+  auto session = box.session;
+  auto* boxp = &box;
+  const int ref = pin(L);
+  return yield_blocking<Result<SshSession::Hold>>(
+      L, "rch.ssh.hold",
+      [session, command, timeout] {
+        const auto started = std::chrono::steady_clock::now();
+        auto r = session->hold(command, timeout);
+        if (r.ok() && r->id > 0) {
+          log::debug(session->where() + ": holding " + std::to_string(r->id) + ": " + r->first_line);
+        } else {
+          log_command(*session, command, r.ok() ? Result<ExecResult>(r->ended) : Result<ExecResult>(Error{r.error()}),
+                      started, 0);
+        }
+        return r;
+      },
+      [boxp, ref, session](lua_State* co, Result<SshSession::Hold>& r) {
+        unpin(co, ref);
+        boxp->busy = false;
+        if (!r.ok()) return push_failure(co, r.error());
+        if (r->id == 0) {
+          push_exec_result(co, r->ended, session->max_output_bytes());
+          lua_pushboolean(co, 0);
+          lua_setfield(co, -2, "held");
+          return 1;
+        }
+        lua_createtable(co, 0, 3);
+        lua_pushboolean(co, 1);
+        lua_setfield(co, -2, "held");
+        lua_pushinteger(co, r->id);
+        lua_setfield(co, -2, "id");
+        lua_pushlstring(co, r->first_line.data(), r->first_line.size());
+        lua_setfield(co, -2, "line");
+        return 1;
+      });
+}
+
+// session:holding(id) -> whether the held command still runs
+int l_ssh_holding(lua_State* L) {
+  SessionBox& box = check_session(L);
+  lua_pushboolean(L, box.session->holding(static_cast<int>(luaL_checkinteger(L, 2))));
+  return 1;
+}
+
+// session:release(id): ends a held command; a closed session has none left.
+int l_ssh_release(lua_State* L) {
+  auto* box = static_cast<SessionBox*>(luaL_checkudata(L, 1, kSessionMeta));
+  if (!box->session) return 0;
+  if (box->busy) throw Misuse("rch.ssh: cannot release on " + box->label + " while a command runs on it");
+  box->session->release(static_cast<int>(luaL_checkinteger(L, 2)));
+  return 0;
 }
 
 // session:home() -> the remote $HOME, resolved on the worker
@@ -282,13 +345,11 @@ int l_ssh_join(lua_State* L) {
 
 int luaopen_rch_ssh(lua_State* L) {
   static const luaL_Reg methods[] = {
-      {"exec", guarded<l_ssh_exec>},
-      {"upload", guarded<l_ssh_upload>},
-      {"home", guarded<l_ssh_home>},
-      {"alive", guarded<l_ssh_alive>},
-      {"close", guarded<l_ssh_close>},
-      {"label", guarded<l_ssh_label>},
-      {nullptr, nullptr},
+      {"exec", guarded<l_ssh_exec>},       {"upload", guarded<l_ssh_upload>},
+      {"home", guarded<l_ssh_home>},       {"hold", guarded<l_ssh_hold>},
+      {"holding", guarded<l_ssh_holding>}, {"release", guarded<l_ssh_release>},
+      {"alive", guarded<l_ssh_alive>},     {"close", guarded<l_ssh_close>},
+      {"label", guarded<l_ssh_label>},     {nullptr, nullptr},
   };
   luaL_newmetatable(L, kSessionMeta);
   lua_pushcfunction(L, l_ssh_gc);

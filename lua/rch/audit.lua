@@ -88,6 +88,8 @@ function M:log(event_type, worker_id, details, opts)
     }
     local ok, err = chain.journal:append(json.encode(entry), opts)
     if not ok then error("audit log " .. chain.journal:path() .. ": " .. err, 0) end
+    require("rch.log").info(("audit event %s%s written to %s"):format(event_type,
+      worker_id and (" (worker " .. worker_id .. ")") or "", chain.journal:path()))
   end
 end
 

@@ -79,6 +79,15 @@ end
 function M.error(message)
   first_error = first_error or message
   io.stderr:write("rch: ", message, "\n")
+  if log.to_file() then log.error(message) end
+end
+
+--- A log record of something this command's own output already shows
+-- (`shown`: a worker's failure on the progress lines): it goes to a
+-- --log-file, and to stderr when the level was raised to info or beyond
+-- (-v); at the default level the console says it once.
+function M.log_shown(level, text, shown)
+  if not shown or log.to_file() or log.enabled("info") then log[level](text) end
 end
 
 --- Runs a command module's run(opts) (the engine's entry point for every rch

@@ -82,7 +82,20 @@ for w in d["workers"]:
     assert "99999999 MB required" in w["error"], w["error"]
     assert [s["name"] for s in w["steps"]] == ["preflight"], w["steps"]'
 same_as disk 1 2 3 4
+# ...but a worker that already runs the target needs nothing: skipped, the issue only a warning.
 write_config
+deploy 0 --worker w1
+write_config $'[preflight]\nmin_disk_mb = 99999999\n'
+deploy 0 --worker w1
+json 'assert d["outcome"] == "completed" and st["w1"]["status"] == "Skipped", d'
+contains "$ERR" "worker w1: disk_space: "
+contains "$ERR" "(already at $OWN: nothing to change)"
+deploy 0 --worker w1 --dry-run
+json '
+assert [w["action"] for w in d["predictions"]] == ["Skip"], d
+assert [i["severity"] for i in d["potential_issues"]] == ["warning"], d'
+write_config
+reset_workers
 
 # ---- A root the agent user cannot write blocks that worker at preflight.
 chmod 555 "$(root_of 4)"

@@ -65,10 +65,13 @@ stage() { mkdir -p "$RCH_HOME/versions/v$1"; cp "$2" "$RCH_HOME/versions/v$1/rch
 unstage() { rm -rf "$RCH_HOME/versions/v$1"; }
 
 root_of() { echo "$TB/w$1/root"; }
-# snap K: every entry of worker K's root (type, size, mode, owner, mtime, link) and every file's sha256.
+# snap K: worker K's root (mode, owner), every entry in it (type, size, mode, owner, mtime, link) and every
+# file's sha256, but controller.lock: every real run, blocked or not, takes the controller lease there first
+# (which is also why the root's own mtime is left out: its entries are listed).
 snap() {
-  (cd "$(root_of "$1")" && find . -printf '%p|%y|%s|%m|%u|%T@|%l\n' | LC_ALL=C sort &&
-    find . -type f -print0 | LC_ALL=C sort -z | xargs -0r sha256sum)
+  (cd "$(root_of "$1")" && stat -c '.|%a|%U' . &&
+    find . -mindepth 1 -path ./controller.lock -prune -o -printf '%p|%y|%s|%m|%u|%T@|%l\n' | LC_ALL=C sort &&
+    find . -path ./controller.lock -prune -o -type f -print0 | LC_ALL=C sort -z | xargs -0r sha256sum)
 }
 snap_all() { local k; for k in 1 2 3 4; do snap "$k" >"$TMP/snap.$1.$k"; done; }
 # same_as LABEL K…: worker K's root is byte-identical to snapshot LABEL.

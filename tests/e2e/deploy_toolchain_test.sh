@@ -60,6 +60,15 @@ assert tc["output"] == "stable: already installed", tc'
 [[ $(calls) == "toolchain list" ]] || fail "rustup was asked more than the toolchain list: $(calls)"
 installed 1 "$OWN" "$OWN_SHA"
 
+# ---- [toolchain] rust names the toolchain: an installed nightly is a no-op just the same.
+write_config $'[toolchain]\nrust = "nightly-2024-01-01"\n'
+tc_deploy 0 --version "$OWN" --force
+json '
+tc = [s for s in st["w1"]["steps"] if s["name"] == "toolchain"][0]
+assert tc["output"] == "nightly-2024-01-01: already installed", tc'
+[[ $(calls) == "toolchain list" ]] || fail "rustup was asked more than the toolchain list: $(calls)"
+write_config
+
 # ---- (b) The toolchain is missing and cannot be installed offline: w1 fails at
 # the toolchain step saying so, and still runs the agent it had (not rolled back).
 printf 'nightly-2024-01-01-x86_64-unknown-linux-gnu\n' >"$FAKE/list"

@@ -14,7 +14,7 @@ port=$(<"$TB/w1/port")
 expect_exit 0 "$RCH" fleet deploy --no-toolchain --json --worker w1 -v
 python3 -c 'import json, sys; json.loads(sys.argv[1])' "$OUT" || fail "stdout is not one JSON document: $OUT"
 contains "$ERR" "connected to rchtest@127.0.0.1:$port (host 127.0.0.1, identity $TB/client/id_ed25519"
-grep -qE "rchtest@127\.0\.0\.1:$port: .* -> exit 0, stdout [0-9]+ B, stderr [0-9]+ B in [0-9.]+ s; sent [0-9]+ bytes \([0-9.]+ MB/s\)" <<<"$ERR" ||
+grep -qE "rchtest@127\.0\.0\.1:$port: .* -> exit 0, stdout [0-9]+ B, stderr [0-9]+ B in [0-9.]+ s; sent [0-9]+ bytes \([0-9.]+ MB/s, limit [0-9]+ s\)" <<<"$ERR" ||
   fail "no transfer line with bytes and MB/s: $ERR"
 [[ $(grep -c " -> exit 0, " <<<"$ERR") -ge 4 ]] || fail "expected every remote command in the debug log: $ERR"
 [[ $ERR != *" stdout: "* ]] || fail "command output at debug level: $ERR"

@@ -111,6 +111,11 @@ versions_list() { find "$RCH_HOME/versions" -mindepth 1 -maxdepth 1 -printf '%f\
 
 sha() { sha256sum "$1" | cut -d' ' -f1; }
 
+# logged LEVEL FILE TEXT: FILE (a --log-file) has a line at LEVEL containing TEXT (fixed string).
+logged() {
+  grep -F "$3" "$2" | grep -qE "^\[[0-9T:.-]+ $1\] " || fail "no $1 line with '$3' in $2: $(cat "$2")"
+}
+
 # ------------------------------------------------------------------ certs, keys, servers
 
 cnf=$W/certs/openssl.cnf
@@ -376,6 +381,8 @@ python3 -c 'import sys; p = sys.argv[1]; b = bytearray(open(p, "rb").read()); b[
 publish "$BD"
 refused tampered "(downloaded from $BASE/bad/tampered/$TAR2)"
 contains "$ERR" "has sha256 $(sha "$BD/$TAR2"), expected $(sha "$SRV/releases/v0.2.0/$TAR2"): refusing it"
+RCH_RELEASE_URL=$BASE/bad/tampered/release.json expect_exit 1 "$U" update --yes --log-file "$W/tampered.log"
+logged error "$W/tampered.log" "has sha256 $(sha "$BD/$TAR2"), expected $(sha "$SRV/releases/v0.2.0/$TAR2"): refusing it"
 
 bad wrong-sha256
 echo "$(sha "$BD/RELEASE_NOTES.md")  $TAR2" >"$BD/$TAR2.sha256"
@@ -490,7 +497,7 @@ reply=$(rq '{"cmd":"build","argv":["sh","-c","while [ ! -e release ]; do sleep 0
 [[ $(field "$reply" ok) == true ]] || fail "build not started: $reply"
 [[ $(field "$(rq '{"cmd":"status"}')" active_builds) == 1 ]] || fail "no active build"
 # Under umask 000: the modes rch gives what it creates must not follow it.
-(umask 000 && exec "$U" update --yes --drain-timeout 30 >"$W/up.out" 2>"$W/up.err") &
+(umask 000 && exec "$U" update --yes --drain-timeout 30 -v --log-file "$W/up.log" >"$W/up.out" 2>"$W/up.err") &
 UP=$!
 BACKGROUND+=("$UP")
 wait_until 60 grep -q "draining rchd (pid $P1): 1 build running" "$W/up.out"
@@ -518,6 +525,13 @@ P2=$(rchd_pid)
 [[ $P2 != "$P1" ]] || fail "rchd was not restarted"
 rchd_is "$P2" 0.2.0
 contains "$OUT" "started rchd 0.2.0 (pid $P2)"
+# update.md's logging requirements, at their levels.
+logged info "$W/up.log" "update check: current version 0.1.0, latest 0.2.0 (stable channel)"
+grep -qE "^\[[0-9T:.-]+ info\] downloaded $TAR2: [0-9.]+ [KM]?B of [0-9.]+ [KM]?B \([0-9.]+ [KM]?B/s\)$" "$W/up.log" ||
+  fail "no download progress in $W/up.log: $(cat "$W/up.log")"
+logged info "$W/up.log" "verified $TAR2: sha256 matches $TAR2.sha256 and checksums.txt, signed by key"
+logged info "$W/up.log" "draining rchd (pid $P1): 1 build running"
+logged info "$W/up.log" "installed rch 0.2.0: $RCH_HOME/current -> versions/v0.2.0 (backup: versions/v0.1.0, for rch update --rollback)"
 [[ $(versions_list) == "v0.1.0 v0.2.0" ]] || fail "versions: $(versions_list)"
 python3 - "$RCH_HOME" <<'EOF' || fail "manifest/state check failed"
 import hashlib, json, sys
@@ -623,7 +637,8 @@ rchd_is "$P5" 0.2.0
 
 echo "--- --force reinstalls the current version; without a key only checksums; old versions pruned"
 for v in 0.0.1 0.0.2; do cp -r "$RCH_HOME/versions/v0.1.0" "$RCH_HOME/versions/v$v"; done
-RCH_CONFIG_DIR=$W/cfg-nokey expect_exit 0 "$U" update --yes --force --json
+RCH_CONFIG_DIR=$W/cfg-nokey expect_exit 0 "$U" update --yes --force --json --log-file "$W/nokey.log"
+logged warning "$W/nokey.log" "update.minisign_pubkey is not configured: only checksums were verified"
 contains "$ERR" "update.minisign_pubkey is not configured: only checksums were verified for $TAR2 (no signature check; checksums.txt.minisig present but not checked)"
 jcheck "$OUT" '
 assert d["ok"] and d["action"] == "reinstall" and d["signature"] == "unsigned", d
@@ -649,8 +664,9 @@ left=$(find "$RCH_HOME" -maxdepth 1 -name '.staging-*')
 [[ -n $left ]] || fail "expected the killed run's staging dir"
 flock -n "$RCH_DATA_DIR/update.lock" true || fail "update.lock still held after kill -9"
 rchd_is "$P6" 0.2.0
-expect_exit 0 "$U" update --yes --version 0.1.0 --drain-timeout 1
+expect_exit 0 "$U" update --yes --version 0.1.0 --drain-timeout 1 --log-file "$W/drain.log"
 contains "$ERR" "1 build still running in rchd (pid $P6) after the 1s drain timeout"
+logged warning "$W/drain.log" "1 build still running in rchd (pid $P6) after the 1s drain timeout"
 is_installed 0.1.0
 no_staging
 rchd_is "$(rchd_pid)" 0.1.0

@@ -171,7 +171,7 @@ function M.run(opts)
     resumed = deployment ~= nil
     -- The plan's choices win; only output flags come from this command line.
     local keep = { json = opts.json, audit_log = opts.audit_log, dry_run = opts.dry_run,
-      workers_list = opts.workers_list, quiet = opts.quiet }
+      workers_list = opts.workers_list, quiet = opts.quiet, wait_lock = opts.wait_lock }
     opts = plan.options
     for k, v in pairs(keep) do opts[k] = v end
     opts.resume = true
@@ -338,6 +338,8 @@ function M.run(opts)
   local ran, run_err = xpcall(function()
     progress:note(("%s %s to %d worker%s (%s), deployment %s"):format(resumed and "resuming deploy of" or "deploying",
       plan.target_version, #pending, #pending == 1 and "" or "s", describe, plan.id))
+    rch.log.info(("deployment %s started: version %s, %d worker%s, strategy %s"):format(plan.id, plan.target_version,
+      #pending, #pending == 1 and "" or "s", describe))
     audit:log("DeploymentStarted", nil, { target_version = plan.target_version, worker_count = #pending,
       strategy = describe, resumed = resumed or false, resumes = plan.resumes or rch.json.null })
     if #pruned > 0 then
@@ -402,6 +404,8 @@ function M.run(opts)
   progress:close()
 
   M.last_result, M.last_deploy = result, d
+  rch.log.info(("deployment %s %s: %d completed, %d failed, %d skipped, %d rolled back, %d aborted in %.1f s"):format(
+    plan.id, result.outcome, counts.Completed, counts.Failed, counts.Skipped, counts.RolledBack, aborted, duration))
   -- (quiet: rch fleet stress prints its own report)
   if opts.json and not opts.quiet then
     io.stdout:write(ui.json(result), "\n")

@@ -9,6 +9,7 @@ local transport = require "rch.transport"
 local workers_mod = require "rch.workers"
 local state = require "rch.deploy.state"
 local audit_mod = require "rch.audit"
+local lease = require "rch.deploy.lease"
 
 local M = {}
 
@@ -53,6 +54,15 @@ local function plan_one(worker, settings, opts, previous_of)
   if not p.root then
     p.error = err
     return p
+  end
+  if not opts.dry_run then
+    local leased
+    leased, err = lease.take(conn, worker.id, p.root, opts.lease_owner, opts.wait_lock or 0,
+      settings.defaults.command_timeout)
+    if not leased then
+      p.error = err
+      return p
+    end
   end
   local facts
   facts, err = conn:preflight(p.root, "", settings.defaults.command_timeout)
@@ -116,6 +126,7 @@ function M.run(opts)
     end
   end
   local id = rch.sys.uuid()
+  opts.lease_owner = lease.owner("rollback " .. id)
   local previous_of = recorded_previous()
   local started, started_at = rch.monotonic(), util.iso_now()
   local audit

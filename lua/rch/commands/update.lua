@@ -27,12 +27,14 @@ local function new_output(json)
   local out = { json = json }
   function out.say(text)
     if not json then io.stdout:write(ui.paint("bold", "==> "), text, "\n") io.stdout:flush() end
+    ui.log_shown("info", text, not json)
   end
   function out.print(text)
     if not json then io.stdout:write(text, "\n") end
   end
   function out.warn(text)
     io.stderr:write("rch: ", ui.paint("yellow", "warning: "), text, "\n")
+    ui.log_shown("warn", text, true)
   end
   function out.result(tbl)
     if json then io.stdout:write(ui.json(tbl), "\n") end
@@ -111,6 +113,8 @@ local function discover(opts, settings, out)
     current_version = rch.version.current() })
   if not release then return nil, err end
   rch.log.debug(("%s: picked %s (%d releases listed)"):format(url, release.tag, #list))
+  rch.log.info(("update check: current version %s, latest %s %s"):format(rch.version.current(), release.version,
+    opts.version ~= "" and "(pinned)" or ("(" .. opts.channel .. " channel)")))
   out.url = url
   return release
 end
@@ -390,13 +394,16 @@ install_locked = function(release, found, opts, settings, out, base, home)
   if ok then ok, err = install.switch(home, target) end
   if not ok then
     tree.remove_tree(staging)
-    local failure = ("installing %s failed: %s"):format(install.version_dir(home, target), err)
+    local failure = ("installing %s failed: %s; %s"):format(install.version_dir(home, target), err,
+      previous and ("rch %s stays current, nothing to roll back; retry with rch update --version %s"):format(previous,
+        target) or "nothing was switched; retry with rch update --version " .. target)
     local rok, rerr = restart_daemon(home, dreport, nil, out)
     if not rok then failure = failure .. "; and rchd did not start again: " .. rerr end
     base.daemon = daemon_json(dreport)
     return out.fail(1, failure, base)
   end
-  out.say(("installed rch %s: %s/current -> versions/v%s"):format(target, home, target))
+  out.say(("installed rch %s: %s/current -> versions/v%s%s"):format(target, home, target,
+    previous and previous ~= target and (" (backup: versions/v%s, for rch update --rollback)"):format(previous) or ""))
 
   local state = install.read_state(home)
   state.current = target
@@ -417,6 +424,7 @@ install_locked = function(release, found, opts, settings, out, base, home)
         if not rok then message = message .. " (and its rchd did not start either: " .. rerr .. ")" end
       else
         message = message .. "; switching back to " .. previous .. " failed too: " .. berr
+          .. ("; roll back by hand with rch update --rollback (to %s)"):format(previous)
       end
     end
     base.daemon = daemon_json(dreport)

@@ -81,6 +81,7 @@ local function predict(worker, ctx)
   local issues = hooks.get("preflight").call({ worker = worker, facts = facts, settings = ctx.settings,
     artifact = ctx.artifact, options = ctx.options })
   local blocking = false
+  local first_issue = #ctx.issues + 1
   for _, issue in ipairs(issues) do
     p.preflight_issues[#p.preflight_issues + 1] = issue.message
     if issue.severity == "error" then blocking = true end
@@ -89,9 +90,14 @@ local function predict(worker, ctx)
         issue = issue.check .. ": " .. issue.message, recommendation = issue.remediation or "" }
     end
   end
-  p.action = blocking and "Blocked" or M.compute_action(facts.current_version, ctx.target_version, ctx.options.force)
+  p.action = M.compute_action(facts.current_version, ctx.target_version, ctx.options.force)
   -- The same version with other bytes on disk (a damaged binary) is replaced.
   if p.action == "Skip" and facts.target_sha256 ~= ctx.artifact.sha256 then p.action = "Reinstall" end
+  -- A worker already at the target needs nothing: its issues are only warnings there.
+  if blocking and p.action ~= "Skip" then p.action = "Blocked" end
+  if blocking and p.action == "Skip" then
+    for i = first_issue, #ctx.issues do ctx.issues[i].severity = "warning" end
+  end
   local needs_upload = p.action ~= "Skip" and p.action ~= "Blocked" and facts.target_sha256 ~= ctx.artifact.sha256
   p.estimated_transfer_mb = needs_upload and ctx.artifact.size / 1e6 or 0
   p.estimated_time_secs = SETUP_SECS
@@ -99,6 +105,8 @@ local function predict(worker, ctx)
     p.estimated_time_secs = math.ceil(SETUP_SECS + p.estimated_transfer_mb / ASSUMED_MB_PER_SEC + FINISH_SECS
       + (ctx.options.drain_first and facts.agent_present and 1 or 0))
   end
+  rch.log.debug(("dry run: worker %s: %s, current %s, transfer %.1f MB, about %d s"):format(worker.id, p.action,
+    tostring(facts.current_version or "none"), p.estimated_transfer_mb, p.estimated_time_secs))
   return p
 end
 

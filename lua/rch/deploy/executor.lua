@@ -42,7 +42,7 @@ function Deploy:deploy(list)
     -- A bug in the engine or a hook: the worker fails with the trace, tagged.
     local ws = todo[i]
     local message = ("worker %s, step %s: %s"):format(ws.id, tostring(ws.step), util.clip(err, 4096))
-    rch.log.error(message)
+    require("rch.ui").log_shown("error", message, self.progress.mode ~= "silent")
     if not pipeline.TERMINAL[ws.status] then
       ws.status, ws.error = "Failed", message
       self.state:record({ worker = ws.id, event = "failed", status = "Failed", error = message })
@@ -112,13 +112,14 @@ end
 --- Sleeps, telling the user why.
 function Deploy:wait(seconds, why)
   if seconds > 0 then
-    self.progress:note(("waiting %ds %s"):format(seconds, why))
+    self:note(("waiting %ds %s"):format(seconds, why))
     rch.sleep(seconds)
   end
 end
 
 function Deploy:note(message)
   self.progress:note(message)
+  rch.log.info(message)
 end
 
 --- Counts of each status over `list`.

@@ -8,6 +8,8 @@
 local rch = require "rch"
 local transport = require "rch.transport"
 local hooks = require "rch.hooks"
+local lease = require "rch.deploy.lease"
+local ui = require "rch.ui"
 
 local M = {}
 
@@ -50,6 +52,14 @@ local function sync(d)
   d.audit:barrier()
 end
 
+-- The controller lease on the worker, taken before preflight reads its
+-- state (what it reads stays true while we hold it) and kept until the
+-- deployment closes its connections.
+local function take_lease(d, ws, conn)
+  d.lease_owner = d.lease_owner or lease.owner("deployment " .. d.id)
+  return lease.take(conn, ws.id, ws.root, d.lease_owner, d.options.wait_lock or 0, d.timeout)
+end
+
 local function begin_step(d, ws, name, extra)
   ws.status = STEP_STATUS[name]
   ws.step = name
@@ -62,6 +72,7 @@ local function begin_step(d, ws, name, extra)
   if AUDIT_STARTED[name] then audit(d, AUDIT_STARTED[name], ws.id, extra or {}) end
   sync(d)
   d.progress:step(ws, name)
+  rch.log.info(("worker %s: %s"):format(ws.id, name))
 end
 
 local function end_step(d, ws, details, output)
@@ -97,6 +108,8 @@ local function fail(d, ws, message, at)
   end
   audit(d, "WorkerFailed", ws.id, { step = step_name, error = message, rolled_back = rolled_back })
   sync(d)
+  ui.log_shown("error", ("worker %s failed at %s: %s%s"):format(ws.id, step_name, message,
+    rolled_back and " (rolled back)" or ""), d.progress.mode ~= "silent")
   if ws.drained and ws.conn then
     -- Back into service on whatever version it now runs.
     ws.conn:undrain(ws.root, d.timeout)
@@ -123,7 +136,8 @@ function M.rollback(d, ws, reason)
     -- A worker finished by an interrupted run (--resume) was not probed in this one.
     local root = ws.root
     if not root then root, err = conn:root() end
-    if root then ok, err = conn:rollback(root, ws.previous_link or "", d.timeout) end
+    if root then ok, err = take_lease(d, ws, conn) end
+    if ok then ok, err = conn:rollback(root, ws.previous_link or "", d.timeout) end
   end
   if not ok then
     ws.error = (ws.error and ws.error .. "; " or "") .. "rollback failed: " .. tostring(err)
@@ -156,6 +170,14 @@ local function gate(d, ws, name)
   return true
 end
 
+-- Whether the worker already runs exactly the artifact (version, link and
+-- bytes) and the run leaves it alone: not with --force, nor when resuming it.
+local function skips(d, ws)
+  local f = ws.facts
+  return f.current_version == d.target_version and f.current_link == "versions/v" .. d.target_version
+    and f.target_sha256 == d.artifact.sha256 and not d.options.force and not ws.resuming
+end
+
 local function preflight(d, ws)
   begin_step(d, ws, "preflight")
   local conn, err = transport.get(ws.worker, d.settings)
@@ -163,6 +185,9 @@ local function preflight(d, ws)
   ws.conn = conn
   ws.root, err = conn:root()
   if not ws.root then return fail(d, ws, err) end
+  local leased
+  leased, err = take_lease(d, ws, conn)
+  if not leased then return fail(d, ws, err) end
   local facts
   facts, err = conn:preflight(ws.root, d.target_version, d.timeout, M.trust_manifest(d.options))
   if not facts then return fail(d, ws, err) end
@@ -176,7 +201,10 @@ local function preflight(d, ws)
   local blocking = {}
   for _, issue in ipairs(issues) do
     if issue.severity == "error" then blocking[#blocking + 1] = issue.check .. ": " .. issue.message end
-    if issue.severity == "warning" then rch.log.warn(("worker %s: %s: %s"):format(ws.id, issue.check, issue.message)) end
+    if issue.severity == "warning" then
+      rch.log.warn(("worker %s: %s: %s%s"):format(ws.id, issue.check, issue.message,
+        issue.remediation and issue.remediation ~= "" and (" (" .. issue.remediation .. ")") or ""))
+    end
   end
   local details = {
     arch = facts.arch, disk_free_mb = facts.disk_free_mb, current_version = facts.current_version or rch.json.null,
@@ -193,7 +221,13 @@ local function preflight(d, ws)
       .. "different build under the same version would leave nothing to roll back to: give the build a new version")
       :format(d.target_version, installed_sha:sub(1, 12))
   end
-  if #blocking > 0 then
+  -- A worker that already runs the target needs nothing: what would block a
+  -- change is only a warning there (run() skips it).
+  if #blocking > 0 and skips(d, ws) then
+    for _, b in ipairs(blocking) do
+      rch.log.warn(("worker %s: %s (already at %s: nothing to change)"):format(ws.id, b, d.target_version))
+    end
+  elseif #blocking > 0 then
     audit(d, "WorkerPreflight", ws.id, details)
     return fail(d, ws, table.concat(blocking, "; "))
   end
@@ -219,18 +253,18 @@ end
 --- Runs the whole pipeline for one worker; leaves ws in a terminal status.
 function M.run(d, ws)
   ws.started_at = ws.started_at or now()
+  ws.t0 = rch.monotonic()
   d.progress:started(ws)
   if not preflight(d, ws) then return end
 
-  local at_target = ws.current_version == d.target_version
-    and ws.facts.current_link == "versions/v" .. d.target_version and ws.facts.target_sha256 == d.artifact.sha256
-  if at_target and not d.options.force and not ws.resuming then
+  if skips(d, ws) then
     ws.status = "Skipped"
     ws.skip_reason = "already at " .. d.target_version
     ws.completed_at = now()
     note(d, { worker = ws.id, event = "skipped", status = "Skipped", reason = ws.skip_reason })
     sync(d)
     d.progress:finished(ws)
+    rch.log.info(("worker %s: skipped, %s"):format(ws.id, ws.skip_reason))
     return
   end
   if not gate(d, ws, "pre_deploy") then return end
@@ -273,6 +307,9 @@ function M.run(d, ws)
   end
 
   if not gate(d, ws, "pre_install") then return end
+  if ws.conn.lease_id and not ws.conn:has_lease() then
+    return fail(d, ws, "lost the controller lease on the worker (its holder process ended): not switching")
+  end
   begin_step(d, ws, "install", { previous_link = ws.previous_link, version = d.target_version })
   ws.installed = true
   local ok, err = ws.conn:install(ws.root, d.target_version, verified, d.id, now(), d.timeout)
@@ -309,6 +346,7 @@ function M.run(d, ws)
   note(d, { worker = ws.id, event = "completed", status = "Completed" })
   sync(d)
   d.progress:finished(ws)
+  rch.log.info(("worker %s: completed in %.2f s"):format(ws.id, rch.monotonic() - ws.t0))
 end
 
 --- Re-probes an installed agent (for canary health): version and health.

@@ -451,6 +451,48 @@ function M.prune(session, root, keep, current, previous, timeout)
   return removed
 end
 
+-- The controller lease: an flock on <root>/controller.lock, held by this
+-- script for as long as the controller's session lives (the guard kills it
+-- when the channel closes or the connection drops, so a crashed controller
+-- frees it), so that two controllers never change one worker at once. The
+-- file names the holder. Prints "held" once it holds the lock; otherwise
+-- exits 75 with the holder on stderr (busy), or 69 with why no lease is
+-- possible here (unavailable: no flock, a root that cannot be made), which
+-- preflight then reports in its own words.
+local LEASE = GUARD .. [[
+root=$1; owner=$2; wait=$3
+lock="$root/controller.lock"
+if [ -d "$root" ]; then
+  if why=$(root_unsafe "$root"); then echo "unsafe worker root: $why" >&2; exit 69; fi
+else
+  ensure_dir "$root" || exit 69
+fi
+command -v flock >/dev/null 2>&1 || { echo "flock(1) is not installed (util-linux)" >&2; exit 69; }
+exec 9>>"$lock" || exit 69
+if ! flock -n 9; then
+  head -c 512 "$lock" >&2
+  [ "$wait" -gt 0 ] && flock -w "$wait" 9 || exit 75
+fi
+: >"$lock"
+printf '%s\n' "$owner" >>"$lock"
+echo held
+while :; do sleep 3600; done
+]]
+
+--- Takes the controller lease on the worker (see LEASE), waiting up to
+-- `wait` seconds for another controller to let go.
+-- @return id of the held lease, or false, holder (another controller has it),
+--   or nil, why (no lease possible on this worker), or nil, err
+function M.lease(session, root, owner, wait, timeout)
+  local r, err = session:hold(script(LEASE, root, owner, math.max(0, math.floor(wait))), { timeout = wait + timeout })
+  if not r then return nil, err end
+  if r.held then return r.id end
+  local said = util.clip(util.chomp(r.err))
+  if r.code == 75 then return false, said ~= "" and said or "another controller" end
+  if r.code == 69 then return nil, said end
+  return nil, M.failure("controller lease", r, wait + timeout)
+end
+
 -- Read-only: what `rch fleet verify` checks, in one command. The binary is
 -- hashed for real; health runs only from a root that passes the ownership rule.
 local INSPECT = HASH .. GUARD .. [[

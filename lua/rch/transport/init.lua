@@ -9,6 +9,8 @@
 --   probe_agent(root, with_health, timeout), installed_version(root, timeout) (false: none),
 --   inspect(root, timeout) (links, binary sha256, manifest, health: for fleet verify),
 --   put(local_path, remote_path, sha256, timeout) (any file, for rch run scripts),
+--   lease(root, owner, wait, timeout) -> id | false, holder | nil, why (the controller
+--   lease, held until close), has_lease(),
 --   exec(argv, opts), alive(), close()
 -- One handle (one SSH session) per worker, reused for every step.
 local M = {}

@@ -39,6 +39,14 @@ function Handle:installed_version(...) return remote.installed_version(self.sess
 function Handle:inspect(...) return steps.inspect(self.session, ...) end
 function Handle:put(...) return steps.put(self.session, ...) end
 function Handle:exec(argv, opts) return self.session:exec(argv, opts) end
+
+--- Takes the controller lease for this session's lifetime (remote_steps.lease).
+function Handle:lease(root, owner, wait, timeout)
+  local id, err = steps.lease(self.session, root, owner, wait, timeout)
+  if id then self.lease_id = id end
+  return id, err
+end
+function Handle:has_lease() return self.lease_id ~= nil and self.session:holding(self.lease_id) end
 function Handle:alive() return self.session:alive() end
 function Handle:close() self.session:close() end
 

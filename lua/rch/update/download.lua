@@ -20,45 +20,63 @@ function M.human_size(bytes)
   return ("%d B"):format(bytes)
 end
 
+local function rate_text(done, started)
+  return (" (%s/s)"):format(M.human_size(done / math.max(rch.monotonic() - started, 0.001)))
+end
+
 local function bar(name, done, total, started)
-  local secs = math.max(rch.monotonic() - started, 0.001)
-  local rate = M.human_size(done / secs) .. "/s"
+  local rate = rate_text(done, started)
   if total and total > 0 then
     local frac = math.min(done / total, 1)
     local width = 24
     local fill = math.floor(frac * width + 0.5)
-    return ("  %s [%s%s] %3d%% %s / %s %s"):format(name, ("#"):rep(fill), ("-"):rep(width - fill),
+    return ("  %s [%s%s] %3d%% %s / %s%s"):format(name, ("#"):rep(fill), ("-"):rep(width - fill),
       math.floor(frac * 100), M.human_size(done), M.human_size(total), rate)
   end
-  return ("  %s %s %s"):format(name, M.human_size(done), rate)
+  return ("  %s %s%s"):format(name, M.human_size(done), rate)
 end
 
--- Downloads one large file with a live bar on stdout when `tty`.
+-- Downloads one large file with a live bar on stdout when `tty`, and its
+-- progress in the log at info level (every 2 s, and when it ends).
 local function download_with_progress(asset, dest, options, tty)
-  if not tty then return net.download(asset.url, dest, options) end
+  local logging = rch.log.enabled("info")
+  if not tty and not logging then return net.download(asset.url, dest, options) end
   local progress = net.progress()
   options.progress = progress
   local finished = false
   local started = rch.monotonic()
-  local drawer = rch.spawn(function()
-    while not finished do
-      local done, total = progress:get()
+  local function report(final)
+    local done, total = progress:get()
+    total = total > 0 and total or asset.size
+    if tty then
       -- The bar redraws its line: \r and erase-to-end are control output, the text is data.
       ui.control("\r")
-      io.stdout:write(bar(asset.name, done, total > 0 and total or asset.size, started))
-      ui.control("\27[K")
+      io.stdout:write(bar(asset.name, done, total, started))
+      ui.control(final and "\27[K\n" or "\27[K")
       io.stdout:flush()
+    end
+    return done, total
+  end
+  local drawer = rch.spawn(function()
+    local logged = rch.monotonic()
+    while not finished do
+      local done, total = report(false)
+      if logging and rch.monotonic() - logged >= 2 then
+        logged = rch.monotonic()
+        rch.log.info(("downloading %s: %s of %s%s"):format(asset.name, M.human_size(done), M.human_size(total),
+          rate_text(done, started)))
+      end
       rch.sleep(0.1)
     end
   end)
   local ok, err = net.download(asset.url, dest, options)
   finished = true
   rch.join(drawer)
-  local done, total = progress:get()
-  ui.control("\r")
-  io.stdout:write(bar(asset.name, done, total > 0 and total or asset.size, started))
-  ui.control("\27[K\n")
-  io.stdout:flush()
+  local done, total = report(true)
+  if logging and ok then
+    rch.log.info(("downloaded %s: %s of %s%s"):format(asset.name, M.human_size(done), M.human_size(total),
+      rate_text(done, started)))
+  end
   return ok, err
 end
 
