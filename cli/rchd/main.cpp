@@ -1,7 +1,6 @@
 // rchd: the local daemon that runs builds under leases and that `rch update`
 // drains and restarts. Flags are parsed by hand, like rch-wkr's: rchd links
 // only rch_base. The daemon itself is in daemon.cpp, builds in job.cpp.
-#include <pwd.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -14,6 +13,7 @@
 #include "cli/rchd/daemon.hpp"
 #include "cli/rchd/job.hpp"
 #include "core/agent/daemon_client.hpp"
+#include "core/util/user.hpp"
 #include "core/version/build_info.hpp"
 
 namespace rch::rchd {
@@ -59,12 +59,6 @@ int usage_error(const std::string& message) {
   return k_exit_usage;
 }
 
-fs::path home_dir() {
-  if (const char* h = std::getenv("HOME"); h != nullptr && *h != '\0') return h;
-  if (const passwd* pw = ::getpwuid(::getuid()); pw != nullptr && pw->pw_dir != nullptr) return pw->pw_dir;
-  return "/";
-}
-
 int cmd_run(int argc, char** argv) {
   std::optional<fs::path> root, socket, pidfile, log;
   bool foreground = false;
@@ -102,7 +96,7 @@ int cmd_run(int argc, char** argv) {
   if (root) {
     options.root = *root;
   } else if (const char* env = std::getenv("RCH_HOME"); env != nullptr && *env != '\0') {
-    options.root = fs::absolute(env);
+    options.root = fs::absolute(expand_user(env));  // as rch reads RCH_HOME
   } else {
     options.root = home_dir() / ".rch";
   }

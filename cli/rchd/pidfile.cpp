@@ -16,6 +16,8 @@
 #include <string>
 #include <thread>
 
+#include "core/store/dirs.hpp"
+
 namespace rch::rchd {
 namespace fs = std::filesystem;
 
@@ -41,11 +43,6 @@ pid_t read_pid(int fd) {
 }
 
 bool alive(pid_t pid) { return pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM); }
-
-void fsync_dir(const fs::path& dir) {
-  UniqueFd d(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (d.valid()) ::fsync(d.get());
-}
 
 // A new, locked, complete pidfile under a temporary name next to `path`.
 // O_CLOEXEC keeps the lock out of jobs: a build outliving the daemon must not
@@ -83,7 +80,7 @@ Result<PidFile> PidFile::acquire(const fs::path& path) {
       const int link_errno = errno;
       ::unlink(tmp.c_str());
       if (linked) {
-        fsync_dir(path.parent_path());
+        (void)fsync_dir(path.parent_path());  // best effort: the pidfile is advisory
         return PidFile(path, std::move(*fresh), 0);
       }
       if (link_errno != EEXIST) {
@@ -114,7 +111,7 @@ Result<PidFile> PidFile::acquire(const fs::path& path) {
       ::unlink(tmp.c_str());
       return make_error("cannot replace stale pidfile " + path.string() + ": " + err);
     }
-    fsync_dir(path.parent_path());
+    (void)fsync_dir(path.parent_path());  // best effort: the pidfile is advisory
     return PidFile(path, std::move(*fresh), stale);
   }
   return make_error("pidfile " + path.string() + " is locked by another rchd" +

@@ -6,7 +6,6 @@
 #include "core/util/unique_fd.hpp"
 
 #include <fcntl.h>
-#include <pwd.h>
 #include <signal.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -26,6 +25,7 @@
 
 #include "core/store/atomic_file.hpp"
 #include "core/util/time.hpp"
+#include "core/util/user.hpp"
 #include "core/util/uuid.hpp"
 #include "core/version/build_info.hpp"
 
@@ -51,14 +51,7 @@ std::string random_hex(size_t bytes) {
   return out;
 }
 
-std::string user_at_host() {
-  std::string user;
-  if (const passwd* pw = ::getpwuid(::geteuid())) user = pw->pw_name;
-  if (user.empty()) user = "uid" + std::to_string(::geteuid());
-  char host[256] = {};
-  if (::gethostname(host, sizeof host - 1) != 0) std::strcpy(host, "unknown");
-  return user + "@" + host;
-}
+std::string user_at_host() { return current_user_name() + "@" + host_name(); }
 
 // The lease's one JSON line. job_pid is added once the job has been forked,
 // so an operator can find the process that holds the lease.
@@ -567,15 +560,7 @@ fs::path discover_agent_root(const std::string& root_flag) {
   std::error_code ec;
   fs::path exe = fs::canonical("/proc/self/exe", ec);
   if (ec) exe.clear();
-  fs::path home;
-  if (const char* h = std::getenv("HOME"); h != nullptr && *h != '\0') {
-    home = h;
-  } else if (const passwd* pw = ::getpwuid(::getuid()); pw != nullptr) {
-    home = pw->pw_dir;
-  } else {
-    home = "/";
-  }
-  return resolve_agent_root(root_flag, std::getenv("RCH_WKR_ROOT"), exe, home);
+  return resolve_agent_root(root_flag, std::getenv("RCH_WKR_ROOT"), exe, home_dir());
 }
 
 }  // namespace rch

@@ -20,6 +20,8 @@
 #include <string_view>
 #include <utility>
 
+#include "core/util/unique_fd.hpp"
+
 namespace rch {
 namespace {
 
@@ -31,28 +33,6 @@ struct ArchiveDeleter {
   void operator()(archive* a) const noexcept { archive_read_free(a); }
 };
 using ArchivePtr = std::unique_ptr<archive, ArchiveDeleter>;
-
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  Fd& operator=(Fd&& other) noexcept {
-    if (this != &other) {
-      if (fd_ >= 0) ::close(fd_);
-      fd_ = std::exchange(other.fd_, -1);
-    }
-    return *this;
-  }
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  int get() const { return fd_; }
-  int release() { return std::exchange(fd_, -1); }
-
- private:
-  int fd_ = -1;
-};
 
 const char* archive_message(archive* a) {
   const char* msg = archive_error_string(a);
@@ -129,13 +109,14 @@ class Extractor {
 
   // Opens the directory made of the first `depth` components, creating the
   // missing ones when `create`. Never follows a symlink on the way.
-  Result<Fd> open_dir(std::string_view entry, const std::vector<std::string>& parts, std::size_t depth, bool create) {
-    Fd cur(::open(dest_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  Result<UniqueFd> open_dir(std::string_view entry, const std::vector<std::string>& parts, std::size_t depth,
+                            bool create) {
+    UniqueFd cur(::open(dest_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (cur.get() < 0) return errno_error(entry, "cannot open " + dest_.string(), errno);
     for (std::size_t i = 0; i < depth; ++i) {
       const char* name = parts[i].c_str();
       const int flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
-      Fd next(::openat(cur.get(), name, flags));
+      UniqueFd next(::openat(cur.get(), name, flags));
       if (next.get() < 0 && errno == ENOENT && create) {
         const bool made = ::mkdirat(cur.get(), name, 0700) == 0;
         if (!made && errno != EEXIST)
@@ -144,7 +125,7 @@ class Extractor {
           created_.push_back({{parts.begin(), parts.begin() + static_cast<std::ptrdiff_t>(i) + 1}, true});
           created_dirs_.insert(join(parts, i + 1));
         }
-        next = Fd(::openat(cur.get(), name, flags));
+        next = UniqueFd(::openat(cur.get(), name, flags));
         // mkdir's mode is cut by the umask; fchmod is not.
         if (made && next.get() >= 0 && ::fchmod(next.get(), 0755) != 0)
           return errno_error(entry, "cannot chmod '" + join(parts, i + 1) + "'", errno);
@@ -168,10 +149,10 @@ class Extractor {
                           std::uint64_t declared) {
     auto parent = open_dir(entry, parts, parts.size() - 1, true);
     if (!parent) return Error{parent.error()};
-    Fd dir = std::move(parent).value();
+    UniqueFd dir = std::move(parent).value();
     const char* leaf = parts.back().c_str();
     // O_EXCL refuses anything already there, a symlink included.
-    Fd out(::openat(dir.get(), leaf, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+    UniqueFd out(::openat(dir.get(), leaf, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
     if (out.get() < 0) {
       if (errno == EEXIST)
         return refuse(entry, "'" + join(parts, parts.size()) + "' already exists in the extraction directory");

@@ -2,9 +2,6 @@
 // value is ignored, as the XDG base directory spec requires.
 #include "core/config/paths.hpp"
 
-#include <pwd.h>
-#include <unistd.h>
-
 #include <cstdlib>
 #include <string>
 
@@ -25,23 +22,6 @@ std::filesystem::path pick(const char* rch_var, const char* xdg_var, const char*
 }
 
 }  // namespace
-
-std::filesystem::path home_dir() {
-  if (const char* h = env("HOME")) return h;
-  char buf[4096];
-  passwd pw{};
-  passwd* found = nullptr;
-  if (::getpwuid_r(::geteuid(), &pw, buf, sizeof buf, &found) == 0 && found != nullptr && found->pw_dir != nullptr) {
-    return found->pw_dir;
-  }
-  return "/";
-}
-
-std::filesystem::path expand_user(std::string_view path) {
-  if (path == "~") return home_dir();
-  if (path.size() >= 2 && path[0] == '~' && path[1] == '/') return home_dir() / path.substr(2);
-  return std::filesystem::path(path);
-}
 
 Paths Paths::from_env() {
   Paths p;

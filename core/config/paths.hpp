@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <string_view>
 
+#include "core/util/user.hpp"  // home_dir, expand_user
+
 namespace rch {
 
 struct Paths {
@@ -16,11 +18,5 @@ struct Paths {
 
   static Paths from_env();
 };
-
-// $HOME, else the passwd entry of the effective user.
-std::filesystem::path home_dir();
-
-// "~" and "~/x" → home_dir() based; anything else (including "~user") unchanged.
-std::filesystem::path expand_user(std::string_view path);
 
 }  // namespace rch

@@ -22,6 +22,9 @@
 #include <string_view>
 #include <utility>
 
+#include "core/store/dirs.hpp"
+#include "core/util/unique_fd.hpp"
+
 namespace rch {
 namespace {
 
@@ -56,24 +59,6 @@ bool starts_with_nocase(std::string_view s, std::string_view prefix) {
 bool is_https(std::string_view url) { return starts_with_nocase(url, "https://"); }
 
 std::string errno_text(int err) { return std::strerror(err); }
-
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() { reset(); }
-  int get() const { return fd_; }
-  int release() { return std::exchange(fd_, -1); }
-  void reset(int fd = -1) {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = fd;
-  }
-
- private:
-  int fd_ = -1;
-};
 
 // Where a 2xx body goes. begin() runs once, before the first byte, with the
 // file offset the body starts at (0 = from scratch).
@@ -136,7 +121,7 @@ class PartFileSink final : public Sink {
 
  private:
   fs::path part_;
-  Fd fd_;
+  UniqueFd fd_;
 };
 
 // State shared with the libcurl callbacks for one request.
@@ -439,13 +424,6 @@ Result<void> perform(const std::string& url, const DownloadOptions& options, Sin
   return {};
 }
 
-Result<void> fsync_dir(const fs::path& dir) {
-  Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (fd.get() < 0 || ::fsync(fd.get()) != 0)
-    return make_error("cannot fsync directory " + dir.string() + ": " + errno_text(errno));
-  return {};
-}
-
 }  // namespace
 
 Result<std::string> http_get(const std::string& url, const DownloadOptions& options) {
@@ -486,7 +464,7 @@ Result<void> download_file(const std::string& url, const fs::path& dest, const D
     if (::rename(part.c_str(), dest.c_str()) != 0)
       return make_error("cannot rename " + part.string() + " to " + dest.string() + ": " + errno_text(errno));
     fs::path dir = dest.parent_path();
-    return fsync_dir(dir.empty() ? fs::path(".") : dir);
+    return fsync_dir(dir);
   }
   return make_error("GET " + url + " failed: the server could not satisfy a range request even from zero");
 }

@@ -20,7 +20,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
-#include <pwd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -41,6 +40,7 @@
 
 #include "core/log/log.hpp"
 #include "core/ssh/quote.hpp"
+#include "core/util/user.hpp"
 
 namespace rch {
 namespace {
@@ -118,10 +118,7 @@ void init_libssh_once() {
   std::call_once(once, [] { ssh_init(); });
 }
 
-std::string local_user_name() {
-  if (const passwd* pw = getpwuid(getuid()); pw != nullptr && pw->pw_name != nullptr) return pw->pw_name;
-  return "?";
-}
+std::string local_user_name() { return current_user_name(); }
 
 std::string session_string_option(ssh_session s, ssh_options_e option) {
   char* raw = nullptr;

@@ -12,30 +12,12 @@
 #include <cstdio>
 #include <cstring>
 
+#include "core/store/dirs.hpp"
+#include "core/util/unique_fd.hpp"
 #include "core/util/uuid.hpp"
 
 namespace rch {
 namespace {
-
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  int get() const { return fd_; }
-  // close(2) can report a deferred write error (NFS), so it is checked once.
-  int close() {
-    const int rc = ::close(fd_);
-    fd_ = -1;
-    return rc;
-  }
-
- private:
-  int fd_;
-};
 
 // Unlinks the temp file unless the rename consumed it.
 class TempGuard {
@@ -85,7 +67,7 @@ Result<void> write_file_atomic(const std::filesystem::path& path, std::string_vi
   const std::filesystem::path tmp = dir / ("." + name.string() + suffix);
 
   // O_EXCL: never write through a file or symlink someone planted at the name.
-  Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
   if (fd.get() < 0) return fail(path, "create temp file", errno);
   TempGuard guard(tmp);
 
@@ -96,15 +78,11 @@ Result<void> write_file_atomic(const std::filesystem::path& path, std::string_vi
   if (::rename(tmp.c_str(), path.c_str()) != 0) return fail(path, "rename", errno);
   guard.release();
 
-  Fd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (dir_fd.get() < 0) return fail(path, "open directory for fsync", errno);
-  // Some filesystems cannot fsync a directory (EINVAL); nothing more can be done there.
-  if (::fsync(dir_fd.get()) != 0 && errno != EINVAL) return fail(path, "fsync directory", errno);
-  return {};
+  return fsync_dir(dir);
 }
 
 Result<std::string> read_file(const std::filesystem::path& path) {
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd.get() < 0) return make_error("cannot read " + path.string() + ": " + std::strerror(errno));
   std::string out;
   struct stat st {};

@@ -1,7 +1,7 @@
 // Directory creation with exact modes and the StrictModes-like ownership check.
 #include "core/store/dirs.hpp"
 
-#include <pwd.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -10,6 +10,9 @@
 #include <cstring>
 #include <string>
 #include <vector>
+
+#include "core/util/unique_fd.hpp"
+#include "core/util/user.hpp"
 
 namespace rch {
 namespace fs = std::filesystem;
@@ -20,11 +23,6 @@ std::string octal(mode_t mode) {
   char buf[8];
   std::snprintf(buf, sizeof buf, "%04o", static_cast<unsigned>(mode & 07777));
   return buf;
-}
-
-std::string user_name(uid_t uid) {
-  const passwd* pw = ::getpwuid(uid);
-  return pw != nullptr ? std::string(pw->pw_name) : "uid " + std::to_string(uid);
 }
 
 }  // namespace
@@ -112,6 +110,16 @@ Result<void> make_trusted_dirs(const fs::path& dir, mode_t mode) {
   }
   if (auto r = make_dirs(dir, mode); !r) return r;
   return check_trusted_dir(dir);
+}
+
+Result<void> fsync_dir(const std::filesystem::path& dir) {
+  const std::filesystem::path d = dir.empty() ? "." : dir;
+  UniqueFd fd(::open(d.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd.valid()) return make_error("cannot open directory " + d.string() + ": " + std::strerror(errno));
+  if (::fsync(fd.get()) != 0 && errno != EINVAL) {
+    return make_error("cannot fsync directory " + d.string() + ": " + std::strerror(errno));
+  }
+  return {};
 }
 
 }  // namespace rch

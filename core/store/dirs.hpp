@@ -24,4 +24,9 @@ Result<void> check_trusted_dir(const std::filesystem::path& dir);
 // make_dirs, then check_trusted_dir.
 Result<void> make_trusted_dirs(const std::filesystem::path& dir, mode_t mode);
 
+// Makes the names in `dir` (a rename, a new link or file) durable. A
+// filesystem that cannot fsync a directory (EINVAL) passes: nothing more can
+// be done there. The error names the directory.
+Result<void> fsync_dir(const std::filesystem::path& dir);
+
 }  // namespace rch

@@ -4,13 +4,11 @@
 #include "core/store/file_lock.hpp"
 
 #include <fcntl.h>
-#include <pwd.h>
 #include <sys/file.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
-#include <climits>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -20,26 +18,10 @@
 
 #include "core/store/dirs.hpp"
 #include "core/util/time.hpp"
+#include "core/util/user.hpp"
 
 namespace rch {
 namespace {
-
-std::string current_user() {
-  char buf[4096];
-  passwd pw{};
-  passwd* found = nullptr;
-  if (::getpwuid_r(::geteuid(), &pw, buf, sizeof buf, &found) == 0 && found != nullptr) {
-    return found->pw_name;
-  }
-  if (const char* u = std::getenv("USER"); u != nullptr && *u != '\0') return u;
-  return "uid" + std::to_string(::geteuid());
-}
-
-std::string host_name() {
-  char buf[HOST_NAME_MAX + 1] = {};
-  if (::gethostname(buf, sizeof buf - 1) != 0) return "unknown-host";
-  return buf;
-}
 
 // The holder line must stay one line and keep its key=value shape.
 std::string one_line(std::string_view s) {
@@ -51,8 +33,8 @@ std::string one_line(std::string_view s) {
 }
 
 std::string holder_line(std::string_view purpose) {
-  return "pid=" + std::to_string(::getpid()) + " user=" + one_line(current_user()) + " host=" + one_line(host_name()) +
-         " since=" + iso8601_utc_now() + " purpose=" + one_line(purpose) + "\n";
+  return "pid=" + std::to_string(::getpid()) + " user=" + one_line(current_user_name()) +
+         " host=" + one_line(host_name()) + " since=" + iso8601_utc_now() + " purpose=" + one_line(purpose) + "\n";
 }
 
 // "pid=1 user=u host=h since=t purpose=free text" → fields; purpose takes the

@@ -81,14 +81,8 @@ Result<void> follow_rotation(int& fd, const std::filesystem::path& path, FlockGu
   return make_error("cannot append to " + path.string() + ": it keeps being rotated away");
 }
 
-void fsync_parent(const std::filesystem::path& path) {
-  const std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : ".";
-  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
-}
+// Best effort: the appended bytes are already durable; this is for a new file's name.
+void fsync_parent(const std::filesystem::path& path) { (void)fsync_dir(path.parent_path()); }
 
 // Cuts the file back to just after its last '\n' if it ends mid-line.
 Result<void> drop_torn_tail(int fd, const std::filesystem::path& path) {

@@ -1,5 +1,5 @@
-// UniqueFd: the one owner of a file descriptor (sockets, pipes, lease and
-// pidfile locks, the signalfd), closed when the owner goes away.
+// UniqueFd: the one owner of a file descriptor (files, directories, sockets,
+// pipes, locks, the signalfd), closed when the owner goes away.
 #pragma once
 
 #include <unistd.h>
@@ -28,6 +28,8 @@ class UniqueFd {
     if (fd_ >= 0) ::close(fd_);
     fd_ = fd;
   }
+  // close(2) can report a deferred write error (NFS): for files whose bytes matter.
+  int close() { return ::close(release()); }
 
  private:
   int fd_ = -1;

@@ -29,15 +29,9 @@ fs::path parent_of(const fs::path& p) {
 
 // fsync of a directory makes the names in it (renames, links) durable.
 bool fsync_dir(const fs::path& dir, std::string& error) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) {
-    error = "cannot open " + dir.string() + ": " + errno_text(errno);
-    return false;
-  }
-  const bool ok = ::fsync(fd) == 0;
-  if (!ok) error = "cannot fsync " + dir.string() + ": " + errno_text(errno);
-  ::close(fd);
-  return ok;
+  auto r = rch::fsync_dir(dir);
+  if (!r) error = r.error();
+  return r.ok();
 }
 
 int push_true(lua_State* L) {

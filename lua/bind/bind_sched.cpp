@@ -59,12 +59,6 @@ int l_sched_monotonic(lua_State* L) {
   return 1;
 }
 
-// live() -> number of tasks not yet finished.
-int l_sched_live(lua_State* L) {
-  lua_pushinteger(L, static_cast<lua_Integer>(engine_of(L).live_tasks()));
-  return 1;
-}
-
 // in_task() -> whether the caller may use yielding APIs.
 int l_sched_in_task(lua_State* L) {
   lua_pushboolean(L, engine_of(L).task_of(L) != 0);
@@ -75,10 +69,13 @@ int l_sched_in_task(lua_State* L) {
 
 int luaopen_rch_sched(lua_State* L) {
   static const luaL_Reg functions[] = {
-      {"spawn", guarded<l_sched_spawn>},         {"join", guarded<l_sched_join>},
-      {"sleep", guarded<l_sched_sleep>},         {"now", guarded<l_sched_now>},
-      {"monotonic", guarded<l_sched_monotonic>}, {"live", guarded<l_sched_live>},
-      {"in_task", guarded<l_sched_in_task>},     {nullptr, nullptr},
+      {"spawn", guarded<l_sched_spawn>},
+      {"join", guarded<l_sched_join>},
+      {"sleep", guarded<l_sched_sleep>},
+      {"now", guarded<l_sched_now>},
+      {"monotonic", guarded<l_sched_monotonic>},
+      {"in_task", guarded<l_sched_in_task>},
+      {nullptr, nullptr},
   };
   lua_newtable(L);
   set_functions(L, functions);

@@ -1,14 +1,13 @@
 // Module rch.sys: facts about the local machine and process (user, host,
 // terminal, own executable) and running a local program on the pool.
-#include <pwd.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
-#include <climits>
 #include <fstream>
 
 #include "core/exec/process.hpp"
+#include "core/util/user.hpp"
 #include "core/util/uuid.hpp"
 #include "lua/bind/bind_util.hpp"
 
@@ -16,15 +15,12 @@ namespace rch::lua {
 namespace {
 
 int l_sys_user(lua_State* L) {
-  const passwd* pw = getpwuid(geteuid());
-  lua_pushstring(L, pw != nullptr ? pw->pw_name : std::to_string(geteuid()).c_str());
+  lua_pushstring(L, current_user_name().c_str());
   return 1;
 }
 
 int l_sys_hostname(lua_State* L) {
-  char name[HOST_NAME_MAX + 1] = {};
-  if (gethostname(name, sizeof name - 1) != 0) return push_failure(L, "gethostname failed");
-  lua_pushstring(L, name);
+  lua_pushstring(L, host_name().c_str());
   return 1;
 }
 

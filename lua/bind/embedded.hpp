@@ -6,7 +6,7 @@
 namespace rch {
 
 struct EmbeddedScript {
-  const char* name;  // relative name: "rch/plan.lua", "hooks/preflight.lua"
+  const char* name;  // relative name: "rch/ui.lua", "hooks/preflight.lua"
   const unsigned char* data;
   std::size_t size;
 };

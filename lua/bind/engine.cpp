@@ -257,7 +257,6 @@ int Engine::spawn(lua_State* L, int fn_index, int nargs, std::string name) {
   const int id = task->id;
   by_thread_.emplace(task->co, id);
   tasks_.push_back(std::move(task));
-  ++live_;
   executor_.post([this, id, nargs] { resume(id, nargs); });
   return id;
 }
@@ -328,8 +327,6 @@ void Engine::resume_later(int id, std::function<int(lua_State*)> push) {
   });
 }
 
-std::size_t Engine::live_tasks() const { return live_; }
-
 void Engine::set_waiting(int id, const char* api) { tasks_.at(id - 1)->waiting_on = api; }
 
 void Engine::resume(int id, int nargs) {
@@ -391,7 +388,6 @@ void Engine::finish(Task& task, bool ok, int nresults) {
   luaL_unref(L_, LUA_REGISTRYINDEX, task.thread_ref);
   task.thread_ref = LUA_NOREF;
   task.co = nullptr;
-  --live_;
   for (int waiter : task.joiners) {
     const int id = task.id;
     resume_later(waiter, [this, id](lua_State* co) { return push_task_results(co, id); });

@@ -91,8 +91,6 @@ class Engine {
   void resume_later(int id, std::function<int(lua_State*)> push);
   // Records what task `id` is about to yield for (diagnostics, stray-yield check).
   void set_waiting(int id, const char* api);
-  // Tasks alive right now (for tests of the cap and leak checks).
-  std::size_t live_tasks() const;
   std::size_t task_count() const { return tasks_.size(); }
 
  private:
@@ -108,7 +106,6 @@ class Engine {
   lua_State* L_ = nullptr;
   std::vector<std::unique_ptr<Task>> tasks_;       // index = id - 1; finished tasks kept until joined
   std::unordered_map<lua_State*, int> by_thread_;  // running coroutine -> task id
-  std::size_t live_ = 0;
 };
 
 // The engine that owns L (stored in the registry at start-up).

@@ -41,12 +41,6 @@ function M.bytes_text(n)
   return ("%d bytes"):format(n)
 end
 
---- A shallow copy of a list.
-function M.copy(list)
-  local out = {}
-  for i, v in ipairs(list) do out[i] = v end
-  return out
-end
 
 --- A rotated log's files, oldest first: PATH.N … PATH.1, PATH.
 function M.rotated_files(path)

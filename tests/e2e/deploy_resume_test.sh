@@ -286,13 +286,17 @@ expect_exit 0 "$RCH" fleet deploy --no-toolchain --dry-run --json
 json '
 p = {x["worker_id"]: x["action"] for x in d["predictions"]}
 assert p == {"w1": "Skip", "w2": "Install", "w3": "Downgrade", "w4": "Skip"}, p'
-# A worker preflight would stop is BLOCKED, with the issue and its recommendation.
+# A worker preflight would stop is BLOCKED, with the issue and its recommendation;
+# w3 already runs $NEXT and needs nothing: skipped, its issue only a warning.
 write_config $'[preflight]\nmin_disk_mb = 99999999\n'
 expect_exit 0 "$RCH" fleet deploy --no-toolchain --version "$NEXT" --dry-run --json
 json '
-assert all(x["action"] == "Blocked" and x["estimated_transfer_mb"] == 0 for x in d["predictions"]), d["predictions"]
+p = {x["worker_id"]: x["action"] for x in d["predictions"]}
+assert p == {"w1": "Blocked", "w2": "Blocked", "w3": "Skip", "w4": "Blocked"}, d["predictions"]
+assert all(x["estimated_transfer_mb"] == 0 for x in d["predictions"]), d["predictions"]
 iss = [i for i in d["potential_issues"] if i["severity"] == "error"]
-assert [i["worker_id"] for i in iss] == ["w1", "w2", "w3", "w4"], iss
+assert [i["worker_id"] for i in iss] == ["w1", "w2", "w4"], iss
+assert [i["worker_id"] for i in d["potential_issues"] if i["severity"] == "warning"] == ["w3"], d["potential_issues"]
 assert all(i["issue"].startswith("disk_space: ") and i["recommendation"] for i in iss), iss
 assert d["resource_requirements"]["total_transfer_mb"] == 0, d
 assert d["resource_requirements"]["peak_parallelism"] == 0 and d["estimated_duration_secs"] == 0, d'

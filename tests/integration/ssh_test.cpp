@@ -29,6 +29,7 @@
 #include "core/config/workers.hpp"
 #include "core/crypto/sha256.hpp"
 #include "core/ssh/quote.hpp"
+#include "tests/unit/temp_dir.hpp"
 
 namespace {
 
@@ -91,18 +92,7 @@ void write_file(const fs::path& p, const std::string& content) {
   REQUIRE(out.good());
 }
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "rch-ssh-test-XXXXXX").string();
-    REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+using rch::test::TempDir;
 
 // The known_hosts line of a worker (testbed.sh writes one per worker).
 std::string known_hosts_line(const rch::WorkerConfig& w) {

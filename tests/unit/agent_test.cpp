@@ -17,6 +17,7 @@
 
 #include "core/agent/agent.hpp"
 #include "core/version/build_info.hpp"
+#include "tests/unit/temp_dir.hpp"
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
@@ -24,18 +25,7 @@ using namespace std::chrono_literals;
 namespace {
 
 // A fresh agent root, removed with everything in it at scope exit.
-struct TempRoot {
-  fs::path path;
-  TempRoot() {
-    std::string tmpl = (fs::temp_directory_path() / "rch-agent-test-XXXXXX").string();
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempRoot() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+using TempRoot = rch::test::TempDir;
 
 std::vector<fs::path> lease_files(const fs::path& root) {
   std::vector<fs::path> out;

@@ -2,6 +2,7 @@
 // (missing directory, target is a directory, write cut off by RLIMIT_FSIZE)
 // leave the original untouched and no temp file behind.
 #include "core/store/atomic_file.hpp"
+#include "tests/unit/temp_dir.hpp"
 
 #include <signal.h>
 #include <sys/resource.h>
@@ -18,18 +19,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "rch-atomic-test-XXXXXX").string();
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+using rch::test::TempDir;
 
 std::vector<std::string> entries(const fs::path& dir) {
   std::vector<std::string> names;

@@ -25,6 +25,7 @@
 
 #include "core/agent/agent.hpp"
 #include "core/version/build_info.hpp"
+#include "tests/unit/temp_dir.hpp"
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
@@ -38,17 +39,8 @@ fs::path rchd_binary() {
 }
 
 // A short temporary root: a Unix socket path must fit in 108 bytes.
-struct TempRoot {
-  fs::path path;
-  TempRoot() {
-    std::string tmpl = "/tmp/rchd-test-XXXXXX";
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempRoot() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
+struct TempRoot : rch::test::TempDir {
+  TempRoot() : TempDir("rchd-test-", "/tmp") {}  // a Unix socket path must stay short
   fs::path socket() const { return path / "rchd.sock"; }
   fs::path pidfile() const { return path / "rchd.pid"; }
 };

@@ -23,23 +23,13 @@
 #include <vector>
 
 #include "core/crypto/sha256.hpp"
+#include "tests/unit/temp_dir.hpp"
 
 namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "rch-download-test-XXXXXX").string();
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+using rch::test::TempDir;
 
 fs::path source_dir() {
   if (const char* dir = std::getenv("RCH_SOURCE_DIR")) return dir;

@@ -4,6 +4,7 @@
 // each refused entry kind, symlinks planted in the destination, limits, and
 // that a refused archive leaves the destination as it was.
 #include "core/archive/extract.hpp"
+#include "tests/unit/temp_dir.hpp"
 
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -21,22 +22,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "rch-extract-test-XXXXXX").string();
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    // Extracted directories may have lost their write bit.
-    for (const auto& e : fs::recursive_directory_iterator(path, ec))
-      if (e.is_directory(ec) && !e.is_symlink(ec))
-        fs::permissions(e.path(), fs::perms::owner_all, fs::perm_options::add, ec);
-    fs::remove_all(path, ec);
-  }
-};
+using rch::test::TempDir;
 
 std::string read_whole(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);

@@ -14,24 +14,14 @@
 #include <vector>
 
 #include "core/store/atomic_file.hpp"
+#include "tests/unit/temp_dir.hpp"
 
 namespace fs = std::filesystem;
 using Lines = std::vector<std::string>;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "rch-jsonl-test-XXXXXX").string();
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+using rch::test::TempDir;
 
 void append_raw(const fs::path& p, const std::string& bytes) {
   std::ofstream out(p, std::ios::binary | std::ios::app);

@@ -2,6 +2,7 @@
 // real minisign tool at test time: prehashed and legacy signatures, trusted
 // comments, wrong data, wrong key, edited comment, malformed files, key parsing.
 #include "core/crypto/minisign.hpp"
+#include "tests/unit/temp_dir.hpp"
 
 #include <unistd.h>
 
@@ -16,18 +17,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "rch-minisign-test-XXXXXX").string();
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+using rch::test::TempDir;
 
 void write_file(const fs::path& p, const std::string& data) {
   std::ofstream out(p, std::ios::binary);

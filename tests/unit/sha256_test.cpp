@@ -1,6 +1,7 @@
 // Unit tests of core/crypto/sha256: known vectors, streaming, files, checksum
 // verification and checksums.txt parsing.
 #include "core/crypto/sha256.hpp"
+#include "tests/unit/temp_dir.hpp"
 
 #include <unistd.h>
 
@@ -15,18 +16,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "rch-sha256-test-XXXXXX").string();
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+using rch::test::TempDir;
 
 void write_bytes(const fs::path& p, const std::string& data) {
   std::ofstream out(p, std::ios::binary);

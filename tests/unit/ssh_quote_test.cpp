@@ -1,6 +1,7 @@
 // shell_quote / shell_join: every quoted word is run through a real /bin/sh,
 // and the test checks the bytes come back unchanged and nothing was executed.
 #include "core/ssh/quote.hpp"
+#include "tests/unit/temp_dir.hpp"
 
 #include <sys/wait.h>
 #include <unistd.h>
@@ -49,17 +50,7 @@ ShellRun run_sh(const std::string& script, const fs::path& cwd) {
 
 // A fresh empty directory, removed at scope exit: injected commands would
 // leave files in it.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "rch-quote-XXXXXX").string();
-    REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
+struct TempDir : rch::test::TempDir {
   bool empty() const { return fs::is_empty(path); }
 };
 

@@ -99,6 +99,30 @@ local function plan_one(worker, settings, opts, previous_of)
   return p
 end
 
+-- Plans and, unless --dry-run, performs one worker's rollback.
+local function roll_back_one(w, settings, opts, previous_of, audit)
+  local p = plan_one(w, settings, opts, previous_of)
+  if opts.dry_run or p.error or p.skip then return p end
+  local ok, err = p.conn:rollback(p.root, "versions/v" .. p.to, settings.defaults.command_timeout)
+  if not ok then
+    p.error = err
+    audit:log("WorkerFailed", w.id, { step = "rollback", error = err })
+    return p
+  end
+  -- Verify: the agent now answers with the version we switched to.
+  local probe
+  probe, err = p.conn:probe_agent(p.root, opts.verify, settings.defaults.command_timeout)
+  if not probe or probe.version ~= p.to then
+    p.error = "rolled back, but the agent " .. (probe and ("reports " .. tostring(probe.version)) or err)
+  elseif opts.verify and (not probe.health or probe.health.ok ~= true) then
+    p.error = "rolled back, but health reports failure: " .. tostring(probe.health and probe.health.error)
+  end
+  p.done = true
+  audit:log("WorkerRolledBack", w.id, { from_version = p.from or rch.json.null, to_version = p.to,
+    source = p.source or "--to-version", verify_error = p.error or rch.json.null })
+  return p
+end
+
 function M.run(opts)
   local settings, workers = workers_mod.load(opts.worker, opts.exclude)
   if not settings then
@@ -142,26 +166,8 @@ function M.run(opts)
   end
 
   local plans = rch.parallel(workers, opts.parallel, function(w)
-    local p = plan_one(w, settings, opts, previous_of)
-    if opts.dry_run or p.error or p.skip then return p end
-    local ok
-    ok, err = p.conn:rollback(p.root, "versions/v" .. p.to, settings.defaults.command_timeout)
-    if not ok then
-      p.error = err
-      audit:log("WorkerFailed", w.id, { step = "rollback", error = err })
-      return p
-    end
-    -- Verify: the agent now answers with the version we switched to.
-    local probe
-    probe, err = p.conn:probe_agent(p.root, opts.verify, settings.defaults.command_timeout)
-    if not probe or probe.version ~= p.to then
-      p.error = "rolled back, but the agent " .. (probe and ("reports " .. tostring(probe.version)) or err)
-    elseif opts.verify and (not probe.health or probe.health.ok ~= true) then
-      p.error = "rolled back, but health reports failure: " .. tostring(probe.health and probe.health.error)
-    end
-    p.done = true
-    audit:log("WorkerRolledBack", w.id, { from_version = p.from or rch.json.null, to_version = p.to,
-      source = p.source or "--to-version", verify_error = p.error or rch.json.null })
+    local p = roll_back_one(w, settings, opts, previous_of, audit)
+    if p.conn then p.conn:release_lease() end
     return p
   end)
   transport.close_all()

@@ -35,6 +35,9 @@ function Deploy:deploy(list)
     self.in_flight = self.in_flight + 1
     if self.in_flight > self.peak_in_flight then self.peak_in_flight = self.in_flight end
     local ok, err = xpcall(pipeline.run, debug.traceback, self, ws)
+    -- Done with this worker: its lease goes now, so that a controller waiting
+    -- for it never waits on a whole deployment (nor two on each other).
+    if ws.conn then ws.conn:release_lease() end
     self.in_flight = self.in_flight - 1
     if not ok then error(err, 0) end
   end)

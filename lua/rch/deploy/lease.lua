@@ -7,9 +7,21 @@ local util = require "rch.util"
 
 local M = {}
 
+-- This controller: who, on which machine, with which local fleet.lock (two
+-- state setups on one machine are two controllers).
+local function me()
+  return ("%s@%s (%s)"):format(rch.sys.user(), rch.sys.hostname() or "unknown",
+    require("rch.deploy.state").lock_path())
+end
+
+-- A killed rch's lease is freed a moment after its connection drops. A
+-- holder that is this very controller is such a predecessor (a live one
+-- would hold the fleet.lock that got us here), so it is waited for.
+local PREDECESSOR_WAIT = 10
+
 --- What the lease file says about its holder: who, where, which operation, since when.
 function M.owner(operation)
-  return ("%s@%s, %s, since %s"):format(rch.sys.user(), rch.sys.hostname() or "unknown", operation, util.iso_now())
+  return ("%s, %s, since %s"):format(me(), operation, util.iso_now())
 end
 
 --- Takes `conn`'s lease on its worker unless it holds it already; waits up
@@ -20,6 +32,7 @@ end
 function M.take(conn, worker_id, root, owner, wait, timeout)
   if conn:has_lease() then return true end
   local id, why = conn:lease(root, owner, 0, timeout)
+  if id == false and why:sub(1, #me() + 2) == me() .. ", " then wait = math.max(wait, PREDECESSOR_WAIT) end
   if id == false and wait > 0 then
     rch.log.info(("worker %s: waiting up to %d s for the controller lease held by %s"):format(worker_id, wait, why))
     id, why = conn:lease(root, owner, wait, timeout)

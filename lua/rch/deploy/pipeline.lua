@@ -54,7 +54,7 @@ end
 
 -- The controller lease on the worker, taken before preflight reads its
 -- state (what it reads stays true while we hold it) and kept until the
--- deployment closes its connections.
+-- worker's pipeline ends (the executor releases it).
 local function take_lease(d, ws, conn)
   d.lease_owner = d.lease_owner or lease.owner("deployment " .. d.id)
   return lease.take(conn, ws.id, ws.root, d.lease_owner, d.options.wait_lock or 0, d.timeout)
@@ -138,6 +138,7 @@ function M.rollback(d, ws, reason)
     if not root then root, err = conn:root() end
     if root then ok, err = take_lease(d, ws, conn) end
     if ok then ok, err = conn:rollback(root, ws.previous_link or "", d.timeout) end
+    if ws.status ~= nil and M.TERMINAL[ws.status] then conn:release_lease() end -- a finished worker, rolled back later
   end
   if not ok then
     ws.error = (ws.error and ws.error .. "; " or "") .. "rollback failed: " .. tostring(err)

@@ -10,7 +10,7 @@
 --   inspect(root, timeout) (links, binary sha256, manifest, health: for fleet verify),
 --   put(local_path, remote_path, sha256, timeout) (any file, for rch run scripts),
 --   lease(root, owner, wait, timeout) -> id | false, holder | nil, why (the controller
---   lease, held until close), has_lease(),
+--   lease, held until release_lease() or close), has_lease(), release_lease(),
 --   exec(argv, opts), alive(), close()
 -- One handle (one SSH session) per worker, reused for every step.
 local M = {}

@@ -90,6 +90,7 @@ end
 -- One process simulates the whole fleet: no other controller to exclude.
 function Handle.lease() return 1 end
 function Handle.has_lease() return true end
+function Handle.release_lease() end
 function Handle:alive() return self.open end
 function Handle:close() self.open = false end
 

@@ -47,6 +47,10 @@ function Handle:lease(root, owner, wait, timeout)
   return id, err
 end
 function Handle:has_lease() return self.lease_id ~= nil and self.session:holding(self.lease_id) end
+function Handle:release_lease()
+  if self.lease_id then self.session:release(self.lease_id) end
+  self.lease_id = nil
+end
 function Handle:alive() return self.session:alive() end
 function Handle:close() self.session:close() end
 
