@@ -6,6 +6,8 @@
 #include <pwd.h>
 #include <unistd.h>
 
+#include <map>
+#include <mutex>
 #include <sstream>
 
 #include "core/exec/process.hpp"
@@ -32,6 +34,14 @@ Result<SshResolved> resolve_ssh_target(const SshTarget& target) {
   if (target.port != 22) argv.insert(argv.end(), {"-p", std::to_string(target.port)});
   if (!target.user.empty()) argv.insert(argv.end(), {"-l", target.user});
   argv.insert(argv.end(), {"--", target.host});
+  // One ssh -G per distinct target and process (it costs a fork and exec,
+  // ~10-20 ms): status resolves a worker, then connects to it.
+  static std::mutex mutex;
+  static std::map<std::vector<std::string>, SshResolved> cache;
+  {
+    const std::lock_guard lock(mutex);
+    if (const auto it = cache.find(argv); it != cache.end()) return it->second;
+  }
   auto run = run_process(argv, 10);
   if (!run) return make_error("cannot run ssh -G for " + target.host + ": " + run.error());
   if (run->exit_code != 0) {
@@ -64,6 +74,8 @@ Result<SshResolved> resolve_ssh_target(const SshTarget& target) {
     }
   }
   if (r.hostname.empty()) return make_error("ssh -G " + target.host + " printed no hostname");
+  const std::lock_guard lock(mutex);
+  cache.emplace(std::move(argv), r);
   return r;
 }
 

@@ -115,6 +115,7 @@ local function render_table(results)
   local rows = {}
   for _, r in ipairs(results) do
     local address = ((r.user or "") ~= "" and r.user .. "@" or "") .. r.hostname .. ":" .. tostring(r.port)
+    if r.address and r.address ~= r.hostname then address = address .. " (" .. r.address .. ")" end
     if r.hostname ~= r.host then address = r.host .. " = " .. address end
     if r.jump then address = address .. " via " .. r.jump end
     local reach = r.reachable and ui.paint("green", "yes") or ui.paint("red", "no")
