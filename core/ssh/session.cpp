@@ -478,6 +478,40 @@ std::string certificate_for(const SshTarget& target, const SshResolved& resolved
   return access(beside.c_str(), R_OK) == 0 ? beside : std::string();
 }
 
+// Offers the private key `id` with its certificate. Value:
+// "certificate FILE" when it logged in, "" when the server refused it (or,
+// unless `must_match`, when the certificate is for another key).
+Result<std::string> offer_certificate(ssh_session s, const std::string& id, const std::string& cert_file,
+                                      const std::string& where, bool must_match) {
+  ssh_key raw_cert = nullptr;
+  if (ssh_pki_import_cert_file(cert_file.c_str(), &raw_cert) != SSH_OK) {
+    return make_error("cannot load certificate " + cert_file + " for " + where + ": not an OpenSSH certificate");
+  }
+  KeyPtr cert(raw_cert);
+  ssh_key raw_copy = nullptr;
+  if (ssh_pki_import_privkey_file(id.c_str(), nullptr, nullptr, nullptr, &raw_copy) != SSH_OK) {
+    return make_error("cannot load identity file " + id + " for " + where);
+  }
+  KeyPtr with_cert(raw_copy);
+  // libssh 0.10 copies a certificate onto any key: compare the certified key.
+  char* cert_b64 = nullptr;
+  char* key_b64 = nullptr;
+  const bool exported = ssh_pki_export_pubkey_base64(cert.get(), &cert_b64) == SSH_OK &&
+                        ssh_pki_export_pubkey_base64(with_cert.get(), &key_b64) == SSH_OK;
+  const CharPtr cert_text(cert_b64), key_text(key_b64);
+  const auto parsed = exported ? parse_certificate(base64_decode(cert_text.get()).value_or(""))
+                               : Result<SshCertificate>(make_error("not exported"));
+  const bool matches = parsed.ok() && parsed->key_blob == base64_decode(key_text.get()).value_or("");
+  if (!matches || ssh_pki_copy_cert_to_privkey(cert.get(), with_cert.get()) != SSH_OK) {
+    if (!must_match) return std::string();
+    return make_error("certificate " + cert_file + " is not for identity file " + id + " (" + where + ")");
+  }
+  const int rc = ssh_userauth_publickey(s, nullptr, with_cert.get());
+  if (rc == SSH_AUTH_SUCCESS) return "certificate " + cert_file;
+  if (rc == SSH_AUTH_ERROR) return make_error("authentication of " + where + " failed: " + ssh_get_error(s));
+  return std::string();
+}
+
 // Value: the credential that worked, for the debug log.
 Result<std::string> authenticate(ssh_session s, const SshTarget& target, const std::string& where,
                                  const SshResolved& resolved) {
@@ -499,24 +533,9 @@ Result<std::string> authenticate(ssh_session s, const SshTarget& target, const s
     } else {
       KeyPtr key(raw_key);
       if (const std::string cert_file = certificate_for(target, resolved, id); !cert_file.empty()) {
-        ssh_key raw_cert = nullptr;
-        if (ssh_pki_import_cert_file(cert_file.c_str(), &raw_cert) != SSH_OK) {
-          return make_error("cannot load certificate " + cert_file + " for " + where + ": not an OpenSSH certificate");
-        }
-        KeyPtr cert(raw_cert);
-        if (ssh_pki_copy_cert_to_privkey(cert.get(), key.get()) != SSH_OK) {
-          return make_error("certificate " + cert_file + " is not for identity file " + id + " (" + where + ")");
-        }
-        const int rc = ssh_userauth_publickey(s, nullptr, key.get());
-        if (rc == SSH_AUTH_SUCCESS) return "certificate " + cert_file;
-        if (rc == SSH_AUTH_ERROR) return make_error("authentication of " + where + " failed: " + ssh_get_error(s));
+        auto offered = offer_certificate(s, id, cert_file, where, true);
+        if (!offered || !offered->empty()) return offered;
         tried.push_back("certificate " + cert_file);
-        // The plain key next: a worker that trusts it but not the CA.
-        ssh_key raw_plain = nullptr;
-        if (ssh_pki_import_privkey_file(id.c_str(), nullptr, nullptr, nullptr, &raw_plain) != SSH_OK) {
-          return make_error("cannot load identity file " + id + " for " + where);
-        }
-        key.reset(raw_plain);
       }
       const int rc = ssh_userauth_publickey(s, nullptr, key.get());
       if (rc == SSH_AUTH_SUCCESS) return "identity file " + id;
@@ -528,6 +547,16 @@ Result<std::string> authenticate(ssh_session s, const SshTarget& target, const s
     const int rc = ssh_userauth_agent(s, nullptr);
     if (rc == SSH_AUTH_SUCCESS) return std::string("ssh-agent");
     tried.push_back("ssh-agent");
+  }
+  // libssh offers the ssh config's IdentityFiles (and the default keys) as
+  // plain keys only: offer the certificate of each that has one first.
+  for (const auto& id : target.identity_file.empty() ? resolved.identity_files : std::vector<std::string>{}) {
+    const std::string cert_file = certificate_for(target, resolved, id);
+    // A missing key or one with a passphrase is libssh's to skip (or the agent's).
+    if (cert_file.empty() || access(id.c_str(), R_OK) != 0 || key_needs_passphrase(id)) continue;
+    auto offered = offer_certificate(s, id, cert_file, where, false);
+    if (!offered || !offered->empty()) return offered;
+    tried.push_back("certificate " + cert_file);
   }
   // The default keys (~/.ssh/id_*) and any IdentityFile of the ssh config.
   const int rc = ssh_userauth_publickey_auto(s, nullptr, nullptr);

@@ -107,4 +107,17 @@ contains "$ERR" "login: certificate $TMP/user-cert.pub"
 cp "$TMP/user-cert.pub" "$PTB/client/id_ed25519-cert.pub"
 deploy 0 --version "$NEXT" --force -v
 contains "$ERR" "login: certificate $PTB/client/id_ed25519-cert.pub"
+# No identity_file: the ssh config's IdentityFile, with the certificate beside it
+sed '/^identity_file = /d' "$PTB/workers.toml" >"$CFG/workers.toml"
+printf 'Host 127.0.0.1\n  IdentityFile %s\n' "$PTB/client/id_ed25519" >"$CFG/ssh_config"
+env -u SSH_AUTH_SOCK "$RCH" fleet deploy --no-toolchain --json --version "$NEXT" --force -v >"$TMP/out" 2>"$TMP/err" ||
+  fail "deploy with the ssh config's IdentityFile and its certificate: $(cat "$TMP/out" "$TMP/err")"
+contains "$(cat "$TMP/err")" "login: certificate $PTB/client/id_ed25519-cert.pub"
+# A certificate_file made for another key is an error naming both
+: >"$CFG/ssh_config"
+ssh-keygen -q -t ed25519 -N '' -f "$TMP/other_key"
+ssh-keygen -q -s "$TMP/user_ca" -I other -n rchtest -V -5m:+1h "$TMP/other_key.pub"
+sed "s|^identity_file = .*|&\ncertificate_file = \"$TMP/other_key-cert.pub\"|" "$PTB/workers.toml" >"$CFG/workers.toml"
+deploy 1 --version "$NEXT" --force
+json 'e = st["w1"]["error"]; assert "certificate '"$TMP"'/other_key-cert.pub is not for identity file '"$PTB"'/client/id_ed25519" in e, e'
 echo "PASS"
