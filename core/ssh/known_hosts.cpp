@@ -15,6 +15,7 @@
 #include <cstring>
 #include <fstream>
 
+#include "core/log/log.hpp"
 #include "core/util/text.hpp"
 #include "core/util/unique_fd.hpp"
 
@@ -149,7 +150,7 @@ Result<void> append_known_host(const std::filesystem::path& path, std::string_vi
     if (ec) return make_error("cannot create " + path.parent_path().string() + ": " + ec.message());
     chmod(path.parent_path().c_str(), 0700);
   }
-  UniqueFd fd(open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600));
+  UniqueFd fd(open(path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600));
   if (!fd.valid()) return make_error("cannot open " + path.string() + ": " + std::strerror(errno));
   if (flock(fd.get(), LOCK_EX) != 0) return make_error("cannot lock " + path.string() + ": " + std::strerror(errno));
   std::string line = host + " " + key.type + " " + base64_encode(key.blob) + "\n";
@@ -157,8 +158,7 @@ Result<void> append_known_host(const std::filesystem::path& path, std::string_vi
   struct stat st {};
   if (fstat(fd.get(), &st) == 0 && st.st_size > 0) {
     char last = '\n';
-    UniqueFd reader(open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (reader.valid() && pread(reader.get(), &last, 1, st.st_size - 1) == 1 && last != '\n') line.insert(0, "\n");
+    if (pread(fd.get(), &last, 1, st.st_size - 1) == 1 && last != '\n') line.insert(0, "\n");
   }
   const ssize_t n = write(fd.get(), line.data(), line.size());
   if (n != static_cast<ssize_t>(line.size())) {
@@ -248,6 +248,8 @@ Result<std::string> check_host_trust(const HostTrustRequest& req) {
   if (auto r = append_known_host(req.known_hosts, name, req.key, req.hash_new_entries); !r) {
     return make_error("cannot add the host key of " + host_port + " to " + file + ": " + r.error());
   }
+  log::warn("added new host key of " + host_port + " (" + describe(req.key) + ") to " + file +
+            (req.hash_new_entries ? " (hashed: HashKnownHosts yes)" : ""));
   return std::string("added to ") + file + (req.hash_new_entries ? " (hashed)" : "");
 }
 

@@ -66,9 +66,6 @@ struct KeyFree {
 struct CharFree {
   void operator()(char* p) const { ssh_string_free_char(p); }
 };
-struct HashFree {
-  void operator()(unsigned char* p) const { ssh_clean_pubkey_hash(&p); }
-};
 struct FileClose {
   void operator()(std::FILE* f) const { std::fclose(f); }
 };
@@ -432,12 +429,7 @@ Result<std::string> verify_host_key(ssh_session s, const SshTarget& target, cons
     return fetch_host_certificates(host, port, jumped, timeout);
   };
   req.now = static_cast<std::uint64_t>(std::time(nullptr));
-  auto trusted = check_host_trust(req);
-  if (trusted && trusted->starts_with("added to ")) {
-    log::warn("added new host key of " + host_port + " (" + req.key.type + " " + ssh_fingerprint(blob) + ") to " +
-              req.known_hosts_label + (req.hash_new_entries ? " (hashed: HashKnownHosts yes)" : ""));
-  }
-  return trusted;
+  return check_host_trust(req);
 }
 
 // Whether a private key file is protected by a passphrase (OpenSSH's format
