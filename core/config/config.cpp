@@ -180,6 +180,19 @@ class Parser {
             }};
   }
 
+  // A delay in seconds, integer or fractional, 0 to one hour.
+  Field delay_seconds(std::string_view section, std::string_view key, double& out) const {
+    return {key, [=, this, &out](const toml::node& n) -> Result<void> {
+              const auto v = n.value<double>();
+              if (!v || !(*v >= 0) || *v > 3600) {
+                return at(n.source(),
+                          std::string(key) + where(section) + " must be a number of seconds between 0 and 3600");
+              }
+              out = *v;
+              return {};
+            }};
+  }
+
   Field boolean(std::string_view section, std::string_view key, bool& out) const {
     return {key, [=, this, &out](const toml::node& n) -> Result<void> {
               const auto* b = n.as_boolean();
@@ -254,7 +267,9 @@ class Parser {
             path(s, "ssh_config", d.ssh_config, d.ssh_config),
             integer(s, "max_output_bytes", d.max_output_bytes, 1024, 1 << 30),
             integer(s, "min_transfer_mbps", d.min_transfer_mbps, 1, 1'000'000),
-            seconds(s, "stall_timeout", d.stall_timeout, 1, kDay)};
+            seconds(s, "stall_timeout", d.stall_timeout, 1, kDay),
+            integer(s, "connect_retries", d.connect_retries, 0, 100),
+            delay_seconds(s, "connect_retry_delay", d.connect_retry_delay)};
   }
 
   std::vector<Field> preflight_fields(Config::Preflight& p) const {

@@ -35,6 +35,8 @@ struct Config {
     int max_output_bytes = 1 << 20;          // kept of each remote command's stdout and of its stderr
     int min_transfer_mbps = 1;               // uploads may take artifact size / this rate (+ command_timeout)
     std::chrono::seconds stall_timeout{30};  // an upload with no progress this long fails as stalled
+    int connect_retries = 2;                 // more attempts after a transient connect failure (refused, reset, …)
+    double connect_retry_delay = 1;          // seconds before the first retry; doubles for each next one
   } defaults;
 
   struct Preflight {

@@ -18,7 +18,8 @@ namespace rch {
 namespace {
 
 constexpr std::array<std::string_view, 1> kTopKeys{"workers"};
-constexpr std::array<std::string_view, 7> kWorkerKeys{"id", "host", "user", "port", "identity_file", "root", "tags"};
+constexpr std::array<std::string_view, 8> kWorkerKeys{
+    "id", "host", "user", "port", "identity_file", "certificate_file", "root", "tags"};
 
 class Parser {
  public:
@@ -104,7 +105,8 @@ class Parser {
     for (const auto& [kp, vp] : entries) {
       const std::string_view key = kp->str();
       const toml::node& v = *vp;
-      if (key == "id" || key == "host" || key == "user" || key == "identity_file" || key == "root") {
+      if (key == "id" || key == "host" || key == "user" || key == "identity_file" || key == "certificate_file" ||
+          key == "root") {
         auto s = string_of(key, v);
         if (!s) return Error{s.error()};
         if (key == "id") {
@@ -120,10 +122,10 @@ class Parser {
           w.root = std::move(*s);
           root_node = &v;
         } else {
-          if (s->empty()) return at(v.source(), "identity_file must not be empty (omit it to use ssh's default)");
+          if (s->empty()) return at(v.source(), std::string(key) + " must not be empty (omit it to use ssh's default)");
           std::filesystem::path p = expand_user(*s);
           if (p.is_relative() && !base_dir_.empty()) p = base_dir_ / p;
-          w.identity_file = p.string();
+          (key == "identity_file" ? w.identity_file : w.certificate_file) = p.string();
         }
       } else if (key == "port") {
         const auto* i = v.as_integer();

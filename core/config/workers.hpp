@@ -16,8 +16,9 @@ struct WorkerConfig {
   std::string host;  // not starting with '-' (it reaches ssh's argv)
   std::string user;  // empty: ssh's default
   int port = 22;
-  std::string identity_file;    // local path, "~/" expanded, relative to the file's directory
-  std::string root = "~/.rch";  // remote install root, expanded by the remote shell
+  std::string identity_file;     // local path, "~/" expanded, relative to the file's directory
+  std::string certificate_file;  // its OpenSSH certificate (same path rules); empty: ssh's default
+  std::string root = "~/.rch";   // remote install root, expanded by the remote shell
   std::vector<std::string> tags;
   int line = 0;  // line of the worker's [[workers]] header, for later messages
 };

@@ -30,16 +30,24 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "core/exec/process.hpp"
 #include "core/log/log.hpp"
+#include "core/ssh/known_hosts.hpp"
 #include "core/ssh/quote.hpp"
+#include "core/ssh/resolve.hpp"
+#include "core/util/text.hpp"
 #include "core/util/user.hpp"
 
 namespace rch {
@@ -58,9 +66,6 @@ struct KeyFree {
 };
 struct CharFree {
   void operator()(char* p) const { ssh_string_free_char(p); }
-};
-struct HashFree {
-  void operator()(unsigned char* p) const { ssh_clean_pubkey_hash(&p); }
 };
 struct FileClose {
   void operator()(std::FILE* f) const { std::fclose(f); }
@@ -265,6 +270,7 @@ class ExecChannel {
 struct SshSession::Impl {
   SessionPtr session;
   std::string where;  // user@host:port
+  std::string details;
   std::string home;
   int connect_timeout_s = 10;
   std::size_t max_output_bytes = 0;
@@ -359,95 +365,319 @@ Result<void> apply_options(ssh_session s, const SshTarget& target, const std::st
   return {};
 }
 
-Result<void> verify_host_key(ssh_session s, const SshTarget& target, const std::string& host, unsigned int port) {
+// libssh reports socket errors as text only. What a host that is rebooting
+// or restarting sshd gives: refused, reset, dropped before the banner, timed
+// out, no route. Name resolution and key exchange failures are not transient.
+bool is_transient_connect_error(const std::string& why) {
+  static const char* const kTransient[] = {"refused",  "reset by peer", "Timeout",      "timed out",
+                                           "No route", "unreachable",   "disconnected", "Connection closed"};
+  return std::any_of(std::begin(kTransient), std::end(kTransient),
+                     [&](const char* t) { return why.find(t) != std::string::npos; });
+}
+
+// ~/.ssh as libssh and OpenSSH find it: through the password database, not $HOME.
+std::string ssh_home_dir() { return passwd_home_dir().string(); }
+
+// The certificates `host` presents, fetched with OpenSSH's ssh-keyscan -c:
+// libssh 0.10 cannot negotiate certificate host keys. Only direct
+// connections: through ProxyJump ssh-keyscan could not reach the host.
+Result<std::vector<std::string>> fetch_host_certificates(const std::string& host, unsigned port, bool jumped,
+                                                         int timeout_s) {
+  if (jumped) return make_error("host certificates are not checked through ProxyJump (ssh-keyscan connects directly)");
+  auto run = run_process({"ssh-keyscan", "-c", "-T", std::to_string(timeout_s), "-p", std::to_string(port), host},
+                         timeout_s + 5);
+  if (!run) return make_error("cannot run ssh-keyscan: " + run.error());
+  std::vector<std::string> certs;
+  std::istringstream in(run->out);
+  for (std::string line; std::getline(in, line);) {
+    // OpenSSH 9.2 prints "TYPE BASE64" for a certificate (no host name first).
+    std::istringstream fields(line);
+    std::string type, base64;
+    while (fields >> type && !type.ends_with("-cert-v01@openssh.com")) {
+    }
+    if (!(fields >> base64)) continue;
+    if (auto key = parse_public_key(type, base64)) certs.push_back(std::move(key->blob));
+  }
+  return certs;
+}
+
+// Checks the handshake's host key against known_hosts (rch's own reading:
+// markers, certificates); value: how the key was trusted.
+Result<std::string> verify_host_key(ssh_session s, const SshTarget& target, const std::string& host, unsigned int port,
+                                    const SshResolved& resolved) {
   const std::string host_port = host + ":" + std::to_string(port);
   ssh_key raw_key = nullptr;
   if (ssh_get_server_publickey(s, &raw_key) != SSH_OK) {
     return make_error("cannot get the host key of " + host_port + ": " + ssh_get_error(s));
   }
   KeyPtr key(raw_key);
-  unsigned char* raw_hash = nullptr;
-  std::size_t hash_len = 0;
-  std::string fingerprint = "?";
-  if (ssh_get_publickey_hash(key.get(), SSH_PUBLICKEY_HASH_SHA256, &raw_hash, &hash_len) == SSH_OK) {
-    std::unique_ptr<unsigned char, HashFree> hash(raw_hash);
-    CharPtr fp(ssh_get_fingerprint_hash(SSH_PUBLICKEY_HASH_SHA256, hash.get(), hash_len));
-    if (fp) fingerprint = fp.get();
+  char* raw_base64 = nullptr;
+  if (ssh_pki_export_pubkey_base64(key.get(), &raw_base64) != SSH_OK) {
+    return make_error("cannot read the host key of " + host_port + ": " + ssh_get_error(s));
   }
-  const std::string key_desc = std::string(ssh_key_type_to_char(ssh_key_type(key.get()))) + " " + fingerprint;
-  std::string known_hosts = session_string_option(s, SSH_OPTIONS_KNOWNHOSTS);
-  if (known_hosts.empty()) known_hosts = "~/.ssh/known_hosts";
-  // How known_hosts names this host: plain on port 22, [host]:port otherwise.
-  const std::string entry_name = port == 22 ? host : "[" + host + "]:" + std::to_string(port);
-
-  switch (ssh_session_is_known_server(s)) {
-    case SSH_KNOWN_HOSTS_OK:
-      return {};
-    case SSH_KNOWN_HOSTS_CHANGED:
-    case SSH_KNOWN_HOSTS_OTHER:
-      return make_error("host key of " + host_port + " has CHANGED: the server now offers " + key_desc +
-                        ", which does not match " + known_hosts +
-                        ". This may be a man-in-the-middle attack; refusing to connect. If the worker was really "
-                        "reinstalled, remove the old key (ssh-keygen -R '" +
-                        entry_name + "' -f " + known_hosts + ") and add the new one after checking its fingerprint");
-    case SSH_KNOWN_HOSTS_NOT_FOUND:
-    case SSH_KNOWN_HOSTS_UNKNOWN:
-      if (target.host_key_policy == HostKeyPolicy::strict) {
-        return make_error("host key of " + host_port + " is not in " + known_hosts + " (server offers " + key_desc +
-                          "); check the fingerprint, then add it: ssh-keyscan -p " + std::to_string(port) + " " + host +
-                          " >> " + known_hosts);
-      }
-      if (ssh_session_update_known_hosts(s) != SSH_OK) {
-        return make_error("cannot add the host key of " + host_port + " to " + known_hosts + ": " + ssh_get_error(s));
-      }
-      log::warn("added new host key of " + host_port + " (" + key_desc + ") to " + known_hosts);
-      return {};
-    case SSH_KNOWN_HOSTS_ERROR:
-      break;
-  }
-  return make_error("cannot check the host key of " + host_port + " against " + known_hosts + ": " + ssh_get_error(s));
+  const CharPtr base64(raw_base64);
+  const std::string blob = base64_decode(base64.get()).value_or("");
+  HostTrustRequest req;
+  req.host = host;
+  req.port = port;
+  req.key = SshPublicKey{ssh_key_type_of(blob), blob};
+  // libssh applies UserKnownHostsFile of the ssh config; %d and ~ are the home directory.
+  std::string file =
+      target.known_hosts_file.empty() ? session_string_option(s, SSH_OPTIONS_KNOWNHOSTS) : target.known_hosts_file;
+  if (file.empty()) file = "%d/.ssh/known_hosts";
+  if (file.starts_with("%d/") || file.starts_with("~/")) file = ssh_home_dir() + file.substr(2);
+  req.known_hosts = file;
+  req.known_hosts_label = file == ssh_home_dir() + "/.ssh/known_hosts" ? "~/.ssh/known_hosts" : file;
+  if (access("/etc/ssh/ssh_known_hosts", R_OK) == 0) req.read_only.emplace_back("/etc/ssh/ssh_known_hosts");
+  req.policy = target.host_key_policy;
+  req.hash_new_entries = resolved.hash_known_hosts;
+  const bool jumped = !resolved.jump.empty();
+  const int timeout = std::max(1, target.connect_timeout_s);
+  req.fetch_certificates = [host, port, jumped, timeout] {
+    return fetch_host_certificates(host, port, jumped, timeout);
+  };
+  req.now = static_cast<std::uint64_t>(std::time(nullptr));
+  return check_host_trust(req);
 }
 
-Result<void> authenticate(ssh_session s, const SshTarget& target, const std::string& where) {
+// Whether a private key file is protected by a passphrase (OpenSSH's format
+// names its cipher; PEM says ENCRYPTED).
+bool key_needs_passphrase(const std::string& path) {
+  std::ifstream in(path);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (text.find("ENCRYPTED") != std::string::npos) return true;
+  constexpr std::string_view kBegin = "-----BEGIN OPENSSH PRIVATE KEY-----";
+  const auto begin = text.find(kBegin);
+  const auto end = text.find("-----END", begin == std::string::npos ? 0 : begin);
+  if (begin == std::string::npos || end == std::string::npos) return false;
+  std::string body;
+  for (auto i = begin + kBegin.size(); i < end; ++i) {
+    if (text[i] != '\n' && text[i] != '\r') body += text[i];
+  }
+  // "openssh-key-v1\0", then the cipher's name as an SSH string.
+  const auto raw = base64_decode(body);
+  constexpr std::size_t kMagic = 15;
+  if (!raw || raw->size() < kMagic + 4) return false;
+  return ssh_key_type_of(raw->substr(kMagic)) != "none";
+}
+
+std::string passphrase_hint(const std::string& path) {
+  return "identity file " + path +
+         " is protected by a passphrase, which rch cannot ask for: load it into ssh-agent (ssh-add " + path +
+         ") and make sure SSH_AUTH_SOCK is set for rch";
+}
+
+// The certificate to offer with `identity`: the target's certificate_file,
+// else the ssh config's CertificateFile, else <identity>-cert.pub when present.
+std::string certificate_for(const SshTarget& target, const SshResolved& resolved, const std::string& identity) {
+  if (!target.certificate_file.empty()) return target.certificate_file;
+  for (const auto& f : resolved.certificate_files) {
+    if (access(f.c_str(), R_OK) == 0) return f;
+  }
+  const std::string beside = identity + "-cert.pub";
+  return access(beside.c_str(), R_OK) == 0 ? beside : std::string();
+}
+
+// Offers the private key `id` with its certificate. Value:
+// "certificate FILE" when it logged in, "" when the server refused it (or,
+// unless `must_match`, when the certificate is for another key).
+Result<std::string> offer_certificate(ssh_session s, const std::string& id, const std::string& cert_file,
+                                      const std::string& where, bool must_match) {
+  ssh_key raw_cert = nullptr;
+  if (ssh_pki_import_cert_file(cert_file.c_str(), &raw_cert) != SSH_OK) {
+    return make_error("cannot load certificate " + cert_file + " for " + where + ": not an OpenSSH certificate");
+  }
+  KeyPtr cert(raw_cert);
+  ssh_key raw_copy = nullptr;
+  if (ssh_pki_import_privkey_file(id.c_str(), nullptr, nullptr, nullptr, &raw_copy) != SSH_OK) {
+    return make_error("cannot load identity file " + id + " for " + where);
+  }
+  KeyPtr with_cert(raw_copy);
+  // libssh 0.10 copies a certificate onto any key: compare the certified key.
+  char* cert_b64 = nullptr;
+  char* key_b64 = nullptr;
+  const bool exported = ssh_pki_export_pubkey_base64(cert.get(), &cert_b64) == SSH_OK &&
+                        ssh_pki_export_pubkey_base64(with_cert.get(), &key_b64) == SSH_OK;
+  const CharPtr cert_text(cert_b64), key_text(key_b64);
+  const auto parsed = exported ? parse_certificate(base64_decode(cert_text.get()).value_or(""))
+                               : Result<SshCertificate>(make_error("not exported"));
+  const bool matches = parsed.ok() && parsed->key_blob == base64_decode(key_text.get()).value_or("");
+  if (!matches || ssh_pki_copy_cert_to_privkey(cert.get(), with_cert.get()) != SSH_OK) {
+    if (!must_match) return std::string();
+    return make_error("certificate " + cert_file + " is not for identity file " + id + " (" + where + ")");
+  }
+  const int rc = ssh_userauth_publickey(s, nullptr, with_cert.get());
+  if (rc == SSH_AUTH_SUCCESS) return "certificate " + cert_file;
+  if (rc == SSH_AUTH_ERROR) return make_error("authentication of " + where + " failed: " + ssh_get_error(s));
+  return std::string();
+}
+
+// Value: the credential that worked, for the debug log.
+Result<std::string> authenticate(ssh_session s, const SshTarget& target, const std::string& where,
+                                 const SshResolved& resolved) {
   std::vector<std::string> tried;
+  const char* sock = std::getenv("SSH_AUTH_SOCK");
+  const bool have_agent = sock != nullptr && *sock != '\0';
   if (!target.identity_file.empty()) {
-    if (access(target.identity_file.c_str(), R_OK) != 0) {
-      return make_error("cannot read identity file " + target.identity_file + " for " + where + ": " +
-                        std::strerror(errno));
+    const std::string& id = target.identity_file;
+    if (access(id.c_str(), R_OK) != 0) {
+      return make_error("cannot read identity file " + id + " for " + where + ": " + std::strerror(errno));
     }
     ssh_key raw_key = nullptr;
-    if (ssh_pki_import_privkey_file(target.identity_file.c_str(), nullptr, nullptr, nullptr, &raw_key) != SSH_OK) {
-      return make_error("cannot load identity file " + target.identity_file + " for " + where +
-                        ": not a private key, or protected by a passphrase (use ssh-agent)");
+    if (ssh_pki_import_privkey_file(id.c_str(), nullptr, nullptr, nullptr, &raw_key) != SSH_OK) {
+      if (!key_needs_passphrase(id)) {
+        return make_error("cannot load identity file " + id + " for " + where + ": not a private key");
+      }
+      if (!have_agent) return make_error("cannot log in to " + where + ": " + passphrase_hint(id));
+      tried.push_back("identity file " + id + " (needs a passphrase)");
+    } else {
+      KeyPtr key(raw_key);
+      if (const std::string cert_file = certificate_for(target, resolved, id); !cert_file.empty()) {
+        auto offered = offer_certificate(s, id, cert_file, where, true);
+        if (!offered || !offered->empty()) return offered;
+        tried.push_back("certificate " + cert_file);
+      }
+      const int rc = ssh_userauth_publickey(s, nullptr, key.get());
+      if (rc == SSH_AUTH_SUCCESS) return "identity file " + id;
+      if (rc == SSH_AUTH_ERROR) return make_error("authentication of " + where + " failed: " + ssh_get_error(s));
+      tried.push_back("identity file " + id);
     }
-    KeyPtr key(raw_key);
-    const int rc = ssh_userauth_publickey(s, nullptr, key.get());
-    if (rc == SSH_AUTH_SUCCESS) return {};
-    if (rc == SSH_AUTH_ERROR) return make_error("authentication of " + where + " failed: " + ssh_get_error(s));
-    tried.push_back("identity file " + target.identity_file);
   }
-  if (const char* sock = std::getenv("SSH_AUTH_SOCK"); sock != nullptr && *sock != '\0') {
+  if (have_agent) {
     const int rc = ssh_userauth_agent(s, nullptr);
-    if (rc == SSH_AUTH_SUCCESS) return {};
+    if (rc == SSH_AUTH_SUCCESS) return std::string("ssh-agent");
     tried.push_back("ssh-agent");
+  }
+  // libssh offers the ssh config's IdentityFiles (and the default keys) as
+  // plain keys only: offer the certificate of each that has one first.
+  for (const auto& id : target.identity_file.empty() ? resolved.identity_files : std::vector<std::string>{}) {
+    const std::string cert_file = certificate_for(target, resolved, id);
+    // A missing key or one with a passphrase is libssh's to skip (or the agent's).
+    if (cert_file.empty() || access(id.c_str(), R_OK) != 0 || key_needs_passphrase(id)) continue;
+    auto offered = offer_certificate(s, id, cert_file, where, false);
+    if (!offered || !offered->empty()) return offered;
+    tried.push_back("certificate " + cert_file);
   }
   // The default keys (~/.ssh/id_*) and any IdentityFile of the ssh config.
   const int rc = ssh_userauth_publickey_auto(s, nullptr, nullptr);
-  if (rc == SSH_AUTH_SUCCESS) return {};
+  if (rc == SSH_AUTH_SUCCESS) return std::string("default keys");
   tried.push_back("default keys");
 
   std::string list;
   for (const auto& t : tried) list += (list.empty() ? "" : ", ") + t;
-  return make_error("authentication of " + where + " failed (tried " + list + "): " + ssh_get_error(s));
+  std::string hint;
+  if (!have_agent) {
+    for (const auto& f : resolved.identity_files) {
+      if (access(f.c_str(), R_OK) == 0 && key_needs_passphrase(f)) {
+        hint = "; " + passphrase_hint(f);
+        break;
+      }
+    }
+  }
+  return make_error("authentication of " + where + " failed (tried " + list + "): " + ssh_get_error(s) + hint);
 }
+
+// One ProxyJump hop ([user@]host[:port]) as a target of the same ssh config.
+SshTarget hop_target(const SshTarget& target, std::string hop) {
+  SshTarget t;
+  t.ssh_config_file = target.ssh_config_file;
+  if (const auto at = hop.rfind('@'); at != std::string::npos) {
+    t.user = hop.substr(0, at);
+    hop = hop.substr(at + 1);
+  }
+  if (const auto colon = hop.rfind(':'); colon != std::string::npos && hop.find(']') == std::string::npos) {
+    t.port = std::atoi(hop.c_str() + colon + 1);
+    hop = hop.substr(0, colon);
+  }
+  t.host = hop;
+  return t;
+}
+
+// ProxyJump through OpenSSH's client, as libssh 0.10 does it itself, but with
+// the ssh config rch was given (-F) and the client's stderr kept in a file, so
+// a failure can say which hop failed and why.
+class JumpCommand {
+ public:
+  JumpCommand() = default;
+  JumpCommand(const JumpCommand&) = delete;
+  JumpCommand& operator=(const JumpCommand&) = delete;
+  ~JumpCommand() {
+    if (!err_file_.empty()) unlink(err_file_.c_str());
+  }
+
+  Result<void> install(ssh_session s, const SshTarget& target, const SshResolved& resolved, const std::string& host,
+                       unsigned port) {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "rch-jump-XXXXXX").string();
+    const int fd = mkstemp(tmpl.data());
+    if (fd < 0) return make_error("cannot create a temp file for ProxyJump: " + std::string(std::strerror(errno)));
+    close(fd);
+    err_file_ = tmpl;
+    std::vector<std::string> argv{"ssh"};
+    if (!target.ssh_config_file.empty()) argv.insert(argv.end(), {"-F", target.ssh_config_file});
+    argv.insert(argv.end(),
+                {"-o", "BatchMode=yes", "-o", "ConnectTimeout=" + std::to_string(target.connect_timeout_s)});
+    std::string earlier;
+    for (std::size_t i = 0; i + 1 < resolved.jump.size(); ++i)
+      earlier += (earlier.empty() ? "" : ",") + resolved.jump[i];
+    if (!earlier.empty()) argv.insert(argv.end(), {"-J", earlier});
+    argv.insert(argv.end(), {"-W", "[" + host + "]:" + std::to_string(port), "--", resolved.jump.back()});
+    const std::string command = "exec " + shell_join(argv) + " 2>" + shell_quote(err_file_);
+    if (ssh_options_set(s, SSH_OPTIONS_PROXYCOMMAND, command.c_str()) != SSH_OK) {
+      return make_error(std::string("ssh: cannot set the ProxyJump command: ") + ssh_get_error(s));
+    }
+    return {};
+  }
+
+  // The failure, naming the jump host and hop from what OpenSSH's client said.
+  std::string explain(const SshTarget& target, const std::string& where, const SshResolved& resolved,
+                      const std::string& why) const {
+    std::ifstream in(err_file_);
+    std::string said, line;
+    while (std::getline(in, line)) {
+      while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+      if (!line.empty()) said += (said.empty() ? "" : "; ") + line;
+    }
+    const std::size_t n = resolved.jump.size();
+    std::size_t hop = 0;  // 1-based hop that failed; n + 1: the last jump host could not reach the worker
+    if (said.find("open failed") != std::string::npos || said.find("stdio forwarding failed") != std::string::npos) {
+      hop = n + 1;
+    }
+    // OpenSSH names a hop by its HostName and port, or by the name it could not resolve.
+    for (std::size_t i = 0; i < n && hop == 0; ++i) {
+      const SshTarget h = hop_target(target, resolved.jump[i]);
+      if (said.find("hostname " + h.host + ":") != std::string::npos) hop = i + 1;
+      if (auto r = resolve_ssh_target(h); r.ok()) {
+        if (said.find("host " + r->hostname + " port " + std::to_string(r->port) + ":") != std::string::npos)
+          hop = i + 1;
+      }
+    }
+    std::string msg = "cannot connect to " + where + " through ProxyJump ";
+    if (hop >= 1 && hop <= n) {
+      msg += "jump host " + resolved.jump[hop - 1] + " (hop " + std::to_string(hop) + " of " + std::to_string(n + 1) +
+             ") failed";
+    } else if (hop == n + 1) {
+      msg += "jump host " + resolved.jump.back() + " could not reach the worker (hop " + std::to_string(hop) + " of " +
+             std::to_string(n + 1) + ")";
+    } else {
+      std::string hops;
+      for (const auto& h : resolved.jump) hops += (hops.empty() ? "" : ",") + h;
+      msg += hops + " failed";
+    }
+    return msg + ": " + (said.empty() ? why : said);
+  }
+
+ private:
+  std::string err_file_;
+};
 
 }  // namespace
 
 SshSession::SshSession(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 SshSession::~SshSession() = default;
 
-Result<std::unique_ptr<SshSession>> SshSession::connect(const SshTarget& target) {
+Result<std::unique_ptr<SshSession>> SshSession::connect(const SshTarget& target, ConnectFailure* failure) {
   init_libssh_once();
+  if (failure != nullptr) *failure = ConnectFailure::permanent;
   if (target.host.empty()) return make_error("ssh: no host given");
   auto impl = std::make_unique<Impl>();
   impl->session.reset(ssh_new());
@@ -461,6 +691,15 @@ Result<std::unique_ptr<SshSession>> SshSession::connect(const SshTarget& target)
 
   if (auto r = apply_options(s, target, impl->where); !r) return Error{r.error()};
 
+  // OpenSSH's own reading of the ssh config, for what libssh has no option
+  // for (ProxyJump's hops, CertificateFile, HashKnownHosts).
+  SshResolved resolved;
+  if (auto r = resolve_ssh_target(target); r.ok()) {
+    resolved = std::move(r.value());
+  } else {
+    log::debug(r.error() + "; using libssh's reading of the ssh config alone");
+  }
+
   // The names the connection really uses, after HostName/User/Port of the config.
   const std::string host = session_string_option(s, SSH_OPTIONS_HOST);
   std::string user = session_string_option(s, SSH_OPTIONS_USER);
@@ -469,13 +708,28 @@ Result<std::unique_ptr<SshSession>> SshSession::connect(const SshTarget& target)
   ssh_options_get_port(s, &port);
   impl->where = user + "@" + host + ":" + std::to_string(port);
 
-  if (ssh_connect(s) != SSH_OK) {
-    return make_error("cannot connect to " + impl->where + ": " + ssh_get_error(s));
+  JumpCommand jump;
+  if (!resolved.jump.empty()) {
+    if (auto r = jump.install(s, target, resolved, host, port); !r) return Error{r.error()};
   }
-  if (auto r = verify_host_key(s, target, host, port); !r) return Error{r.error()};
-  if (auto r = authenticate(s, target, impl->where); !r) return Error{r.error()};
+  if (ssh_connect(s) != SSH_OK) {
+    const std::string why = ssh_get_error(s);
+    if (failure != nullptr && is_transient_connect_error(why)) *failure = ConnectFailure::transient;
+    if (!resolved.jump.empty()) return make_error(jump.explain(target, impl->where, resolved, why));
+    return make_error("cannot connect to " + impl->where + ": " + why);
+  }
+  auto trusted = verify_host_key(s, target, host, port, resolved);
+  if (!trusted) return Error{trusted.error()};
+  auto credential = authenticate(s, target, impl->where, resolved);
+  if (!credential) return Error{credential.error()};
   enable_tcp_keepalive(ssh_get_fd(s));
   ssh_set_counters(s, nullptr, &impl->received);
+  std::string hops;
+  for (const auto& h : resolved.jump) hops += (hops.empty() ? "" : ",") + h;
+  const char* kex = ssh_get_kex_algo(s);
+  const char* cipher = ssh_get_cipher_out(s);
+  impl->details = (hops.empty() ? std::string() : "via jump " + hops + ", ") + "kex " + (kex ? kex : "?") +
+                  ", cipher " + (cipher ? cipher : "?") + ", host key: " + *trusted + ", login: " + *credential;
   return std::unique_ptr<SshSession>(new SshSession(std::move(impl)));
 }
 
@@ -711,6 +965,8 @@ const std::string& SshSession::remote_home() {
 }
 
 const std::string& SshSession::where() const { return impl_->where; }
+
+const std::string& SshSession::details() const { return impl_->details; }
 
 std::size_t SshSession::max_output_bytes() const { return impl_->max_output_bytes; }
 

@@ -15,10 +15,13 @@
 namespace rch {
 
 struct SshTarget {
-  std::string host;              // a name, an address or a Host alias of the ssh config
-  int port = 22;                 // 22 leaves the ssh config's Port (if any) in charge
-  std::string user;              // empty: ssh config's User, else the local user name
-  std::string identity_file;     // empty: ssh-agent, then the default keys
+  std::string host;           // a name, an address or a Host alias of the ssh config
+  int port = 22;              // 22 leaves the ssh config's Port (if any) in charge
+  std::string user;           // empty: ssh config's User, else the local user name
+  std::string identity_file;  // empty: ssh-agent, then the default keys
+  // The identity's OpenSSH certificate; empty: the ssh config's
+  // CertificateFile, else <identity_file>-cert.pub when it exists.
+  std::string certificate_file;
   std::string known_hosts_file;  // empty = ~/.ssh/known_hosts
   std::string ssh_config_file;   // empty = ~/.ssh/config; "none" = don't read
   HostKeyPolicy host_key_policy = HostKeyPolicy::strict;
@@ -41,10 +44,16 @@ struct ExecResult {
   int stalled_s = 0;  // > 0: timed out early, an upload made no progress for this many seconds
 };
 
+// Why a connect failed. Only a transient one (refused, reset, timed out, no
+// route: the host may be rebooting) is worth retrying; authentication and
+// host key failures never are.
+enum class ConnectFailure { transient, permanent };
+
 class SshSession {  // one authenticated libssh session; use from one thread at a time
  public:
-  // Connects, verifies the host key, authenticates. Errors name user@host:port.
-  static Result<std::unique_ptr<SshSession>> connect(const SshTarget& target);
+  // Connects, verifies the host key, authenticates. Errors name user@host:port;
+  // `failure` (if given) says whether an error is transient.
+  static Result<std::unique_ptr<SshSession>> connect(const SshTarget& target, ConnectFailure* failure = nullptr);
 
   // Runs `command` through the remote user's shell, feeds it `stdin_data`
   // then EOF, and collects stdout and stderr until it exits (each capped at
@@ -94,6 +103,10 @@ class SshSession {  // one authenticated libssh session; use from one thread at 
 
   // "user@host:port" as resolved through the ssh config, for messages.
   const std::string& where() const;
+
+  // How the connection was made, for the debug log: the jump host (if any),
+  // key exchange, cipher, how the host key was trusted, the credential used.
+  const std::string& details() const;
 
   // The cap on each output stream of an exec (SshTarget::max_output_bytes).
   std::size_t max_output_bytes() const;

@@ -37,6 +37,16 @@ std::filesystem::path home_dir() {
   return "/";
 }
 
+std::filesystem::path passwd_home_dir() {
+  char buf[4096];
+  passwd pw{};
+  passwd* found = nullptr;
+  if (::getpwuid_r(::getuid(), &pw, buf, sizeof buf, &found) == 0 && found != nullptr && found->pw_dir != nullptr) {
+    return found->pw_dir;
+  }
+  return {};
+}
+
 std::filesystem::path expand_user(std::string_view path) {
   if (path == "~") return home_dir();
   if (path.size() >= 2 && path[0] == '~' && path[1] == '/') return home_dir() / path.substr(2);

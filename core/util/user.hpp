@@ -24,4 +24,8 @@ std::filesystem::path home_dir();
 // "~" and "~/x" → home_dir() based; anything else (including "~user") unchanged.
 std::filesystem::path expand_user(std::string_view path);
 
+// The real user's home in the password database, ignoring $HOME: where
+// OpenSSH and libssh look for ~/.ssh. Empty if there is none.
+std::filesystem::path passwd_home_dir();
+
 }  // namespace rch

@@ -25,6 +25,7 @@ void push_worker(lua_State* L, const WorkerConfig& w) {
   push_string_field(L, "user", w.user);
   push_number_field(L, "port", w.port);
   push_string_field(L, "identity_file", w.identity_file);
+  push_string_field(L, "certificate_file", w.certificate_file);
   push_string_field(L, "root", w.root);
   push_number_field(L, "line", w.line);
   lua_createtable(L, static_cast<int>(w.tags.size()), 0);
@@ -70,7 +71,7 @@ int l_config_settings(lua_State* L) {
   const Config& c = loaded.value();
   lua_createtable(L, 0, 5);
 
-  lua_createtable(L, 0, 9);
+  lua_createtable(L, 0, 11);
   push_number_field(L, "parallel", c.defaults.parallel);
   push_number_field(L, "connect_timeout", static_cast<lua_Number>(c.defaults.connect_timeout.count()));
   push_number_field(L, "command_timeout", static_cast<lua_Number>(c.defaults.command_timeout.count()));
@@ -80,6 +81,8 @@ int l_config_settings(lua_State* L) {
   push_number_field(L, "max_output_bytes", c.defaults.max_output_bytes);
   push_number_field(L, "min_transfer_mbps", c.defaults.min_transfer_mbps);
   push_number_field(L, "stall_timeout", static_cast<lua_Number>(c.defaults.stall_timeout.count()));
+  push_number_field(L, "connect_retries", c.defaults.connect_retries);
+  push_number_field(L, "connect_retry_delay", c.defaults.connect_retry_delay);
   lua_setfield(L, -2, "defaults");
 
   lua_createtable(L, 0, 4);

@@ -9,6 +9,7 @@
 
 #include "core/log/log.hpp"
 #include "core/ssh/quote.hpp"
+#include "core/ssh/resolve.hpp"
 #include "core/ssh/session.hpp"
 #include "lua/bind/bind_util.hpp"
 
@@ -101,21 +102,29 @@ void log_command(const SshSession& session, const std::string& what, const Resul
   }
 }
 
-// connect{host=, port=, user=, identity_file=, known_hosts=, ssh_config=,
-//         host_key_policy="strict"|"accept-new", connect_timeout=,
-//         max_output=bytes kept of each exec's stdout and stderr,
-//         stall_timeout=seconds an upload may make no progress (0: none)} -> session | nil, err
-int l_ssh_connect(lua_State* L) {
+// The SshTarget fields of a connect/resolve table at index 1.
+SshTarget check_target(lua_State* L, const char* api) {
   luaL_checktype(L, 1, LUA_TTABLE);
   SshTarget target;
   target.host = opt_string_field(L, 1, "host", "");
-  if (target.host.empty()) throw Misuse("rch.ssh.connect: host is required");
+  if (target.host.empty()) throw Misuse(std::string(api) + ": host is required");
   target.port = static_cast<int>(opt_number_field(L, 1, "port", 22));
   target.user = opt_string_field(L, 1, "user", "");
   target.identity_file = opt_string_field(L, 1, "identity_file", "");
+  target.certificate_file = opt_string_field(L, 1, "certificate_file", "");
   target.known_hosts_file = opt_string_field(L, 1, "known_hosts", "");
   target.ssh_config_file = opt_string_field(L, 1, "ssh_config", "");
   target.connect_timeout_s = static_cast<int>(opt_number_field(L, 1, "connect_timeout", 10));
+  return target;
+}
+
+// connect{host=, port=, user=, identity_file=, certificate_file=, known_hosts=, ssh_config=,
+//         host_key_policy="strict"|"accept-new", connect_timeout=,
+//         max_output=bytes kept of each exec's stdout and stderr,
+//         stall_timeout=seconds an upload may make no progress (0: none)}
+//   -> session | nil, err, "transient"|"permanent" (only a transient failure is worth retrying)
+int l_ssh_connect(lua_State* L) {
+  SshTarget target = check_target(L, "rch.ssh.connect");
   const lua_Number max_output = opt_number_field(L, 1, "max_output", static_cast<lua_Number>(target.max_output_bytes));
   if (!(max_output >= 1 && max_output <= kMaxOutputLimit)) {
     throw Misuse("rch.ssh.connect: max_output must be between 1 and " + std::to_string(kMaxOutputLimit) + " bytes");
@@ -131,28 +140,77 @@ int l_ssh_connect(lua_State* L) {
     throw Misuse("rch.ssh.connect: host_key_policy must be \"strict\" or \"accept-new\"");
   const std::string label =
       (target.user.empty() ? "" : target.user + "@") + target.host + ":" + std::to_string(target.port);
-  using Connected = Result<std::unique_ptr<SshSession>>;
+  struct Connected {
+    Result<std::unique_ptr<SshSession>> session = make_error("not connected");
+    ConnectFailure failure = ConnectFailure::permanent;
+  };
   return yield_blocking<std::shared_ptr<Connected>>(
       L, "rch.ssh.connect",
       [target] {
-        auto connected = std::make_shared<Connected>(SshSession::connect(target));
-        if (connected->ok()) {
-          log::debug("connected to " + connected->value()->where() + " (host " + target.host + ", identity " +
+        auto c = std::make_shared<Connected>();
+        c->session = SshSession::connect(target, &c->failure);
+        if (c->session.ok()) {
+          log::debug("connected to " + c->session.value()->where() + " (host " + target.host + ", identity " +
                      (target.identity_file.empty() ? std::string("agent/default keys") : target.identity_file) +
                      ", known_hosts " +
                      (target.known_hosts_file.empty() ? std::string("~/.ssh/known_hosts") : target.known_hosts_file) +
-                     ")");
+                     "; " + c->session.value()->details() + ")");
         } else {
-          log::debug("cannot connect to " + target.host + ": " + connected->error());
+          log::debug("cannot connect to " + target.host + ": " + c->session.error());
         }
-        return connected;
+        return c;
       },
-      [label](lua_State* co, std::shared_ptr<Connected>& r) {
-        if (!r->ok()) return push_failure(co, r->error());
+      [label](lua_State* co, std::shared_ptr<Connected>& c) {
+        if (!c->session.ok()) {
+          push_failure(co, c->session.error());
+          lua_pushstring(co, c->failure == ConnectFailure::transient ? "transient" : "permanent");
+          return 3;
+        }
         auto* box = static_cast<SessionBox*>(lua_newuserdata(co, sizeof(SessionBox)));
-        new (box) SessionBox{std::shared_ptr<SshSession>(std::move(r->value())), label, false};
+        new (box) SessionBox{std::shared_ptr<SshSession>(std::move(c->session.value())), label, false};
         luaL_getmetatable(co, kSessionMeta);
         lua_setmetatable(co, -2);
+        return 1;
+      });
+}
+
+// resolve{host=, port=, user=, ssh_config=} -> {hostname, port, user, jump (nil:
+// direct), address (nil: does not resolve)} | nil, err: what OpenSSH's client
+// makes of the target (ssh -G), without connecting.
+int l_ssh_resolve(lua_State* L) {
+  SshTarget target = check_target(L, "rch.ssh.resolve");
+  struct Resolved {
+    Result<SshResolved> r = make_error("not resolved");
+    std::string address;
+  };
+  return yield_blocking<std::shared_ptr<Resolved>>(
+      L, "rch.ssh.resolve",
+      [target] {
+        auto out = std::make_shared<Resolved>();
+        out->r = resolve_ssh_target(target);
+        if (out->r.ok()) out->address = resolve_address(out->r->hostname);
+        return out;
+      },
+      [](lua_State* co, std::shared_ptr<Resolved>& out) {
+        if (!out->r.ok()) return push_failure(co, out->r.error());
+        const SshResolved& r = out->r.value();
+        lua_createtable(co, 0, 5);
+        lua_pushstring(co, r.hostname.c_str());
+        lua_setfield(co, -2, "hostname");
+        lua_pushinteger(co, static_cast<lua_Integer>(r.port));
+        lua_setfield(co, -2, "port");
+        lua_pushstring(co, r.user.c_str());
+        lua_setfield(co, -2, "user");
+        if (!r.jump.empty()) {
+          std::string hops;
+          for (const auto& h : r.jump) hops += (hops.empty() ? "" : ",") + h;
+          lua_pushstring(co, hops.c_str());
+          lua_setfield(co, -2, "jump");
+        }
+        if (!out->address.empty()) {
+          lua_pushstring(co, out->address.c_str());
+          lua_setfield(co, -2, "address");
+        }
         return 1;
       });
 }
@@ -361,6 +419,7 @@ int luaopen_rch_ssh(lua_State* L) {
 
   static const luaL_Reg functions[] = {
       {"connect", guarded<l_ssh_connect>},
+      {"resolve", guarded<l_ssh_resolve>},
       {"quote", guarded<l_ssh_quote>},
       {"join", guarded<l_ssh_join>},
       {nullptr, nullptr},

@@ -5,7 +5,10 @@
 # against the real sshd testbed.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/deploy_lib.sh"
+# One attempt per connect: the timings below are those of one attempt (retries:
+# connect_retry_test.sh).
 write_config 'connect_timeout = 3
+connect_retries = 0
 '
 CONNECT_TIMEOUT=3
 trap 'bash "$RCH_SOURCE_DIR/scripts/testbed.sh" start 2 "$TB" >/dev/null 2>&1 || true; disown -a; deploy_cleanup' EXIT
@@ -23,7 +26,7 @@ export P1 P2 P3 P4 SILENT
 [[ -n $P1 && -n $P4 ]] || fail "no ports in $TB/workers.toml"
 
 # ---- status on fresh workers: the full shape, nothing installed.
-KEYS='{"worker_id","host","port","user","reachable","root","version","versions","draining","active_builds","disk_free_mb","last_deployment","error"}'
+KEYS='{"worker_id","host","hostname","address","port","user","jump","reachable","root","version","versions","draining","active_builds","disk_free_mb","last_deployment","error"}'
 expect_exit 0 "$RCH" fleet status --json
 jcheck "
 assert list(d) == ['schema_version', 'workers'], d

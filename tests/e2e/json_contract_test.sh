@@ -29,7 +29,9 @@ expect_exit 0 "$RCH" fleet deploy --no-toolchain --json --version "$NEXT" --work
 expect_exit 0 "$RCH" fleet rollback --json --worker w1
 doc "assert ($WORKERS)(d['workers']), d"
 expect_exit 0 "$RCH" fleet status --json
-doc "assert ($WORKERS)(d['workers']), d"
+doc "assert ($WORKERS)(d['workers']), d
+assert all({'host', 'hostname', 'address', 'port', 'user', 'jump'} <= set(w) for w in d['workers']), d
+assert all(isinstance(w['port'], int) and w['user'] == 'rchtest' and w['address'] == '127.0.0.1' for w in d['workers']), d"
 expect_exit 0 "$RCH" fleet verify --json --worker 'w[1-2]'
 doc "assert ($WORKERS)(d['workers']) and d['ok'] is True, d"
 expect_exit 0 "$RCH" fleet drain --json --worker w2 --timeout 5

@@ -18,7 +18,7 @@ expect_exit 0 "$RCH" fleet status --json
 json 'w=d["workers"]; assert [x["worker_id"] for x in w]==["w1","w2","w3","w4"], w
 for x in w:
     assert x["reachable"] is True and x["version"] is None and x["error"] is None, x
-    assert set(x)=={"worker_id","host","port","user","reachable","root","version","versions","draining",
+    assert set(x)=={"worker_id","host","hostname","address","port","user","jump","reachable","root","version","versions","draining",
                     "active_builds","disk_free_mb","last_deployment","error"}, x'
 
 # An agent installed by hand in w1's layout shows its version.

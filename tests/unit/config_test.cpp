@@ -37,6 +37,8 @@ TEST_CASE("parse_config: empty file gives the documented defaults", "[config]") 
   CHECK(c.defaults.max_output_bytes == 1048576);
   CHECK(c.defaults.min_transfer_mbps == 1);
   CHECK(c.defaults.stall_timeout == 30s);
+  CHECK(c.defaults.connect_retries == 2);
+  CHECK(c.defaults.connect_retry_delay == 1.0);
   CHECK(c.preflight.min_disk_mb == 500);
   CHECK(c.preflight.rsync == rch::Requirement::optional);
   CHECK(c.preflight.zstd == rch::Requirement::optional);
@@ -67,6 +69,8 @@ ssh_config = "~/ssh/cfg"
 max_output_bytes = 65536
 min_transfer_mbps = 20
 stall_timeout = 7
+connect_retries = 0
+connect_retry_delay = 0.25
 
 [preflight]
 min_disk_mb = 0
@@ -106,6 +110,8 @@ transfer_timeout = 60
   CHECK(c.defaults.max_output_bytes == 65536);
   CHECK(c.defaults.min_transfer_mbps == 20);
   CHECK(c.defaults.stall_timeout == 7s);
+  CHECK(c.defaults.connect_retries == 0);
+  CHECK(c.defaults.connect_retry_delay == 0.25);
   CHECK(c.preflight.min_disk_mb == 0);
   CHECK(c.preflight.rsync == rch::Requirement::required);
   CHECK(c.preflight.zstd == rch::Requirement::ignore);
@@ -151,6 +157,10 @@ TEST_CASE("parse_config errors name file, line and column", "[config]") {
   CHECK(error_of("[defaults]\nconnect_timeout = 1.5\n") ==
         "config.toml:2:19: connect_timeout in [defaults] must be an integer number of seconds between 1 and "
         "86400");
+  CHECK(error_of("[defaults]\nconnect_retries = -1\n") ==
+        "config.toml:2:19: connect_retries in [defaults] must be an integer between 0 and 100");
+  CHECK(error_of("[defaults]\nconnect_retry_delay = \"1s\"\n") ==
+        "config.toml:2:23: connect_retry_delay in [defaults] must be a number of seconds between 0 and 3600");
   CHECK(error_of("[defaults]\nhost_key_policy = \"acept-new\"\n") ==
         "config.toml:2:19: host_key_policy in [defaults] must be one of \"strict\", \"accept-new\" "
         "(got \"acept-new\") (did you mean 'accept-new'?)");

@@ -35,6 +35,7 @@ id = "gpu-2.eu_west"
 host = "gpu2.example.com"
 port = 2222
 identity_file = "keys/id_ed25519"
+certificate_file = "keys/id_ed25519-cert.pub"
 root = "/srv/rch"
 tags = ["gpu", "eu"]
 
@@ -58,6 +59,8 @@ identity_file = "/abs/key"
   CHECK(w[1].id == "gpu-2.eu_west");
   CHECK(w[1].port == 2222);
   CHECK(w[1].identity_file == "/etc/rch/keys/id_ed25519");
+  CHECK(w[1].certificate_file == "/etc/rch/keys/id_ed25519-cert.pub");
+  CHECK(w[0].certificate_file.empty());
   CHECK(w[1].root == "/srv/rch");
   CHECK(w[1].tags == std::vector<std::string>{"gpu", "eu"});
   CHECK(w[1].line == 7);

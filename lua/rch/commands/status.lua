@@ -7,6 +7,7 @@ local transport = require "rch.transport"
 local ui = require "rch.ui"
 local workers_mod = require "rch.workers"
 local state = require "rch.deploy.state"
+local ssh_transport = require "rch.transport.ssh"
 
 local M = {}
 
@@ -23,8 +24,22 @@ local function last_deployments()
   return out
 end
 
+-- Where a worker really is: its host as configured, and the hostname, port,
+-- user and jump hosts after the ssh config (what OpenSSH's client would use),
+-- and the address the hostname resolves to.
+local function endpoint(worker, settings, resolve)
+  local e = { worker_id = worker.id, host = worker.host, hostname = worker.host, port = worker.port,
+    user = worker.user, reachable = false }
+  if not resolve or transport.impl() ~= ssh_transport then return e end
+  local r = rch.ssh.resolve(ssh_transport.target(worker, settings))
+  if r then
+    e.hostname, e.port, e.user, e.jump, e.address = r.hostname, r.port, r.user, r.jump, r.address
+  end
+  return e
+end
+
 local function probe(worker, settings)
-  local entry = { worker_id = worker.id, host = worker.host, port = worker.port, user = worker.user, reachable = false }
+  local entry = endpoint(worker, settings, true)
   local conn, err = transport.get(worker, settings)
   if not conn then
     entry.error = err
@@ -72,8 +87,8 @@ local function collect(workers, settings)
     return probe(w, settings)
   end)
   for i, e in pairs(errors or {}) do
-    results[i] = { worker_id = workers[i].id, host = workers[i].host, port = workers[i].port, user = workers[i].user,
-      reachable = false, error = e }
+    results[i] = endpoint(workers[i], settings, false)
+    results[i].error = e
   end
   transport.close_all()
   local last = last_deployments()
@@ -86,7 +101,8 @@ local function render_json(results, compact)
   local list = rch.json.array()
   for i, r in ipairs(results) do
     list[i] = {
-      worker_id = r.worker_id, host = r.host, port = r.port, user = r.user, reachable = r.reachable, root = r.root or null,
+      worker_id = r.worker_id, host = r.host, hostname = r.hostname, address = r.address or null, port = r.port,
+      user = r.user, jump = r.jump or null, reachable = r.reachable, root = r.root or null,
       version = r.version or null, versions = rch.json.array(r.versions or {}),
       draining = r.draining == nil and null or r.draining, active_builds = r.active_builds or null,
       disk_free_mb = r.disk_free_mb or null, last_deployment = r.last_deployment or null, error = r.error or null,
@@ -98,7 +114,10 @@ end
 local function render_table(results)
   local rows = {}
   for _, r in ipairs(results) do
-    local address = ((r.user or "") ~= "" and r.user .. "@" or "") .. r.host .. ":" .. tostring(r.port)
+    local address = ((r.user or "") ~= "" and r.user .. "@" or "") .. r.hostname .. ":" .. tostring(r.port)
+    if r.address and r.address ~= r.hostname then address = address .. " (" .. r.address .. ")" end
+    if r.hostname ~= r.host then address = r.host .. " = " .. address end
+    if r.jump then address = address .. " via " .. r.jump end
     local reach = r.reachable and ui.paint("green", "yes") or ui.paint("red", "no")
     local version = r.version or (r.reachable and not r.error and ui.paint("dim", "none") or "-")
     local state_text = r.draining and ui.paint("yellow", "draining") or (r.version and "ready" or "-")

@@ -4,6 +4,8 @@ local ssh = require "rch.ssh"
 local config = require "rch.config"
 local remote = require "rch.remote"
 local steps = require "rch.deploy.remote_steps"
+local log = require "rch.log"
+local sched = require "rch.sched"
 
 local M = {}
 local Handle = {}
@@ -14,15 +16,34 @@ function M.target(worker, settings)
   local d = settings.defaults
   return {
     host = worker.host, port = worker.port, user = worker.user, identity_file = worker.identity_file,
+    certificate_file = worker.certificate_file,
     known_hosts = d.known_hosts, ssh_config = d.ssh_config, host_key_policy = d.host_key_policy,
     connect_timeout = d.connect_timeout, max_output = d.max_output_bytes, stall_timeout = d.stall_timeout,
   }
 end
 
+--- Connects to a worker. A transient failure (refused, reset, timed out, no
+-- route: a host rebooting) is retried `[defaults] connect_retries` times,
+-- after `connect_retry_delay` seconds, doubling; each retry is logged at warn.
+-- Authentication and host key failures are never retried. Yields.
+-- @return handle, or nil, err (naming the attempts when it retried)
 function M.open(worker, settings)
-  local session, err = ssh.connect(M.target(worker, settings or config.settings()))
-  if not session then return nil, err end
-  return setmetatable({ worker = worker, session = session }, Handle)
+  settings = settings or config.settings()
+  local d = settings.defaults
+  local retries, delay = d.connect_retries or 2, d.connect_retry_delay or 1
+  local target = M.target(worker, settings)
+  local attempt = 1
+  while true do
+    local session, err, kind = ssh.connect(target)
+    if session then return setmetatable({ worker = worker, session = session }, Handle) end
+    if kind ~= "transient" or attempt > retries then
+      if attempt > 1 then err = ("%s (attempt %d of %d)"):format(err, attempt, retries + 1) end
+      return nil, err
+    end
+    log.warn(("%s: %s; retry %d of %d in %g s"):format(worker.id, err, attempt, retries, delay))
+    sched.sleep(delay)
+    attempt, delay = attempt + 1, delay * 2
+  end
 end
 
 function Handle:root() return remote.root(self.session, self.worker) end
