@@ -296,8 +296,10 @@ struct SshSession::Impl {
 
   // `stdin_used`: the command reads the feed; otherwise the channel's stdin
   // stays open for the guard's watcher until the command exits. `stall_s`
-  // > 0: no progress for that long ends the command as stalled.
-  Result<ExecResult> run(const std::string& command, int timeout_s, StdinFeed& feed, bool stdin_used, int stall_s);
+  // > 0: no progress for that long ends the command as stalled. `sink`:
+  // where the output within the cap goes (null: into the result's out/err).
+  Result<ExecResult> run(const std::string& command, int timeout_s, StdinFeed& feed, bool stdin_used, int stall_s,
+                         const OutputSink* sink = nullptr);
 };
 
 namespace {
@@ -470,7 +472,7 @@ Result<std::unique_ptr<SshSession>> SshSession::connect(const SshTarget& target)
 }
 
 Result<ExecResult> SshSession::Impl::run(const std::string& command, int timeout_s, StdinFeed& feed, bool stdin_used,
-                                         int stall_s) {
+                                         int stall_s, const OutputSink* sink) {
   ssh_session s = session.get();
   const std::string guarded = "sh -c " + shell_quote(kGuard) + " rch-guard " +
                               std::to_string(timeout_s > 0 ? timeout_s + 5 : 0) + (stdin_used ? " 1 " : " 0 ") +
@@ -529,6 +531,7 @@ Result<ExecResult> SshSession::Impl::run(const std::string& command, int timeout
     return stall_s > 0 && Clock::now() - last_progress >= std::chrono::seconds(stall_s);
   };
   std::vector<char> buf(64 * 1024);
+  std::size_t kept[2] = {0, 0};  // bytes of stdout, stderr kept (under the cap)
   bool eof_sent = false;
   bool closed = false;
   while (started) {
@@ -567,10 +570,15 @@ Result<ExecResult> SshSession::Impl::run(const std::string& command, int timeout
       } else if (n > 0) {
         // Past the cap the bytes are still read (the command must not block
         // on a full window) but dropped.
-        std::string& into = is_stderr ? result.err : result.out;
-        const std::size_t room = max_output_bytes - std::min(max_output_bytes, into.size());
+        const std::size_t room = max_output_bytes - std::min(max_output_bytes, kept[is_stderr]);
         const auto got = static_cast<std::size_t>(n);
-        into.append(buf.data(), std::min(got, room));
+        const std::string_view part(buf.data(), std::min(got, room));
+        kept[is_stderr] += part.size();
+        if (sink == nullptr) {
+          (is_stderr ? result.err : result.out).append(part);
+        } else if (!part.empty()) {
+          (*sink)(is_stderr == 1, part);
+        }
         if (got > room) (is_stderr ? result.err_truncated : result.out_truncated) = true;
         progress = true;
       }
@@ -626,6 +634,11 @@ Result<ExecResult> SshSession::Impl::run(const std::string& command, int timeout
 Result<ExecResult> SshSession::exec(const std::string& command, int timeout_s, std::string_view stdin_data) {
   StdinFeed feed(stdin_data);
   return impl_->run(command, timeout_s, feed, !stdin_data.empty(), 0);
+}
+
+Result<ExecResult> SshSession::exec_streaming(const std::string& command, int timeout_s, const OutputSink& sink) {
+  StdinFeed feed(std::string_view{});
+  return impl_->run(command, timeout_s, feed, false, 0, &sink);
 }
 
 Result<ExecResult> SshSession::exec_with_input_file(const std::string& command, const std::filesystem::path& file,

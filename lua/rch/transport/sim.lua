@@ -87,6 +87,9 @@ function Handle:exec(argv)
   return nil, ("simulated worker %s cannot run commands (%s)"):format(self.worker.id, tostring(argv[1]))
 end
 
+Handle.exec_stream = Handle.exec
+Handle.compare = Handle.put
+
 function Handle:alive() return self.open end
 function Handle:close() self.open = false end
 

@@ -38,7 +38,9 @@ function Handle:probe_agent(...) return steps.probe_agent(self.session, ...) end
 function Handle:installed_version(...) return remote.installed_version(self.session, ...) end
 function Handle:inspect(...) return steps.inspect(self.session, ...) end
 function Handle:put(...) return steps.put(self.session, ...) end
+function Handle:compare(...) return steps.compare(self.session, ...) end
 function Handle:exec(argv, opts) return self.session:exec(argv, opts) end
+function Handle:exec_stream(argv, opts) return self.session:exec_stream(argv, opts) end
 function Handle:alive() return self.session:alive() end
 function Handle:close() self.session:close() end
 
