@@ -54,10 +54,10 @@ function M.shell_words(words)
 end
 
 --- Prints the summary's failure lines: one folded line per kind of failure
--- (label -> ids, in the order given), each unreachable worker's error, and
+-- (label -> ids, in the order given), the errors (folded by message), and
 -- the command that re-runs on all of them.
 -- @param groups list of {label, ids}
--- @param errors list of {worker_id, error} shown one per line
+-- @param errors list of {worker_id, error}
 -- @param rerun function(folded ids) -> command line
 function M.print_failures(groups, errors, rerun)
   local all = {}
@@ -67,7 +67,17 @@ function M.print_failures(groups, errors, rerun)
       for _, id in ipairs(g.ids) do all[#all + 1] = id end
     end
   end
-  for _, e in ipairs(errors) do io.stdout:write("    ", e.worker_id, ": ", ui.one_line(e.error), "\n") end
+  -- Workers that failed with the same words share one line.
+  local by_error, order = {}, {}
+  for _, e in ipairs(errors) do
+    local text = ui.one_line(e.error)
+    if not by_error[text] then
+      by_error[text] = {}
+      order[#order + 1] = text
+    end
+    table.insert(by_error[text], e.worker_id)
+  end
+  for _, text in ipairs(order) do io.stdout:write("    ", targets.fold(by_error[text]), ": ", text, "\n") end
   if #all > 0 then io.stdout:write("re-run on them: ", rerun(targets.fold(all)), "\n") end
 end
 

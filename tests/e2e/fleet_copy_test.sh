@@ -61,7 +61,7 @@ chown root: "$ABS/ro" "$ABS/ro/h.bin"
 expect_exit 1 "$RCH" fleet copy --worker 'w[1-2]' "$TMP/src.bin" "$ABS/ro/h.bin"
 contains "$OUT" "0 copied, 0 mode fixed, 0 skipped, 2 failed"
 grep -qE '^  failed +w\[1-2\]$' <<<"$OUT" || fail "no failed line: $OUT"
-grep -qE "^    w1: upload to $ABS/ro/h.bin failed \(exit 3\): mktemp: .*Permission denied" <<<"$OUT" || fail "w1's error: $OUT"
+grep -qE "^    w\[1-2\]: upload to $ABS/ro/h.bin failed \(exit 3\): mktemp: .*Permission denied" <<<"$OUT" || fail "the folded error: $OUT"
 contains "$OUT" "re-run on them: rch fleet copy --worker 'w[1-2]' --mode 0644 $TMP/src.bin $ABS/ro/h.bin"
 [[ $(cat "$ABS/ro/h.bin") == old && -z $(ls -A "$ABS/ro" | grep -v '^h.bin$') ]] || fail "the read-only dir changed: $(ls -la "$ABS/ro")"
 
