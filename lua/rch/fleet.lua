@@ -87,7 +87,7 @@ end
 -- @return worker id -> {path, sha256} or {error = …}
 function M.upload(workers, local_path, remote_path, opts)
   local sha = assert(rch.crypto.sha256_file(local_path))
-  local dest = assert(require("rch.commands.copy").remote_path(remote_path))
+  local dest = assert(require("rch.remote").login_path(remote_path))
   local timeout = (opts and opts.timeout)
     or require("rch.deploy.remote_steps").upload_timeout(assert(rch.fs.size(local_path)), settings().defaults)
   return M.each(workers, function(_, conn)

@@ -9,19 +9,9 @@ local ui = require "rch.ui"
 local adhoc = require "rch.adhoc"
 local targets = require "rch.targets"
 local steps = require "rch.deploy.remote_steps"
+local remote = require "rch.remote"
 
 local M = {}
-
---- DEST as the worker's shell sees it from the login home, where every
--- command starts: "~/x" -> "x", "~" -> ".". nil, err for ~user and empty.
-function M.remote_path(dest)
-  if dest == "~" then return "." end
-  if dest:sub(1, 2) == "~/" then dest = dest:sub(3) end
-  if dest == "" or dest:sub(1, 1) == "~" then
-    return nil, ("DEST '%s': use an absolute path, ~/PATH or a path relative to the login home"):format(dest)
-  end
-  return dest
-end
 
 local function copy_one(conn, src, dest, sha, mode, timeout, force)
   local what, err = "copy", nil
@@ -44,9 +34,9 @@ function M.run(opts)
     return 2
   end
   mode = ("%o"):format(tonumber(mode, 8)) -- as stat %a prints it
-  local dest, err = M.remote_path(opts.dest)
+  local dest, err = remote.login_path(opts.dest)
   if not dest then
-    ui.error(err)
+    ui.error("DEST " .. err)
     return 2
   end
   local size = rch.fs.size(opts.src)
