@@ -67,6 +67,20 @@ struct WorkerListOptions {
   bool json = false;
 };
 
+struct ExecOptions {
+  std::vector<std::string> worker, exclude, argv;
+  std::optional<int> parallel, timeout;
+  std::string shell;
+  bool json = false, no_fold = false, as_build = false;
+};
+
+struct CopyOptions {
+  std::vector<std::string> worker, exclude;
+  std::optional<int> parallel;
+  std::string mode = "0644", src, dest;
+  bool json = false, force = false;
+};
+
 struct HistoryOptions {
   int limit = 10;
   std::string worker, show_id;
@@ -285,6 +299,32 @@ int main(int argc, char** argv) {
   add_targets(undrain_cmd, undrain.worker, undrain.exclude, "Undrain");
   undrain_cmd->add_flag("--json", undrain.json, "JSON output");
 
+  ExecOptions exec;
+  auto* exec_cmd = fleet->add_subcommand("exec", "Run a command on workers, output folded like clush -b");
+  add_targets(exec_cmd, exec.worker, exec.exclude, "Run on");
+  exec_cmd->add_option("--parallel", exec.parallel, "Max workers at once (default: [defaults] parallel, 4)")
+      ->check(CLI::PositiveNumber);
+  exec_cmd->add_option("--timeout", exec.timeout, "Seconds the command may run (default: [defaults] command_timeout)")
+      ->check(CLI::PositiveNumber);
+  exec_cmd->add_option("--shell", exec.shell, "Run this line through the login shell instead of -- CMD ARGS");
+  exec_cmd->add_flag("--json", exec.json, "JSON output");
+  exec_cmd->add_flag("--no-fold", exec.no_fold, "Print 'id: line' as lines arrive instead of folded blocks");
+  exec_cmd->add_flag("--as-build", exec.as_build, "Run through rch-wkr exec (a build lease; refused while draining)");
+  exec_cmd->add_option("CMD", exec.argv, "-- CMD ARGS…: the command, each argument quoted as given");
+  exec_cmd->positionals_at_end();  // from CMD on, `-r` and the like belong to the command
+
+  CopyOptions copy;
+  auto* copy_cmd = fleet->add_subcommand("copy", "Copy a file to workers (verified, temp name then rename)");
+  add_targets(copy_cmd, copy.worker, copy.exclude, "Copy to");
+  copy_cmd->add_option("--parallel", copy.parallel, "Max workers at once (default: [defaults] parallel, 4)")
+      ->check(CLI::PositiveNumber);
+  copy_cmd->add_option("--mode", copy.mode, "Mode of the file on the workers (octal)")->capture_default_str();
+  copy_cmd->add_flag("--json", copy.json, "JSON output");
+  copy_cmd->add_flag("--force", copy.force, "Copy even when DEST already has the same bytes and mode");
+  copy_cmd->add_option("SRC", copy.src, "Local file")->required();
+  copy_cmd->add_option("DEST", copy.dest, "Path on the workers: absolute, ~/…, or relative to the login home")
+      ->required();
+
   HistoryOptions history;
   auto* history_cmd = fleet->add_subcommand("history", "Show deployment history");
   history_cmd->add_option("--limit", history.limit, "Number of deployments to show")
@@ -367,7 +407,8 @@ int main(int argc, char** argv) {
   std::string run_file;
   std::vector<std::string> run_args;
   auto* run_cmd = app.add_subcommand("run", "Run a maintenance script with the rch Lua API");
-  run_cmd->fallthrough(false);  // what follows the script belongs to the script
+  run_cmd->fallthrough(false);    // what follows the script belongs to the script,
+  run_cmd->positionals_at_end();  // options (`uname -r`) included: no `--` needed
   run_cmd->add_option("FILE", run_file, "Lua script")->required();
   run_cmd->add_option("ARGS", run_args, "Arguments passed to the script as ...");
 
@@ -443,6 +484,29 @@ int main(int argc, char** argv) {
                               {"timeout", 0},
                               {"json", undrain.json},
                               {"undrain", true}});
+    }
+    if (*exec_cmd) {
+      json args = {{"worker", worker_list(exec.worker)},
+                   {"exclude", worker_list(exec.exclude)},
+                   {"argv", worker_list(exec.argv)},
+                   {"shell", exec.shell},
+                   {"json", exec.json},
+                   {"no_fold", exec.no_fold},
+                   {"as_build", exec.as_build}};
+      if (exec.parallel) args["parallel"] = *exec.parallel;
+      if (exec.timeout) args["timeout"] = *exec.timeout;
+      return run_lua_command(g, "exec", args);
+    }
+    if (*copy_cmd) {
+      json args = {{"worker", worker_list(copy.worker)},
+                   {"exclude", worker_list(copy.exclude)},
+                   {"src", copy.src},
+                   {"dest", copy.dest},
+                   {"mode", copy.mode},
+                   {"json", copy.json},
+                   {"force", copy.force}};
+      if (copy.parallel) args["parallel"] = *copy.parallel;
+      return run_lua_command(g, "copy", args);
     }
     if (*history_cmd) {
       return run_lua_command(

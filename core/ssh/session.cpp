@@ -309,11 +309,12 @@ struct SshSession::Impl {
 
   // `stdin_used`: the command reads the feed; otherwise the channel's stdin
   // stays open for the guard's watcher until the command exits. `stall_s`
-  // > 0: no progress for that long ends the command as stalled. With
-  // `keep`, a command that prints a whole first line is left running: its
-  // channel moves into *keep and the result holds what it printed so far.
+  // > 0: no progress for that long ends the command as stalled. `sink`:
+  // where the output within the cap goes (null: into the result's out/err).
+  // With `keep`, a command that prints a whole first line is left running:
+  // its channel moves into *keep and the result holds what it printed so far.
   Result<ExecResult> run(const std::string& command, int timeout_s, StdinFeed& feed, bool stdin_used, int stall_s,
-                         std::unique_ptr<ExecChannel>* keep = nullptr);
+                         const OutputSink* sink = nullptr, std::unique_ptr<ExecChannel>* keep = nullptr);
 };
 
 namespace {
@@ -734,7 +735,7 @@ Result<std::unique_ptr<SshSession>> SshSession::connect(const SshTarget& target,
 }
 
 Result<ExecResult> SshSession::Impl::run(const std::string& command, int timeout_s, StdinFeed& feed, bool stdin_used,
-                                         int stall_s, std::unique_ptr<ExecChannel>* keep) {
+                                         int stall_s, const OutputSink* sink, std::unique_ptr<ExecChannel>* keep) {
   ssh_session s = session.get();
   // A held command outlives timeout_s (which only bounds the wait for its first line).
   const int remote_deadline_s = timeout_s > 0 && keep == nullptr ? timeout_s + 5 : 0;
@@ -794,6 +795,7 @@ Result<ExecResult> SshSession::Impl::run(const std::string& command, int timeout
     return stall_s > 0 && Clock::now() - last_progress >= std::chrono::seconds(stall_s);
   };
   std::vector<char> buf(64 * 1024);
+  std::size_t kept[2] = {0, 0};  // bytes of stdout, stderr kept (under the cap)
   bool eof_sent = false;
   bool closed = false;
   while (started) {
@@ -832,10 +834,15 @@ Result<ExecResult> SshSession::Impl::run(const std::string& command, int timeout
       } else if (n > 0) {
         // Past the cap the bytes are still read (the command must not block
         // on a full window) but dropped.
-        std::string& into = is_stderr ? result.err : result.out;
-        const std::size_t room = max_output_bytes - std::min(max_output_bytes, into.size());
+        const std::size_t room = max_output_bytes - std::min(max_output_bytes, kept[is_stderr]);
         const auto got = static_cast<std::size_t>(n);
-        into.append(buf.data(), std::min(got, room));
+        const std::string_view part(buf.data(), std::min(got, room));
+        kept[is_stderr] += part.size();
+        if (sink == nullptr) {
+          (is_stderr ? result.err : result.out).append(part);
+        } else if (!part.empty()) {
+          (*sink)(is_stderr == 1, part);
+        }
         if (got > room) (is_stderr ? result.err_truncated : result.out_truncated) = true;
         progress = true;
         if (keep != nullptr && !is_stderr && result.out.find('\n') != std::string::npos) {
@@ -897,6 +904,11 @@ Result<ExecResult> SshSession::exec(const std::string& command, int timeout_s, s
   return impl_->run(command, timeout_s, feed, !stdin_data.empty(), 0);
 }
 
+Result<ExecResult> SshSession::exec_streaming(const std::string& command, int timeout_s, const OutputSink& sink) {
+  StdinFeed feed(std::string_view{});
+  return impl_->run(command, timeout_s, feed, false, 0, &sink);
+}
+
 Result<ExecResult> SshSession::exec_with_input_file(const std::string& command, const std::filesystem::path& file,
                                                     int timeout_s) {
   FilePtr f(std::fopen(file.c_str(), "rb"));
@@ -915,7 +927,7 @@ Result<ExecResult> SshSession::exec_with_input_file(const std::string& command, 
 Result<SshSession::Hold> SshSession::hold(const std::string& command, int timeout_s) {
   StdinFeed no_input({});
   std::unique_ptr<ExecChannel> channel;
-  auto r = impl_->run(command, timeout_s, no_input, false, 0, &channel);
+  auto r = impl_->run(command, timeout_s, no_input, false, 0, nullptr, &channel);
   if (!r) return Error{r.error()};
   Hold hold;
   if (channel) {

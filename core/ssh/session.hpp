@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -49,6 +50,9 @@ struct ExecResult {
 // host key failures never are.
 enum class ConnectFailure { transient, permanent };
 
+// Receives a command's output as it arrives: stderr or stdout, and the bytes.
+using OutputSink = std::function<void(bool is_stderr, std::string_view chunk)>;
+
 class SshSession {  // one authenticated libssh session; use from one thread at a time
  public:
   // Connects, verifies the host key, authenticates. Errors name user@host:port;
@@ -67,6 +71,11 @@ class SshSession {  // one authenticated libssh session; use from one thread at 
   // connection dropped), and SIGKILL 5 s past timeout_s: a command rch gives
   // up on leaves no process behind. Without stdin_data the command reads /dev/null.
   Result<ExecResult> exec(const std::string& command, int timeout_s, std::string_view stdin_data = {});
+
+  // As exec without stdin, but the output goes to `sink` as it arrives (on
+  // this thread, before the command ends) instead of into out/err; the cap,
+  // the truncation flags, the guard and the timeout are exec's.
+  Result<ExecResult> exec_streaming(const std::string& command, int timeout_s, const OutputSink& sink);
 
   // Streams a local file into the command's stdin (e.g. `cat > tmp`), for
   // uploads. No progress for stall_timeout_s fails it as stalled (timed_out

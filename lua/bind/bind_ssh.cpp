@@ -4,8 +4,12 @@
 // drops the userdata.
 #include <chrono>
 #include <cstdio>
+#include <deque>
 #include <filesystem>
 #include <memory>
+#include <mutex>
+#include <optional>
+#include <utility>
 
 #include "core/log/log.hpp"
 #include "core/ssh/quote.hpp"
@@ -17,6 +21,7 @@ namespace rch::lua {
 namespace {
 
 const char kSessionMeta[] = "rch.ssh.session";
+const char kStreamMeta[] = "rch.ssh.stream";
 // A Lua string must stay well below LuaJIT's 2 GiB limit.
 constexpr lua_Number kMaxOutputLimit = 1024.0 * 1024 * 1024;
 
@@ -340,6 +345,126 @@ int l_ssh_release(lua_State* L) {
   return 0;
 }
 
+// A command whose output is read while it runs (session:exec_stream). The
+// pool job appends chunks and, at the end, the result; the reading task
+// waits for them in stream:read(). What is queued is bounded by the cap of
+// each stream (the session hands over no byte past it).
+struct StreamState {
+  std::mutex mutex;
+  std::deque<std::pair<bool, std::string>> chunks;  // is_stderr, bytes
+  std::optional<Result<ExecResult>> result;
+  int waiting = 0;  // the task blocked in read(), 0: none
+};
+
+struct StreamBox {
+  std::shared_ptr<StreamState> state;
+  std::size_t max_output = 0;
+  bool finished = false;  // read() returned the result
+};
+
+// Pushes what read() returns next: "out"|"err", bytes; or "done", result |
+// nil, err once no chunk is left. The state's mutex is taken only to pop (a
+// Lua error while pushing must not leave it locked); the result, once set,
+// never changes.
+int push_stream_item(lua_State* L, StreamBox& box) {
+  std::optional<std::pair<bool, std::string>> chunk;
+  {
+    std::lock_guard lock(box.state->mutex);
+    if (!box.state->chunks.empty()) {
+      chunk = std::move(box.state->chunks.front());
+      box.state->chunks.pop_front();
+    }
+  }
+  if (chunk) {
+    lua_pushstring(L, chunk->first ? "err" : "out");
+    lua_pushlstring(L, chunk->second.data(), chunk->second.size());
+    return 2;
+  }
+  box.finished = true;
+  const Result<ExecResult>& r = *box.state->result;
+  if (!r.ok()) return push_failure(L, r.error());
+  lua_pushstring(L, "done");
+  push_exec_result(L, *r, box.max_output);
+  return 2;
+}
+
+// Wakes the task waiting in read(), if any (any thread, state->mutex held).
+// The stream box is alive then: it is on that task's stack.
+void wake_reader(Engine& engine, StreamState& state, StreamBox* box) {
+  if (state.waiting == 0) return;
+  const int task = state.waiting;
+  state.waiting = 0;
+  engine.resume_later(task, [box](lua_State* co) { return push_stream_item(co, *box); });
+}
+
+// session:exec_stream(argv | command [, {timeout=}]) -> stream
+// Starts the command (stdin /dev/null, guard, cap and timeout as exec) and
+// returns at once; stream:read() returns its output while it runs. The
+// session is busy until the command has ended.
+int l_ssh_exec_stream(lua_State* L) {
+  SessionBox& box = check_session(L);
+  const std::string command =
+      lua_type(L, 2) == LUA_TTABLE ? shell_join(check_string_list(L, 2)) : check_std_string(L, 2);
+  const int timeout = static_cast<int>(opt_number_field(L, 3, "timeout", 300));
+  Engine& engine = engine_of(L);
+  auto state = std::make_shared<StreamState>();
+  auto* stream = static_cast<StreamBox*>(lua_newuserdata(L, sizeof(StreamBox)));
+  new (stream) StreamBox{state, box.session->max_output_bytes(), false};
+  luaL_getmetatable(L, kStreamMeta);
+  lua_setmetatable(L, -2);
+  box.busy = true;
+  auto session = box.session;
+  auto* boxp = &box;
+  lua_pushvalue(L, 1);
+  const int ref = luaL_ref(L, LUA_REGISTRYINDEX);  // the session box outlives the job
+  engine.executor().run_blocking([&engine, state, stream, session, command, timeout, boxp, ref] {
+    const auto started = std::chrono::steady_clock::now();
+    auto r = session->exec_streaming(command, timeout, [&](bool is_stderr, std::string_view bytes) {
+      std::lock_guard lock(state->mutex);
+      if (!state->chunks.empty() && state->chunks.back().first == is_stderr) {
+        state->chunks.back().second.append(bytes);  // not read yet: one chunk
+      } else {
+        state->chunks.emplace_back(is_stderr, std::string(bytes));
+      }
+      wake_reader(engine, *state, stream);
+    });
+    log_command(*session, command, r, started, 0);
+    auto result = std::make_shared<Result<ExecResult>>(std::move(r));
+    return Executor::Completion([&engine, state, stream, boxp, ref, result] {
+      luaL_unref(engine.state(), LUA_REGISTRYINDEX, ref);
+      boxp->busy = false;
+      std::lock_guard lock(state->mutex);
+      state->result = std::move(*result);
+      wake_reader(engine, *state, stream);
+    });
+  });
+  return 1;
+}
+
+// stream:read() -> "out"|"err", bytes (in arrival order, within the cap) |
+// "done", result (as exec's) | nil, err (the connection was lost). Yields
+// until one of them is there.
+int l_stream_read(lua_State* L) {
+  auto* box = static_cast<StreamBox*>(luaL_checkudata(L, 1, kStreamMeta));
+  if (box->finished) throw Misuse("rch.ssh: stream:read() after the command ended");
+  const int task = require_task(L, "rch.ssh.stream:read");  // may raise: before the lock
+  {
+    std::lock_guard lock(box->state->mutex);
+    if (box->state->waiting != 0) throw Misuse("rch.ssh: the stream is already read by another task");
+    if (box->state->chunks.empty() && !box->state->result) {
+      box->state->waiting = task;
+      return lua_yield(L, 0);
+    }
+  }
+  return push_stream_item(L, *box);
+}
+
+int l_stream_gc(lua_State* L) {
+  auto* box = static_cast<StreamBox*>(luaL_checkudata(L, 1, kStreamMeta));
+  box->~StreamBox();
+  return 0;
+}
+
 // session:home() -> the remote $HOME, resolved on the worker
 int l_ssh_home(lua_State* L) {
   SessionBox& box = check_session(L);
@@ -403,17 +528,35 @@ int l_ssh_join(lua_State* L) {
 
 int luaopen_rch_ssh(lua_State* L) {
   static const luaL_Reg methods[] = {
-      {"exec", guarded<l_ssh_exec>},       {"upload", guarded<l_ssh_upload>},
-      {"home", guarded<l_ssh_home>},       {"hold", guarded<l_ssh_hold>},
-      {"holding", guarded<l_ssh_holding>}, {"release", guarded<l_ssh_release>},
-      {"alive", guarded<l_ssh_alive>},     {"close", guarded<l_ssh_close>},
-      {"label", guarded<l_ssh_label>},     {nullptr, nullptr},
+      {"exec", guarded<l_ssh_exec>},
+      {"upload", guarded<l_ssh_upload>},
+      {"home", guarded<l_ssh_home>},
+      {"exec_stream", guarded<l_ssh_exec_stream>},
+      {"hold", guarded<l_ssh_hold>},
+      {"holding", guarded<l_ssh_holding>},
+      {"release", guarded<l_ssh_release>},
+      {"alive", guarded<l_ssh_alive>},
+      {"close", guarded<l_ssh_close>},
+      {"label", guarded<l_ssh_label>},
+      {nullptr, nullptr},
   };
   luaL_newmetatable(L, kSessionMeta);
   lua_pushcfunction(L, l_ssh_gc);
   lua_setfield(L, -2, "__gc");
   lua_newtable(L);
   set_functions(L, methods);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+
+  static const luaL_Reg stream_methods[] = {
+      {"read", guarded<l_stream_read>},
+      {nullptr, nullptr},
+  };
+  luaL_newmetatable(L, kStreamMeta);
+  lua_pushcfunction(L, l_stream_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_newtable(L);
+  set_functions(L, stream_methods);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
 

@@ -81,16 +81,27 @@ function M.undrain(workers, opts)
 end
 
 --- Copies a local file to `remote_path` on each worker (temp name + rename,
--- sha256 checked on the worker). Relative paths are under the worker root.
+-- sha256 checked on the worker; missing directories are created). Relative
+-- paths and ~/… are under the login home, as for fleet.exec and rch fleet
+-- copy; fleet.root(worker) gives the worker root.
+-- @return worker id -> {path, sha256} or {error = …}
 function M.upload(workers, local_path, remote_path, opts)
   local sha = assert(rch.crypto.sha256_file(local_path))
+  local dest = assert(require("rch.remote").login_path(remote_path))
   local timeout = (opts and opts.timeout)
     or require("rch.deploy.remote_steps").upload_timeout(assert(rch.fs.size(local_path)), settings().defaults)
-  return M.each(workers, function(_, conn, root)
-    local dest = remote_path:sub(1, 1) == "/" and remote_path or (root .. "/" .. remote_path)
-    local ok, err = conn:put(local_path, dest, sha, timeout)
-    return ok and { path = dest, sha256 = sha } or { error = err }
+  return M.each(workers, function(_, conn)
+    local ok, err = conn:put(local_path, dest, sha, timeout, { mode = opts and opts.mode })
+    return ok and { path = remote_path, sha256 = sha } or { error = err }
   end, opts)
+end
+
+--- The worker's install root (its `root` with ~ resolved on the worker). Yields.
+-- @return absolute path, or nil, err
+function M.root(worker)
+  local conn, err = transport.get(worker, settings())
+  if not conn then return nil, err end
+  return conn:root()
 end
 
 local audit_log

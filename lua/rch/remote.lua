@@ -21,6 +21,17 @@ function M.root(session, worker)
   return root
 end
 
+--- A path as the worker's shell sees it from the login home, where every
+-- command starts (fleet copy's DEST, fleet.upload): "~/x" -> "x", "~" -> ".". nil, err for ~user and empty.
+function M.login_path(dest)
+  if dest == "~" then return "." end
+  if dest:sub(1, 2) == "~/" then dest = dest:sub(3) end
+  if dest == "" or dest:sub(1, 1) == "~" then
+    return nil, ("'%s': use an absolute path, ~/PATH or a path relative to the login home"):format(dest)
+  end
+  return dest
+end
+
 --- `<root>/bin/rch-wkr --version` on the worker (refused from a root that
 -- breaks the ownership rule, see rch.deploy.remote_steps).
 -- @return version string, or false when no agent is installed, or nil, err

@@ -104,6 +104,8 @@ min_transfer_mbps = $mbps"
   done
 }
 case_defaults_stall_timeout() { elsewhere deploy_timeouts_test.sh stall_timeout; }
+case_defaults_connect_retries() { elsewhere connect_retry_test.sh connect_retries; }
+case_defaults_connect_retry_delay() { elsewhere connect_retry_test.sh connect_retry_delay; }
 case_preflight_min_disk_mb() {
   with $'[preflight]\nmin_disk_mb = 99999999'
   expect_exit 0 "$RCH" fleet deploy --no-toolchain --dry-run --json --worker w1 --force
@@ -194,6 +196,7 @@ wcase_host() {
   contains "$OUT" "127.0.0.2"
   restore_workers
 }
+wcase_certificate_file() { elsewhere ssh_certificates_test.sh certificate_file; }
 wcase_id() { expect_exit 0 "$RCH" fleet status --worker w3 --json; json 'assert d["workers"][0]["worker_id"] == "w3", d'; }
 
 # ---------------------------------------------------------------- every key has a case
@@ -201,7 +204,7 @@ write_config
 expect_exit 0 "$RCH" config check --json
 KEYS=$(python3 -c 'import json, sys; print(" ".join(e["key"] for e in json.loads(sys.argv[1])["settings"]))' "$OUT")
 [[ $(wc -w <<<"$KEYS") -ge 30 ]] || fail "config check lists too few keys: $KEYS"
-WKEYS="id host user port identity_file root tags"
+WKEYS="id host user port identity_file certificate_file root tags"
 missing=()
 for key in $KEYS; do declare -F "case_${key//./_}" >/dev/null || missing+=("$key"); done
 for key in $WKEYS; do declare -F "wcase_$key" >/dev/null || missing+=("workers.toml $key"); done

@@ -20,7 +20,7 @@ WHOME=$(on 1 'printf %s "$HOME"')
 [[ -n $WHOME ]] || fail "no HOME on the workers"
 # The upload test's would-be shell commands create files named after this run.
 TOKEN=pwned-$$-$RANDOM
-trap 'rm -rf "$SHARED" "$WHOME/$TOKEN"-?; deploy_cleanup' EXIT
+trap 'rm -rf "$SHARED" "$WHOME/$TOKEN"-? "$WHOME/drop box"; deploy_cleanup' EXIT
 
 deploy 0
 
@@ -104,7 +104,8 @@ expect_exit 3 "$RCH" run "$TMP/three.lua" "x y" '$(z)'
 printf 'return 0\n' >"$TMP/zero.lua"
 expect_exit 0 "$RCH" run "$TMP/zero.lua"
 
-# ---- fleet.upload: a path with spaces and $() is used literally; the sha256 matches.
+# ---- fleet.upload: a path with spaces and $() is used literally; the sha256 matches; a
+# relative path is under the login home (as fleet.exec runs), fleet.root(w) is the worker root.
 head -c 100000 /dev/urandom >"$TMP/payload.bin"
 PAYLOAD_SHA=$(sha_of "$TMP/payload.bin"); export PAYLOAD_SHA
 cat >"$TMP/upload.lua" <<'EOF'
@@ -114,7 +115,9 @@ local src, rel, abs = ...
 local ws = fleet.workers("w1,w3")
 local a = fleet.upload(ws, src, rel)
 local b = fleet.upload(fleet.workers("w2"), src, abs)
-print(rch.json.encode({ rel = a, abs = b }))
+local roots = {}
+for _, w in ipairs(ws) do roots[w.id] = assert(fleet.root(w)) end
+print(rch.json.encode({ rel = a, abs = b, roots = roots }))
 EOF
 REL="drop box/\$(touch $TOKEN-a) \`touch $TOKEN-b\`; x.bin"
 ABS="$SHARED/abs dir/\$(id) x.bin"
@@ -123,20 +126,33 @@ REL=$REL ABS=$ABS TBD=$TB python3 -c "$PY_PRELUDE
 d = json.loads(sys.stdin.read())
 for k in ('w1', 'w3'):
     r = d['rel'][k]
-    assert r == {'path': os.environ['TBD'] + '/' + k + '/root/' + os.environ['REL'], 'sha256': os.environ['PAYLOAD_SHA']}, r
+    assert r == {'path': os.environ['REL'], 'sha256': os.environ['PAYLOAD_SHA']}, r
+    assert d['roots'][k] == os.environ['TBD'] + '/' + k + '/root', d['roots']
 assert d['abs']['w2'] == {'path': os.environ['ABS'], 'sha256': os.environ['PAYLOAD_SHA']}, d['abs']
 assert set(d['rel']) == {'w1', 'w3'} and set(d['abs']) == {'w2'}, d" <<<"$OUT" || fail "upload result: $OUT"
-for k in 1 3; do
-  f="$(root_of "$k")/$REL"
-  [[ -f $f ]] || fail "w$k: no file at the literal path: $(find "$(root_of "$k")" -maxdepth 2)"
-  [[ $(sha_of "$f") == "$PAYLOAD_SHA" ]] || fail "w$k: wrong bytes at $f"
-  [[ -z $(find "$(root_of "$k")/drop box" -name '*.rch-part.*') ]] || fail "w$k: a temp file was left"
-done
+# w1 and w3 share the login home: one file there, none under their roots.
+f="$WHOME/$REL"
+[[ -f $f ]] || fail "no file at the literal path under the login home: $(find "$WHOME" -maxdepth 2)"
+[[ $(sha_of "$f") == "$PAYLOAD_SHA" ]] || fail "wrong bytes at $f"
+[[ -z $(find "$WHOME/drop box" -name '*.rch-part.*') ]] || fail "a temp file was left"
+for k in 1 3; do [[ ! -e $(root_of "$k")/drop\ box ]] || fail "w$k: the relative upload went under the root"; done
 [[ $(sha_of "$ABS") == "$PAYLOAD_SHA" ]] || fail "w2: wrong bytes at $ABS"
 [[ ! -e $(root_of 2)/drop\ box ]] || fail "w2 got the relative upload"
 [[ $REL == *'$(touch pwned-'* ]] || fail "REL lost its \$(): $REL"
 for n in "$TOKEN-a" "$TOKEN-b"; do
   [[ -z $(find "$TB" "$SHARED" "$WHOME" -maxdepth 4 -name "$n" 2>/dev/null) ]] || fail "the remote path was run as shell code ($n)"
 done
+
+# ---- docs/lua-api.md's upload_run.lua, as printed there: upload then exec of the same relative
+# path meet in the login home; arguments after the script (`-r`, `--`) reach it untouched.
+sed -n '/^<!-- tested: upload_run.lua -->$/,/^```$/p' "$RCH_SOURCE_DIR/docs/lua-api.md" | sed '1,2d;$d' >"$TMP/upload_run.lua"
+[[ -s $TMP/upload_run.lua ]] || fail "no upload_run.lua example in docs/lua-api.md"
+printf '#!/bin/sh\necho "job $# $1 $2 $3 in $PWD"\n' >"$TMP/job.sh"
+expect_exit 0 "$RCH" run "$TMP/upload_run.lua" "$TMP/job.sh" -r -- 'a b'
+for k in 1 2 3 4; do
+  grep -qxF "w$k"$'\t0\t'"job 3 -r -- a b in $WHOME"$'\t'"$(root_of "$k")" <<<"$OUT" || fail "upload_run.lua on w$k: $OUT"
+done
+[[ $(stat -c %a "$WHOME/.cache/rch-run/job.sh") == 755 ]] || fail "job.sh mode"
+rm -rf "$WHOME/.cache/rch-run"
 
 echo "fleet_run_test: ok"

@@ -38,6 +38,13 @@ expect_exit 0 "$RCH" fleet drain --json --worker w2 --timeout 5
 doc "assert ($WORKERS)(d['workers']), d"
 expect_exit 0 "$RCH" fleet undrain --json --worker w2
 doc "assert ($WORKERS)(d['workers']), d"
+expect_exit 0 "$RCH" fleet exec --json --worker 'w[1-2]' -- uname -r
+doc "assert ($WORKERS)(d['workers']) and all({'exit_code', 'stdout', 'stderr', 'duration_secs', 'truncated', 'timed_out', 'error'} <= set(w) for w in d['workers']), d"
+head -c 1000 /dev/urandom >"$TMP/copy.bin"
+expect_exit 0 "$RCH" fleet copy --json --worker 'w[1-2]' "$TMP/copy.bin" "$(root_of 1)/copy.bin"
+doc "assert ($WORKERS)(d['workers']) and {'sha256', 'size', 'mode', 'bytes_sent', 'duration_secs'} <= set(d), d"
+expect_exit 2 "$RCH" fleet exec --json --worker 'nope*' -- true
+doc "assert d['ok'] is False and d['exit_code'] == 2, d"
 expect_exit 0 "$RCH" fleet history --json
 doc "assert len(d['deployments']) >= 2, d"
 expect_exit 0 "$RCH" fleet history show "$DEP" --json

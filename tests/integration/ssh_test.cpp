@@ -254,6 +254,53 @@ TEST_CASE("output beyond max_output_bytes is drained and dropped; status and ses
   CHECK(again.exit_code == 3);
 }
 
+TEST_CASE("exec_streaming hands over output before the command ends, within the cap", "[ssh][stream]") {
+  const auto w = testbed_workers().front();
+  auto t = target_for(w);
+  t.max_output_bytes = 64 * 1024;
+  auto s = connect_ok(t);
+
+  SECTION("a line arrives while the command still runs") {
+    std::string out, err;
+    double first_at = -1;
+    const auto start = Clock::now();
+    auto r = s->exec_streaming("echo first; sleep 2; echo second; echo oops >&2; exit 4", 30,
+                               [&](bool is_stderr, std::string_view chunk) {
+                                 if (first_at < 0 && !is_stderr) first_at = seconds_since(start);
+                                 (is_stderr ? err : out).append(chunk);
+                               });
+    REQUIRE(r.ok());
+    CHECK(first_at >= 0);
+    CHECK(first_at < 1.5);  // before the sleep ended
+    CHECK(seconds_since(start) >= 2);
+    CHECK(out == "first\nsecond\n");
+    CHECK(err == "oops\n");
+    CHECK(r->out.empty());  // the sink had the bytes
+    CHECK(r->exit_code == 4);
+  }
+  SECTION("the sink never gets more than the cap; the rest is drained") {
+    std::size_t got = 0;
+    auto r = s->exec_streaming("head -c 5M /dev/zero; echo done >&2", 30,
+                               [&](bool is_stderr, std::string_view chunk) { got += is_stderr ? 0 : chunk.size(); });
+    REQUIRE(r.ok());
+    CHECK(got == 64 * 1024);
+    CHECK(r->out_truncated);
+    CHECK_FALSE(r->err_truncated);
+    CHECK(r->exit_code == 0);
+  }
+  SECTION("a hung command times out as exec does") {
+    std::string out;
+    const auto start = Clock::now();
+    auto r = s->exec_streaming("echo started; sleep 30", 1, [&](bool, std::string_view chunk) { out.append(chunk); });
+    REQUIRE(r.ok());
+    CHECK(r->timed_out);
+    CHECK(r->exit_code == -1);
+    CHECK(out == "started\n");
+    CHECK(seconds_since(start) < 3);
+  }
+  CHECK(exec_ok(*s, "echo again").out == "again\n");
+}
+
 TEST_CASE("many short commands on one session keep every byte and status", "[ssh]") {
   const auto w = testbed_workers().front();
   auto s = connect_ok(target_for(w));

@@ -222,6 +222,20 @@ receive() {
   got=$(sha256_of "$1") || return 1
   [ "$got" = "$2" ] || { echo "sha256 mismatch on the worker: $1 has $got, expected $2" >&2; return 1; }
 }
+# place DEST TEMPLATE SHA SIZE MODE: stdin into an exclusive temp file made
+# from TEMPLATE (mktemp), read back and verified (receive), given MODE, then
+# renamed to DEST: DEST is the old file or the whole new one, never a part.
+# On a failure or a signal the temp file is removed and on_fail runs (the
+# caller may define it).
+on_fail() { :; }
+place() {
+  tmp=$(mktemp "$2") || exit 3
+  trap 'rm -f -- "$tmp"; on_fail' EXIT
+  trap 'exit 129' HUP INT TERM PIPE
+  receive "$tmp" "$3" "$4" || exit 3
+  chmod "$5" "$tmp" && mv -f -- "$tmp" "$1" || exit 3
+  trap - EXIT
+}
 ]]
 
 -- Parses "size=N" and "mtime=T" (the stat of the verified file) and "sha256=H".
@@ -238,12 +252,8 @@ root=$1; ver=$2; want=$3; want_size=$4
 dir="$root/versions/v$ver"
 ensure_dir "$dir" || exit 4
 rm -f -- "$root"/versions/*/.rch-wkr.part.*
-tmp=$(mktemp "$dir/.rch-wkr.part.XXXXXX") || exit 3
-trap 'rm -f -- "$tmp"; rmdir -- "$dir" 2>/dev/null || true' EXIT  # an empty version dir is no version
-trap 'exit 129' HUP INT TERM PIPE
-receive "$tmp" "$want" "$want_size" || exit 3
-chmod 755 "$tmp" && mv -f -- "$tmp" "$dir/rch-wkr" || exit 3
-trap - EXIT
+on_fail() { rmdir -- "$dir" 2>/dev/null || true; }  # an empty version dir is no version
+place "$dir/rch-wkr" "$dir/.rch-wkr.part.XXXXXX" "$want" "$want_size" 755
 stat --printf 'size=%s\nmtime=%.9Y\n' -- "$dir/rch-wkr"
 echo "sha256=$want"
 ]]
@@ -257,33 +267,67 @@ end
 
 --- Uploads the artifact into <root>/versions/v<ver>/rch-wkr.
 -- @return {sha256, size, mtime} of the file as verified on the worker, or nil, err
-function M.transfer(session, root, version, artifact, timeout)
-  local r, err = session:upload(artifact.path, script(TRANSFER, root, version, artifact.sha256, artifact.size),
-    { timeout = timeout })
+-- The one streamed, verified upload (deploy's transfer, fleet copy, fleet.upload):
+-- local_path into the stdin of argv, a script that ends in `place`.
+-- @return the exec result, or nil, err naming `what`
+local function upload(session, local_path, argv, what, timeout)
+  local r, err = session:upload(local_path, argv, { timeout = timeout })
   if not r then return nil, err end
-  if r.code ~= 0 or r.timed_out then return nil, M.failure("transfer", r, timeout) end
+  if r.code ~= 0 or r.timed_out then return nil, M.failure(what, r, timeout) end
+  return r
+end
+
+function M.transfer(session, root, version, artifact, timeout)
+  local r, err = upload(session, artifact.path, script(TRANSFER, root, version, artifact.sha256, artifact.size),
+    "transfer", timeout)
+  if not r then return nil, err end
   return verified_facts(r.out)
 end
 
--- A file anywhere on the worker (rch run scripts): same exclusive temp name,
--- read-back check and rename.
+-- A file anywhere on the worker (fleet copy, rch run scripts): the same
+-- exclusive temp name beside it, read-back check and rename. mkdirs=1
+-- creates the missing directories above it.
 local PUT = HASH .. GUARD .. RECEIVE .. [[
-dest=$1; want=$2; want_size=$3
-mkdir -p -- "$(dirname -- "$dest")"
-tmp=$(mktemp "$dest.rch-part.XXXXXX") || exit 3
-trap 'rm -f -- "$tmp"' EXIT
-trap 'exit 129' HUP INT TERM PIPE
-receive "$tmp" "$want" "$want_size" || exit 3
-chmod 644 "$tmp" && mv -f -- "$tmp" "$dest" || exit 3
-trap - EXIT
+dest=$1; want=$2; want_size=$3; mode=$4; mkdirs=$5
+[ ! -d "$dest" ] || { echo "$dest is a directory: name the file in it" >&2; exit 3; }
+[ "$mkdirs" = 0 ] || mkdir -p -- "$(dirname -- "$dest")"
+place "$dest" "$dest.rch-part.XXXXXX" "$want" "$want_size" "$mode"
 ]]
 
-function M.put(session, local_path, dest, sha256, timeout)
+--- Uploads local_path to dest (absolute, or relative to the login home).
+-- @param opts {mode = "644" (octal text), mkdirs = true}
+function M.put(session, local_path, dest, sha256, timeout, opts)
+  opts = opts or {}
   local size = require("rch").fs.size(local_path)
-  local r, err = session:upload(local_path, script(PUT, dest, sha256, size), { timeout = timeout })
+  local r, err = upload(session, local_path, script(PUT, dest, sha256, size, opts.mode or "644",
+    opts.mkdirs == false and 0 or 1), "upload to " .. dest, timeout)
   if not r then return nil, err end
-  if r.code ~= 0 or r.timed_out then return nil, M.failure("upload to " .. dest, r, timeout) end
   return true
+end
+
+-- What a copy has to do: "same" (sha256 and mode match), "chmod" (same
+-- bytes: the mode was fixed here), or "copy" (absent or other bytes).
+local SAME = HASH .. [[
+dest=$1; want=$2; mode=$3
+[ ! -d "$dest" ] || { echo "$dest is a directory: name the file in it" >&2; exit 3; }
+if [ ! -f "$dest" ] || [ "$(sha256_of "$dest" 2>/dev/null)" != "$want" ]; then echo copy; exit 0; fi
+[ "$(stat -c %a -- "$dest")" = "$mode" ] && { echo same; exit 0; }
+chmod "$mode" "$dest" || exit 3
+echo chmod
+]]
+
+--- Compares dest with the file to copy and fixes only its mode when the bytes match.
+-- @param mode octal text without leading zeros, as stat %a prints it ("644", "4755")
+-- @return "same", "chmod" or "copy"; or nil, err
+function M.compare(session, dest, sha256, mode, timeout)
+  local r, err = session:exec(script(SAME, dest, sha256, mode), { timeout = timeout })
+  if not r then return nil, err end
+  if r.code ~= 0 or r.timed_out then return nil, M.failure("checking " .. dest, r, timeout) end
+  local what = util.chomp(r.out)
+  if what ~= "same" and what ~= "chmod" and what ~= "copy" then
+    return nil, ("checking %s printed %s"):format(dest, util.clip(what, 80))
+  end
+  return what
 end
 
 -- Writes the manifest from the verified facts (the file must still have the

@@ -8,10 +8,12 @@
 --   prune(root, keep, current_dir, previous_dir, timeout) -> removed version dirs,
 --   probe_agent(root, with_health, timeout), installed_version(root, timeout) (false: none),
 --   inspect(root, timeout) (links, binary sha256, manifest, health: for fleet verify),
---   put(local_path, remote_path, sha256, timeout) (any file, for rch run scripts),
+--   put(local_path, remote_path, sha256, timeout, {mode, mkdirs}) (any file: fleet copy, rch run scripts),
+--   compare(remote_path, sha256, mode, timeout) -> "same" | "chmod" (mode fixed) | "copy",
 --   lease(root, owner, wait, timeout) -> id | false, holder | nil, why (the controller
 --   lease, held until release_lease() or close), has_lease(), release_lease(),
---   exec(argv, opts), alive(), close()
+--   exec(argv, opts), exec_stream(argv, opts) (output read while it runs: stream:read()),
+--   alive(), close()
 -- One handle (one SSH session) per worker, reused for every step.
 local M = {}
 

@@ -87,6 +87,9 @@ function Handle:exec(argv)
   return nil, ("simulated worker %s cannot run commands (%s)"):format(self.worker.id, tostring(argv[1]))
 end
 
+Handle.exec_stream = Handle.exec
+Handle.compare = Handle.put
+
 -- One process simulates the whole fleet: no other controller to exclude.
 function Handle.lease() return 1 end
 function Handle.has_lease() return true end

@@ -59,7 +59,9 @@ function Handle:probe_agent(...) return steps.probe_agent(self.session, ...) end
 function Handle:installed_version(...) return remote.installed_version(self.session, ...) end
 function Handle:inspect(...) return steps.inspect(self.session, ...) end
 function Handle:put(...) return steps.put(self.session, ...) end
+function Handle:compare(...) return steps.compare(self.session, ...) end
 function Handle:exec(argv, opts) return self.session:exec(argv, opts) end
+function Handle:exec_stream(argv, opts) return self.session:exec_stream(argv, opts) end
 
 --- Takes the controller lease for this session's lifetime (remote_steps.lease).
 function Handle:lease(root, owner, wait, timeout)
