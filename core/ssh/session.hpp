@@ -4,7 +4,9 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -61,8 +63,11 @@ class SshSession {  // one authenticated libssh session; use from one thread at 
 
   // Streams a local file into the command's stdin (e.g. `cat > tmp`), for
   // uploads. No progress for stall_timeout_s fails it as stalled (timed_out
-  // and stalled) and drops the connection: the worker is hung.
-  Result<ExecResult> exec_with_input_file(const std::string& command, const std::filesystem::path& file, int timeout_s);
+  // and stalled) and drops the connection: the worker is hung. `on_sent`, if
+  // set, gets the bytes sent so far on this thread, at most 10 times a second
+  // and once when the input is exhausted (progress for a live view).
+  Result<ExecResult> exec_with_input_file(const std::string& command, const std::filesystem::path& file, int timeout_s,
+                                          const std::function<void(std::uint64_t)>& on_sent = {});
 
   // False once the connection is known to be gone (peer closed or errored);
   // cheap, sends nothing.

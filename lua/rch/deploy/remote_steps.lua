@@ -256,10 +256,11 @@ function M.upload_timeout(size, defaults)
 end
 
 --- Uploads the artifact into <root>/versions/v<ver>/rch-wkr.
+-- @param progress nil, or an rch.ssh.progress() counter the upload updates (the live view reads it)
 -- @return {sha256, size, mtime} of the file as verified on the worker, or nil, err
-function M.transfer(session, root, version, artifact, timeout)
+function M.transfer(session, root, version, artifact, timeout, progress)
   local r, err = session:upload(artifact.path, script(TRANSFER, root, version, artifact.sha256, artifact.size),
-    { timeout = timeout })
+    { timeout = timeout, progress = progress })
   if not r then return nil, err end
   if r.code ~= 0 or r.timed_out then return nil, M.failure("transfer", r, timeout) end
   return verified_facts(r.out)
