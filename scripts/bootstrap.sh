@@ -9,7 +9,7 @@ packages=(
   nlohmann-json3-dev libssl-dev libcurl4-openssl-dev libarchive-dev
   catch2 libtomlplusplus-dev libcli11-dev
   openssh-server openssh-client minisign lua-check
-  python3 rsync zstd procps clang-format
+  python3 python3-pyte rsync zstd procps clang-format
 )
 
 missing=()

@@ -29,6 +29,7 @@ void print_error(const std::string& message) {
 
 struct Globals {
   int verbosity = 0;
+  bool quiet = false;
   std::string log_file;
   std::vector<std::string> script_dirs;
 };
@@ -129,8 +130,9 @@ int run_in_engine(const Globals& g, const std::function<rch::Result<json>(rch::l
   }
 }
 
-// Runs lua/rch/commands/<name>.lua's run(args).
-int run_lua_command(const Globals& g, const std::string& name, const json& args) {
+// Runs lua/rch/commands/<name>.lua's run(args); args.quiet is the global --quiet.
+int run_lua_command(const Globals& g, const std::string& name, json args) {
+  args["quiet"] = g.quiet;
   return run_in_engine(g, [&](rch::lua::Engine& e) { return e.run_module("rch.commands." + name, args); });
 }
 
@@ -210,6 +212,10 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   Globals g;
   app.add_flag("-v,--verbose", g.verbosity, "More logging (-v debug, -vv trace); also RCH_LOG_LEVEL");
+  app.add_flag("-q,--quiet", g.quiet,
+               "Commands that touch workers (fleet deploy, rollback, status, verify, drain, undrain, update "
+               "--fleet) print only their closing summary: the workers of each outcome and the retry command; no "
+               "per-worker progress. Errors still go to stderr; no effect with --json");
   app.add_option("--log-file", g.log_file, "Append log lines to FILE instead of stderr");
   app.add_option("--script-dir", g.script_dirs,
                  "Directory searched first for strategies/, hooks/ and rch/ scripts (repeatable)")

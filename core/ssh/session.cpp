@@ -32,6 +32,7 @@
 #include <cstring>
 #include <ctime>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <map>
 #include <memory>
@@ -174,7 +175,12 @@ class StdinFeed {
     }
     return pending_;
   }
-  void consume(std::size_t n) { pending_.remove_prefix(n); }
+  void consume(std::size_t n) {
+    pending_.remove_prefix(n);
+    if (on_consume) on_consume(n);
+  }
+  // Told every consume(n) (upload progress).
+  std::function<void(std::size_t)> on_consume;
   // The remote end stopped reading; nothing more will be sent.
   void abandon() {
     pending_ = {};
@@ -910,10 +916,24 @@ Result<ExecResult> SshSession::exec_streaming(const std::string& command, int ti
 }
 
 Result<ExecResult> SshSession::exec_with_input_file(const std::string& command, const std::filesystem::path& file,
-                                                    int timeout_s) {
+                                                    int timeout_s, const std::function<void(std::uint64_t)>& on_sent) {
   FilePtr f(std::fopen(file.c_str(), "rb"));
   if (!f) return make_error("cannot open " + file.string() + ": " + std::strerror(errno));
   StdinFeed feed(std::move(f), file.string());
+  std::uint64_t sent = 0;
+  if (on_sent) {
+    std::error_code ec;
+    const std::uint64_t size = std::filesystem::file_size(file, ec);
+    auto last = Clock::now() - std::chrono::seconds(1);
+    // Throttled: a 256 KiB chunk goes every ~0.5 ms at full speed.
+    feed.on_consume = [&](std::size_t n) {
+      sent += n;
+      const auto now = Clock::now();
+      if (now - last < std::chrono::milliseconds(100) && sent != size) return;
+      last = now;
+      on_sent(sent);
+    };
+  }
   auto r = impl_->run(command, timeout_s, feed, true, impl_->stall_timeout_s);
   // A hung worker: the next command or the close would only stall again.
   // Dropping the connection also gives the guard's stdin EOF once it runs again.

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -79,8 +80,11 @@ class SshSession {  // one authenticated libssh session; use from one thread at 
 
   // Streams a local file into the command's stdin (e.g. `cat > tmp`), for
   // uploads. No progress for stall_timeout_s fails it as stalled (timed_out
-  // and stalled) and drops the connection: the worker is hung.
-  Result<ExecResult> exec_with_input_file(const std::string& command, const std::filesystem::path& file, int timeout_s);
+  // and stalled) and drops the connection: the worker is hung. `on_sent`, if
+  // set, gets the bytes sent so far on this thread, at most 10 times a second
+  // and once when the input is exhausted (progress for a live view).
+  Result<ExecResult> exec_with_input_file(const std::string& command, const std::filesystem::path& file, int timeout_s,
+                                          const std::function<void(std::uint64_t)>& on_sent = {});
 
   // A command started by hold(): while held (id > 0) it runs on beside this
   // session's other commands; otherwise `ended` says how it ended.

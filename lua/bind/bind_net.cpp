@@ -2,7 +2,6 @@
 // always verified). Both calls run on the pool and yield. Progress crosses
 // threads as plain numbers: the transfer writes atomics in a progress object
 // that a Lua task reads on its own schedule (no Lua runs on the pool).
-#include <atomic>
 #include <memory>
 
 #include "core/net/download.hpp"
@@ -10,15 +9,6 @@
 
 namespace rch::lua {
 namespace {
-
-const char kProgressMeta[] = "rch.net.progress";
-
-struct ProgressState {
-  std::atomic<std::uint64_t> done{0};
-  std::atomic<std::uint64_t> total{0};
-};
-
-using ProgressBox = std::shared_ptr<ProgressState>;
 
 // opts: {ca_file, connect_timeout, transfer_timeout, max_bytes, progress}
 DownloadOptions check_options(lua_State* L, int idx) {
@@ -32,37 +22,13 @@ DownloadOptions check_options(lua_State* L, int idx) {
   if (cap < 0) throw Misuse("rch.net: max_bytes must be >= 0");
   o.max_bytes = static_cast<std::uint64_t>(cap);
   if (o.connect_timeout_s <= 0 || o.transfer_timeout_s <= 0) throw Misuse("rch.net: timeouts must be > 0");
-  lua_getfield(L, idx, "progress");
-  if (!lua_isnil(L, -1)) {
-    ProgressBox box = *static_cast<ProgressBox*>(luaL_checkudata(L, -1, kProgressMeta));
+  if (ProgressBox box = opt_progress_field(L, idx)) {
     o.progress = [box](std::uint64_t done, std::uint64_t total) {
       box->done.store(done, std::memory_order_relaxed);
       box->total.store(total, std::memory_order_relaxed);
     };
   }
-  lua_pop(L, 1);
   return o;
-}
-
-// progress() -> a progress object to pass as opts.progress; :get() -> done, total
-int l_net_progress(lua_State* L) {
-  auto* slot = static_cast<ProgressBox*>(lua_newuserdata(L, sizeof(ProgressBox)));
-  new (slot) ProgressBox(std::make_shared<ProgressState>());
-  luaL_getmetatable(L, kProgressMeta);
-  lua_setmetatable(L, -2);
-  return 1;
-}
-
-int l_progress_get(lua_State* L) {
-  const ProgressBox& box = *static_cast<ProgressBox*>(luaL_checkudata(L, 1, kProgressMeta));
-  lua_pushnumber(L, static_cast<lua_Number>(box->done.load(std::memory_order_relaxed)));
-  lua_pushnumber(L, static_cast<lua_Number>(box->total.load(std::memory_order_relaxed)));
-  return 2;
-}
-
-int l_progress_gc(lua_State* L) {
-  static_cast<ProgressBox*>(luaL_checkudata(L, 1, kProgressMeta))->~ProgressBox();
-  return 0;
 }
 
 // get(url [, opts]) -> body | nil, err   (yields)
@@ -95,19 +61,10 @@ int l_net_download(lua_State* L) {
 }  // namespace
 
 int luaopen_rch_net(lua_State* L) {
-  luaL_newmetatable(L, kProgressMeta);
-  lua_pushcfunction(L, l_progress_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_newtable(L);
-  static const luaL_Reg progress_methods[] = {{"get", guarded<l_progress_get>}, {nullptr, nullptr}};
-  set_functions(L, progress_methods);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
-
   static const luaL_Reg functions[] = {
       {"get", guarded<l_net_get>},
       {"download", guarded<l_net_download>},
-      {"progress", guarded<l_net_progress>},
+      {"progress", guarded<l_progress_new>},
       {nullptr, nullptr},
   };
   lua_newtable(L);

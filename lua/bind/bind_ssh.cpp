@@ -254,24 +254,31 @@ int l_ssh_exec(lua_State* L) {
       });
 }
 
-// session:upload(local_path, argv, {timeout=}) -> the result of exec | nil, err
-// Streams the local file into stdin of the remote command built from argv.
+// session:upload(local_path, argv, {timeout=, progress=}) -> the result of exec | nil, err
+// Streams the local file into stdin of the remote command built from argv;
+// `progress` (rch.ssh.progress()) reads the bytes sent, and the size, meanwhile.
 int l_ssh_upload(lua_State* L) {
   SessionBox& box = check_session(L);
   const std::string path = check_std_string(L, 2);
   const std::string command = shell_join(check_string_list(L, 3));
   const int timeout = static_cast<int>(opt_number_field(L, 4, "timeout", 600));
+  ProgressBox progress = opt_progress_field(L, 4);
   box.busy = true;
   auto session = box.session;
   auto* boxp = &box;
   const int ref = pin(L);
   return yield_blocking<Result<ExecResult>>(
       L, "rch.ssh.upload",
-      [session, command, path, timeout] {
+      [session, command, path, timeout, progress] {
         const auto started = std::chrono::steady_clock::now();
-        auto r = session->exec_with_input_file(command, path, timeout);
         std::error_code ec;
         const auto size = std::filesystem::file_size(path, ec);
+        std::function<void(std::uint64_t)> on_sent;
+        if (progress) {
+          progress->total.store(ec ? 0 : size, std::memory_order_relaxed);
+          on_sent = [progress](std::uint64_t sent) { progress->done.store(sent, std::memory_order_relaxed); };
+        }
+        auto r = session->exec_with_input_file(command, path, timeout, on_sent);
         log_command(*session, command, r, started, ec ? 0 : size, timeout);
         return r;
       },
@@ -565,6 +572,7 @@ int luaopen_rch_ssh(lua_State* L) {
       {"resolve", guarded<l_ssh_resolve>},
       {"quote", guarded<l_ssh_quote>},
       {"join", guarded<l_ssh_join>},
+      {"progress", guarded<l_progress_new>},
       {nullptr, nullptr},
   };
   lua_newtable(L);

@@ -4,6 +4,8 @@
 
 #include <lua.hpp>
 
+#include <atomic>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <stdexcept>
@@ -77,6 +79,55 @@ std::vector<std::string> check_string_list(lua_State* L, int idx);
 std::string opt_string_field(lua_State* L, int idx, const char* key, const std::string& fallback);
 lua_Number opt_number_field(lua_State* L, int idx, const char* key, lua_Number fallback);
 bool opt_bool_field(lua_State* L, int idx, const char* key, bool fallback);
+
+// A progress counter for a long transfer: the blocking job writes atomics on
+// the pool, a Lua task reads them on its own schedule (`:get()` -> done,
+// total); no Lua runs on the pool. Made by rch.net.progress() and
+// rch.ssh.progress(), passed as opts.progress.
+struct ProgressState {
+  std::atomic<std::uint64_t> done{0};
+  std::atomic<std::uint64_t> total{0};
+};
+using ProgressBox = std::shared_ptr<ProgressState>;
+inline constexpr char kProgressMeta[] = "rch.progress";
+
+inline int l_progress_get(lua_State* L) {
+  const ProgressBox& box = *static_cast<ProgressBox*>(luaL_checkudata(L, 1, kProgressMeta));
+  lua_pushnumber(L, static_cast<lua_Number>(box->done.load(std::memory_order_relaxed)));
+  lua_pushnumber(L, static_cast<lua_Number>(box->total.load(std::memory_order_relaxed)));
+  return 2;
+}
+
+inline int l_progress_gc(lua_State* L) {
+  static_cast<ProgressBox*>(luaL_checkudata(L, 1, kProgressMeta))->~ProgressBox();
+  return 0;
+}
+
+// progress() -> a new progress object
+inline int l_progress_new(lua_State* L) {
+  auto* slot = static_cast<ProgressBox*>(lua_newuserdata(L, sizeof(ProgressBox)));
+  new (slot) ProgressBox(std::make_shared<ProgressState>());
+  if (luaL_newmetatable(L, kProgressMeta) != 0) {
+    lua_pushcfunction(L, l_progress_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_newtable(L);
+    lua_pushcfunction(L, guarded<l_progress_get>);
+    lua_setfield(L, -2, "get");
+    lua_setfield(L, -2, "__index");
+  }
+  lua_setmetatable(L, -2);
+  return 1;
+}
+
+// The progress object in field `progress` of the options table at idx, or null.
+inline ProgressBox opt_progress_field(lua_State* L, int idx) {
+  if (lua_type(L, idx) != LUA_TTABLE) return nullptr;
+  lua_getfield(L, idx, "progress");
+  ProgressBox box;
+  if (!lua_isnil(L, -1)) box = *static_cast<ProgressBox*>(luaL_checkudata(L, -1, kProgressMeta));
+  lua_pop(L, 1);
+  return box;
+}
 
 // Registers functions into the table on top of the stack.
 void set_functions(lua_State* L, const luaL_Reg* functions);

@@ -56,12 +56,37 @@ function M.table(header, rows)
   for _, row in ipairs(rows) do line(row) end
 end
 
+--- The closing lines of a command that touches workers: the workers of each
+-- outcome, folded (w[1-3,7]), then, when some did not succeed, the command
+-- that retries them. These are all that --quiet prints.
+-- @param groups list of {label, ids} in display order; empty ones are left out
+-- @param retry nil, or {what = "the workers that failed", command = "rch fleet …"}
+-- @return the lines, each ending in "\n"
+function M.outcomes(groups, retry)
+  local fold = require("rch.targets").fold
+  local lines = {}
+  for _, g in ipairs(groups) do
+    if #g.ids > 0 then lines[#lines + 1] = ("  %-11s %s\n"):format(g.label, fold(g.ids)) end
+  end
+  if retry then lines[#lines + 1] = ("Retry %s: %s\n"):format(retry.what, retry.command) end
+  return table.concat(lines)
+end
+
+--- "--worker 'w[2-3]'": the ids, folded and quoted for a shell.
+function M.worker_flag(ids)
+  return "--worker '" .. require("rch.targets").fold(ids) .. "'"
+end
+
 --- The version of every --json document's shape (docs/json.md); raised when a
 -- field changes meaning or disappears, not when one is added.
 M.SCHEMA_VERSION = 1
 
 -- Per command run (run_command): --json given, a document built, the first error said.
 local json_mode, document_built, first_error = false, false, nil
+
+--- --quiet (a global flag) for this command: only the closing summary on
+-- stdout (M.outcomes), no per-worker progress; nothing changes under --json.
+M.quiet = false
 
 --- A --json document for stdout: valid UTF-8 always (a byte string that is
 -- not UTF-8 shows its bad bytes as U+FFFD; the durable records keep them
@@ -96,6 +121,7 @@ end
 -- Lua error) prints {"ok": false, "error", "exit_code", "schema_version"}.
 function M.run_command(module, opts)
   json_mode, document_built, first_error = type(opts) == "table" and opts.json == true, false, nil
+  M.quiet = type(opts) == "table" and opts.quiet == true and not json_mode
   local ok, code = xpcall(function() return require(module).run(opts) end, function(e)
     return require("rch.log").enabled("debug") and debug.traceback(e, 2) or e
   end)

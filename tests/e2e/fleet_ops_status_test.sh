@@ -62,7 +62,7 @@ for k, x in enumerate(d['workers'], 1):
         assert ld['id'] == os.environ['DEP1'] and ld['target_version'] == os.environ['OWN'], ld"
 expect_exit 0 "$RCH" fleet status --worker w3
 grep -qE "^w3 +rchtest@127\.0\.0\.1:$P3 +yes +$NEXT +ready +0 +[0-9]+ +Completed $NEXT" <<<"$OUT" || fail "status row of w3: $OUT"
-[[ $(wc -l <<<"$OUT") == 2 ]] || fail "--worker w3 printed: $OUT"
+[[ $(wc -l <<<"$OUT") == 3 && $(tail -n 1 <<<"$OUT") == "  reachable   w3" ]] || fail "--worker w3 printed: $OUT"
 
 # ---- A stopped sshd: w2 is unreachable, within the connect timeout; the others answer.
 bash "$RCH_SOURCE_DIR/scripts/testbed.sh" stop 2 "$TB" >/dev/null

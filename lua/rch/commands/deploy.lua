@@ -126,21 +126,15 @@ end
 -- (w[1-3,7]), and when something failed the command that retries it.
 function M.summary(states, success)
   local by_status, order = {}, { "Completed", "Skipped", "Failed", "RolledBack", "Aborted" }
+  for _, status in ipairs(order) do by_status[status] = {} end
   for _, ws in ipairs(states) do
-    local key = ws.aborted and "Aborted" or ws.status
-    by_status[key] = by_status[key] or {}
-    table.insert(by_status[key], ws.id)
+    local list = by_status[ws.aborted and "Aborted" or ws.status]
+    if list then list[#list + 1] = ws.id end
   end
-  local lines = {}
-  for _, status in ipairs(order) do
-    if by_status[status] then
-      lines[#lines + 1] = ("  %-11s %s\n"):format(status:lower(), targets.fold(by_status[status]))
-    end
-  end
-  if not success then
-    lines[#lines + 1] = "Retry the workers that did not complete: rch fleet deploy --resume\n"
-  end
-  return table.concat(lines)
+  local groups = {}
+  for i, status in ipairs(order) do groups[i] = { label = status:lower(), ids = by_status[status] } end
+  return ui.outcomes(groups, not success
+    and { what = "the workers that did not complete", command = "rch fleet deploy --resume" } or nil)
 end
 
 function M.run(opts)
@@ -171,7 +165,7 @@ function M.run(opts)
     resumed = deployment ~= nil
     -- The plan's choices win; only output flags come from this command line.
     local keep = { json = opts.json, audit_log = opts.audit_log, dry_run = opts.dry_run,
-      workers_list = opts.workers_list, quiet = opts.quiet, wait_lock = opts.wait_lock }
+      workers_list = opts.workers_list, silent = opts.silent, quiet = opts.quiet, wait_lock = opts.wait_lock }
     opts = plan.options
     for k, v in pairs(keep) do opts[k] = v end
     opts.resume = true
@@ -314,7 +308,7 @@ function M.run(opts)
     if not pipeline.TERMINAL[ws.status] then pending[#pending + 1] = ws end
   end
 
-  local progress = progress_mod.new(progress_mod.mode_for(opts.json or opts.quiet), #pending)
+  local progress = progress_mod.new(progress_mod.mode_for(opts.json or opts.silent), #pending)
   local d = executor.new({
     id = plan.id, plan = plan, options = opts, settings = settings, artifact = artifact,
     target_version = plan.target_version, state = deployment, audit = audit, progress = progress,
@@ -406,10 +400,10 @@ function M.run(opts)
   M.last_result, M.last_deploy = result, d
   rch.log.info(("deployment %s %s: %d completed, %d failed, %d skipped, %d rolled back, %d aborted in %.1f s"):format(
     plan.id, result.outcome, counts.Completed, counts.Failed, counts.Skipped, counts.RolledBack, aborted, duration))
-  -- (quiet: rch fleet stress prints its own report)
-  if opts.json and not opts.quiet then
+  -- (silent: rch fleet stress and update --fleet --json print their own report)
+  if opts.json and not opts.silent then
     io.stdout:write(ui.json(result), "\n")
-  elseif not opts.quiet then
+  elseif not opts.silent then
     local line = ("Deployment %s %s: %d completed, %d failed, %d skipped, %d rolled back in %.1fs"):format(plan.id,
       success and ui.paint("green", "completed") or ui.paint("red", "failed"), counts.Completed, counts.Failed,
       counts.Skipped, counts.RolledBack, duration)

@@ -79,7 +79,7 @@ function M.run(opts)
     ui.error(workers)
     return 2
   end
-  local progress = progress_mod.new(opts.json and "silent" or "plain", #workers)
+  local progress = progress_mod.new(opts.json and "silent" or (ui.quiet and "quiet" or "plain"), #workers)
   local n = math.max(settings.defaults.parallel, 16)
   local results = rch.parallel(workers, n, function(w)
     if opts.undrain then return undrain_one(w, settings) end
@@ -104,15 +104,29 @@ function M.run(opts)
     end
     io.stdout:write(ui.json({ workers = list }), "\n")
   else
+    local done, still, bad = {}, {}, {}
     for _, r in ipairs(results) do
       if r.error then
-        io.stdout:write(ui.paint("red", "✗ "), r.worker_id, ": ", r.error, "\n")
+        bad[#bad + 1] = r.worker_id
+        if not ui.quiet then io.stdout:write(ui.paint("red", "✗ "), r.worker_id, ": ", r.error, "\n") end
       elseif opts.undrain then
-        io.stdout:write(ui.paint("green", "✓ "), r.worker_id, " accepts builds again\n")
+        done[#done + 1] = r.worker_id
+        if not ui.quiet then io.stdout:write(ui.paint("green", "✓ "), r.worker_id, " accepts builds again\n") end
       elseif r.drained then
-        io.stdout:write(ui.paint("green", "✓ "), r.worker_id, " drained\n")
+        done[#done + 1] = r.worker_id
+        if not ui.quiet then io.stdout:write(ui.paint("green", "✓ "), r.worker_id, " drained\n") end
+      else
+        still[#still + 1] = r.worker_id
       end
     end
+    local again = {}
+    for _, id in ipairs(still) do again[#again + 1] = id end
+    for _, id in ipairs(bad) do again[#again + 1] = id end
+    local verb = opts.undrain and "undrain" or "drain"
+    io.stdout:write(ui.outcomes({ { label = opts.undrain and "undrained" or "drained", ids = done },
+      { label = "busy", ids = still }, { label = "failed", ids = bad } },
+      #again > 0 and { what = "the workers not " .. verb .. "ed", command = "rch fleet " .. verb .. " "
+        .. ui.worker_flag(again) } or nil))
   end
   if #busy > 0 then
     ui.error(("still busy after %ds (left draining): %s"):format(opts.timeout, table.concat(busy, ", ")))

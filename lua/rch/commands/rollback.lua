@@ -207,17 +207,30 @@ function M.run(opts)
   if opts.json then
     io.stdout:write(ui.json({ id = id, dry_run = opts.dry_run or false, counts = counts, workers = list }), "\n")
   else
+    local ids = { RolledBack = {}, WouldRollBack = {}, Skipped = {}, Failed = {} }
     for _, r in ipairs(list) do
       local arrow = ("%s -> %s"):format(tostring(r.from_version ~= rch.json.null and r.from_version or "none"),
         tostring(r.to_version ~= rch.json.null and r.to_version or "?"))
       local mark = r.status == "Failed" and ui.paint("red", "✗ ") or (r.status == "Skipped" and "- " or ui.paint("green", "↺ "))
       local tail = r.error ~= rch.json.null and (": " .. r.error) or ""
-      io.stdout:write(("%s%s %s %s%s\n"):format(mark, r.worker_id, opts.dry_run and "would roll back" or r.status, arrow,
-        tail))
+      local ids_of = ids[r.status]
+      ids_of[#ids_of + 1] = r.worker_id
+      if not ui.quiet then
+        io.stdout:write(("%s%s %s %s%s\n"):format(mark, r.worker_id, opts.dry_run and "would roll back" or r.status,
+          arrow, tail))
+      elseif r.status == "Failed" then
+        io.stderr:write("rch: ", r.worker_id, " failed: ", ui.one_line(r.error), "\n")
+      end
     end
     io.stdout:write(("%s: %d %s, %d failed, %d skipped%s\n"):format(opts.dry_run and "Dry run" or "Rollback",
       counts.rolled_back, opts.dry_run and "would roll back" or "rolled back", counts.failed, counts.skipped,
       opts.dry_run and " (nothing was changed)" or ""))
+    local retry = "rch fleet rollback " .. ui.worker_flag(ids.Failed)
+      .. (opts.to_version and (" --to-version " .. opts.to_version) or "")
+    io.stdout:write(ui.outcomes({ { label = "rolled back", ids = ids.RolledBack },
+      { label = "would roll back", ids = ids.WouldRollBack }, { label = "skipped", ids = ids.Skipped },
+      { label = "failed", ids = ids.Failed } },
+      #ids.Failed > 0 and { what = "the workers that failed", command = retry } or nil))
   end
   return success and 0 or 1
 end

@@ -129,6 +129,19 @@ local function render_table(results)
   ui.table({ "WORKER", "ADDRESS", "REACHABLE", "VERSION", "STATE", "BUILDS", "DISK_MB", "LAST DEPLOY", "ERROR" }, rows)
 end
 
+-- The closing summary: reachable and unreachable workers, folded; with
+-- --quiet it replaces the table, and each worker's error goes to stderr.
+local function render_people(results)
+  local up, down = {}, {}
+  for _, r in ipairs(results) do
+    table.insert(r.reachable and up or down, r.worker_id)
+    if ui.quiet and r.error then io.stderr:write("rch: ", r.worker_id, ": ", ui.one_line(r.error), "\n") end
+  end
+  if not ui.quiet then render_table(results) end
+  io.stdout:write(ui.outcomes({ { label = "reachable", ids = up }, { label = "unreachable", ids = down } },
+    #down > 0 and { what = "the unreachable workers", command = "rch fleet status " .. ui.worker_flag(down) } or nil))
+end
+
 --- @param opts {worker = list of ids, json = bool, watch = bool}
 -- @return exit code
 function M.run(opts)
@@ -139,7 +152,7 @@ function M.run(opts)
   end
   if not opts.watch then
     local results = collect(workers, settings)
-    if opts.json then io.stdout:write(render_json(results)) else render_table(results) end
+    if opts.json then io.stdout:write(render_json(results)) else render_people(results) end
     return 0
   end
   -- --watch: Ctrl-C is the normal way out, so it exits 0.
@@ -153,7 +166,7 @@ function M.run(opts)
     else
       if ui.stdout_tty then ui.control("\27[H\27[J") end
       io.stdout:write(("rch fleet status — %s (every 1s, Ctrl-C to stop)\n"):format(os.date("%H:%M:%S")))
-      render_table(results)
+      render_people(results)
       if not ui.stdout_tty then io.stdout:write("\n") end
     end
     io.stdout:flush()

@@ -83,7 +83,7 @@ function M.run(opts)
     workers[i] = { id = ("sim-%06d"):format(i), host = "sim", user = "", port = 22, root = "~/.rch", tags = {} }
   end
   local deploy_opts = {
-    workers_list = workers, quiet = true, parallel = p, no_toolchain = true, force = false, verify = true,
+    workers_list = workers, silent = true, parallel = p, no_toolchain = true, force = false, verify = true,
     strategy = STRATEGIES[opts.strategy], canary = opts.strategy == "canary" and 10 or nil, canary_wait = 0,
     rolling_batch = opts.strategy == "rolling" and math.max(p, math.ceil(n / 10)) or 0, rolling_wait = 0,
     max_fail_percent = 100,

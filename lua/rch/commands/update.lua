@@ -26,8 +26,9 @@ local null = rch.json.null
 local function new_output(json)
   local out = { json = json }
   function out.say(text)
-    if not json then io.stdout:write(ui.paint("bold", "==> "), text, "\n") io.stdout:flush() end
-    ui.log_shown("info", text, not json)
+    -- --quiet: no step notes (a fleet deploy then prints only its summary)
+    if not json and not ui.quiet then io.stdout:write(ui.paint("bold", "==> "), text, "\n") io.stdout:flush() end
+    ui.log_shown("info", text, not json and not ui.quiet)
   end
   function out.print(text)
     if not json then io.stdout:write(text, "\n") end
@@ -89,7 +90,7 @@ local function fleet_deploy(version, settings, out)
   local code = deploy.run({
     worker = rch.json.array(), parallel = settings.defaults.parallel, canary_wait = settings.canary.wait,
     no_toolchain = false, force = false, verify = false, drain_first = false, drain_timeout = 120,
-    dry_run = false, resume = false, json = false, quiet = out.json, version = version, audit_log = "",
+    dry_run = false, resume = false, json = false, silent = out.json, version = version, audit_log = "",
     strategy = "", rolling_batch = 0, rolling_wait = 0, max_fail_percent = 0,
   })
   return code, deploy.last_result
@@ -342,7 +343,7 @@ install_locked = function(release, found, opts, settings, out, base, home)
   out.say(("downloading rch %s (%s)"):format(target, download.human_size(found.tarball.size)))
   local fetched
   fetched, err = download.fetch(release, found, {
-    settings = settings, tty = ui.stdout_tty and not out.json,
+    settings = settings, tty = ui.stdout_tty and not out.json and not ui.quiet,
     expected_sha256 = function(text) return (verify.sha256_for(text, found.tarball.name, found.sha256.name)) end,
   })
   if not fetched then return out.fail(1, err, base) end

@@ -119,15 +119,22 @@ function M.run(opts)
     end
     io.stdout:write(ui.json({ ok = ok, fleet_version = reference or rch.json.null, workers = list }), "\n")
   else
-    local rows = {}
+    local rows, good, bad = {}, {}, {}
     for i = 1, #workers do
       local e = results[i]
       rows[#rows + 1] = { e.worker_id, e.version or "-", e.ok and ui.paint("green", "ok") or ui.paint("red", "FAIL"),
         table.concat(e.findings, "; ") }
+      table.insert(e.ok and good or bad, e.worker_id)
+      if ui.quiet and not e.ok then
+        io.stderr:write("rch: ", e.worker_id, ": ", ui.one_line(table.concat(e.findings, "; ")), "\n")
+      end
     end
-    ui.table({ "WORKER", "VERSION", "VERIFY", "FINDINGS" }, rows)
+    if not ui.quiet then ui.table({ "WORKER", "VERSION", "VERIFY", "FINDINGS" }, rows) end
     io.stdout:write(ok and "fleet verified: every worker matches its manifest and runs " .. tostring(reference) .. "\n"
       or "verification found problems\n")
+    io.stdout:write(ui.outcomes({ { label = "ok", ids = good }, { label = "problems", ids = bad } },
+      #bad > 0 and { what = "the check of the workers with problems", command = "rch fleet verify " .. ui.worker_flag(bad) }
+      or nil))
   end
   return ok and 0 or 1
 end

@@ -288,7 +288,8 @@ function M.run(d, ws)
   local verified = { sha256 = facts.target_sha256, size = facts.target_size, mtime = facts.target_mtime }
   if not present then
     local err
-    verified, err = ws.conn:transfer(ws.root, d.target_version, d.artifact, d.transfer_timeout)
+    verified, err = ws.conn:transfer(ws.root, d.target_version, d.artifact, d.transfer_timeout,
+      d.progress:transfer(ws))
     if not verified then return fail(d, ws, err) end
   end
   local secs = rch.monotonic() - t0

@@ -265,21 +265,23 @@ function M.upload_timeout(size, defaults)
   return defaults.command_timeout + math.ceil(size * 8 / (defaults.min_transfer_mbps * 1e6))
 end
 
---- Uploads the artifact into <root>/versions/v<ver>/rch-wkr.
--- @return {sha256, size, mtime} of the file as verified on the worker, or nil, err
 -- The one streamed, verified upload (deploy's transfer, fleet copy, fleet.upload):
 -- local_path into the stdin of argv, a script that ends in `place`.
+-- @param progress nil, or an rch.ssh.progress() counter the upload updates (the live view reads it)
 -- @return the exec result, or nil, err naming `what`
-local function upload(session, local_path, argv, what, timeout)
-  local r, err = session:upload(local_path, argv, { timeout = timeout })
+local function upload(session, local_path, argv, what, timeout, progress)
+  local r, err = session:upload(local_path, argv, { timeout = timeout, progress = progress })
   if not r then return nil, err end
   if r.code ~= 0 or r.timed_out then return nil, M.failure(what, r, timeout) end
   return r
 end
 
-function M.transfer(session, root, version, artifact, timeout)
+--- Uploads the artifact into <root>/versions/v<ver>/rch-wkr.
+-- @param progress nil, or an rch.ssh.progress() counter the upload updates (the live view reads it)
+-- @return {sha256, size, mtime} of the file as verified on the worker, or nil, err
+function M.transfer(session, root, version, artifact, timeout, progress)
   local r, err = upload(session, artifact.path, script(TRANSFER, root, version, artifact.sha256, artifact.size),
-    "transfer", timeout)
+    "transfer", timeout, progress)
   if not r then return nil, err end
   return verified_facts(r.out)
 end
