@@ -568,12 +568,8 @@ int luaopen_rch_ssh(lua_State* L) {
   lua_pop(L, 1);
 
   static const luaL_Reg functions[] = {
-      {"connect", guarded<l_ssh_connect>},
-      {"resolve", guarded<l_ssh_resolve>},
-      {"quote", guarded<l_ssh_quote>},
-      {"join", guarded<l_ssh_join>},
-      {"progress", guarded<l_progress_new>},
-      {nullptr, nullptr},
+      {"connect", guarded<l_ssh_connect>}, {"resolve", guarded<l_ssh_resolve>},   {"quote", guarded<l_ssh_quote>},
+      {"join", guarded<l_ssh_join>},       {"progress", guarded<l_progress_new>}, {nullptr, nullptr},
   };
   lua_newtable(L);
   set_functions(L, functions);
