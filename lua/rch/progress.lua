@@ -10,6 +10,26 @@ local ui = require "rch.ui"
 local M = {}
 M.__index = M
 
+-- The live block on screen, if any. A log line (stderr: the same terminal)
+-- written under it would scroll it, and the next redraw would then erase the
+-- wrong rows: every log call clears the block first (the next tick redraws it).
+local on_screen
+local function clear_before_logging()
+  local log = require "rch.log"
+  if log.clears_live_view then return end
+  log.clears_live_view = true
+  for _, level in ipairs({ "trace", "debug", "info", "warn", "error" }) do
+    local write = log[level]
+    log[level] = function(...)
+      if on_screen and log.enabled(level) and not log.to_file() then
+        on_screen:clear()
+        io.stdout:flush() -- the log writes to stderr unbuffered: the erase must be out first
+      end
+      return write(...)
+    end
+  end
+end
+
 --- @param mode "tty" | "plain" | "quiet" | "silent"
 function M.new(mode, total)
   return setmetatable({ mode = mode, total = total, active = {}, order = {}, drawn = 0, last_draw = 0,
@@ -48,6 +68,7 @@ end
 function M:clear()
   if self.drawn > 0 then ui.control(("\27[%dF\27[J"):format(self.drawn)) end
   self.drawn = 0
+  if on_screen == self then on_screen = nil end
 end
 
 function M:draw(force)
@@ -85,6 +106,8 @@ function M:draw(force)
   io.stdout:write(table.concat(lines, "\n"), "\n")
   io.stdout:flush()
   self.drawn = #lines
+  clear_before_logging()
+  on_screen = self
 end
 
 -- Redraws while workers are in flight, so that bytes, rates and times move
