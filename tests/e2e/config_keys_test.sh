@@ -114,8 +114,7 @@ case_preflight_min_disk_mb() {
 # [preflight] TOOL: "required" blocks a worker without TOOL, "ignore" drops even the warning.
 tool_case() {
   local tool=$1 have=0
-  ssh -q -o BatchMode=yes -o UserKnownHostsFile="$TB/known_hosts" -i "$TB/client/id_ed25519" \
-    -p "$(awk '/^port = /{print $3; exit}' "$TMP/workers.all")" rchtest@127.0.0.1 "command -v $tool" >/dev/null && have=1
+  on 1 "command -v $tool" >/dev/null && have=1
   with $'[preflight]\n'"$tool = \"required\""
   expect_exit 0 "$RCH" fleet deploy --dry-run --json --worker w1 --force
   HAVE=$have TOOL=$tool json '

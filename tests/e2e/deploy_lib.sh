@@ -65,6 +65,13 @@ stage() { mkdir -p "$RCH_HOME/versions/v$1"; cp "$2" "$RCH_HOME/versions/v$1/rch
 unstage() { rm -rf "$RCH_HOME/versions/v$1"; }
 
 root_of() { echo "$TB/w$1/root"; }
+port_of() { awk -v id="w$1" '$1 == "id" {w = $3} $1 == "port" && w == "\"" id "\"" {print $3}' "$TB/workers.toml"; }
+# on K CMD…: runs CMD on worker K over ssh (OpenSSH's client) with the testbed key.
+on() {
+  local k=$1; shift
+  ssh -q -o BatchMode=yes -o UserKnownHostsFile="$TB/known_hosts" -i "$TB/client/id_ed25519" -p "$(port_of "$k")" \
+    rchtest@127.0.0.1 "$@"
+}
 # snap K: worker K's root (mode, owner), every entry in it (type, size, mode, owner, mtime, link) and every
 # file's sha256, but controller.lock: every real run, blocked or not, takes the controller lease there first
 # (which is also why the root's own mtime is left out: its entries are listed).

@@ -8,12 +8,6 @@
 # worker, and the AdhocExec audit entries (not in the deployment history).
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/deploy_lib.sh"
-port_of() { awk -v id="w$1" '$1 == "id" {w = $3} $1 == "port" && w == "\"" id "\"" {print $3}' "$TB/workers.toml"; }
-on() {
-  local k=$1; shift
-  ssh -q -o BatchMode=yes -o UserKnownHostsFile="$TB/known_hosts" -i "$TB/client/id_ed25519" -p "$(port_of "$k")" \
-    rchtest@127.0.0.1 "$@"
-}
 WHOME=$(on 1 'printf %s "$HOME"')
 [[ -n $WHOME ]] || fail "no HOME on the workers"
 TOKEN=pwned-$$-$RANDOM

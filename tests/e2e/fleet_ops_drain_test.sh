@@ -5,13 +5,6 @@
 # naming the busy worker, which stays draining; undrain lets jobs in again.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/deploy_lib.sh"
-port_of() { awk -v id="w$1" '$1 == "id" {w = $3} $1 == "port" && w == "\"" id "\"" {print $3}' "$TB/workers.toml"; }
-# on K CMD…: runs CMD on worker K over ssh with the testbed key.
-on() {
-  local k=$1; shift
-  ssh -q -o BatchMode=yes -o UserKnownHostsFile="$TB/known_hosts" -i "$TB/client/id_ed25519" -p "$(port_of "$k")" \
-    rchtest@127.0.0.1 "$@"
-}
 jcheck() {
   python3 -c "$PY_PRELUDE
 d = json.loads(sys.stdin.read())

@@ -12,7 +12,6 @@ connect_retries = 0
 '
 CONNECT_TIMEOUT=3
 trap 'bash "$RCH_SOURCE_DIR/scripts/testbed.sh" start 2 "$TB" >/dev/null 2>&1 || true; disown -a; deploy_cleanup' EXIT
-port_of() { awk -v id="w$1" '$1 == "id" {w = $3} $1 == "port" && w == "\"" id "\"" {print $3}' "$TB/workers.toml"; }
 # jcheck 'PYTHON': like json, for outputs whose workers have no worker_id.
 jcheck() {
   python3 -c "$PY_PRELUDE

@@ -6,13 +6,7 @@
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/deploy_lib.sh"
 EXAMPLE=$RCH_SOURCE_DIR/hooks/examples/maintenance_gpu_cleanup.lua
-port_of() { awk -v id="w$1" '$1 == "id" {w = $3} $1 == "port" && w == "\"" id "\"" {print $3}' "$TB/workers.toml"; }
 draining() { [[ -e $(root_of "$1")/state/drain ]]; }
-on() {
-  local k=$1; shift
-  ssh -q -o BatchMode=yes -o UserKnownHostsFile="$TB/known_hosts" -i "$TB/client/id_ed25519" -p "$(port_of "$k")" \
-    rchtest@127.0.0.1 "$@"
-}
 # A directory the worker account can read and write (the workers log in as rchtest when run as root).
 SHARED=$(mktemp -d /tmp/rch-run-test.XXXXXX)
 chmod 777 "$SHARED"
