@@ -1,7 +1,7 @@
 --- The controller lease, as every command that changes workers takes it:
--- one per worker, held for the rest of the command (remote_steps.lease), so
--- that two operators on two machines never change one worker at once, and
--- the second one is told who holds it.
+-- one per worker, held while the command works on that worker
+-- (remote_steps.lease), so that two operators on two machines never change
+-- one worker at once, and the second one is told who holds it.
 local rch = require "rch"
 local util = require "rch.util"
 
