@@ -184,7 +184,10 @@ function M.run(opts)
     peak_in_flight = d.peak_in_flight, peak_rss_mb = rch.sys.peak_rss_mb(), counts = counts,
     invariants = checks, verdict = verdict and "pass" or "fail", state_dir = dir,
   }
-  if verdict then os.execute("rm -rf '" .. dir .. "'") end
+  if verdict then
+    local removed, err = require("rch.install").remove_tree(dir)
+    if not removed then rch.log.warn(("cannot remove the stress state %s: %s"):format(dir, tostring(err))) end
+  end
   if opts.json then
     io.stdout:write(ui.json(report), "\n")
   else
