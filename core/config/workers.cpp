@@ -9,6 +9,8 @@
 #include <array>
 #include <cstdint>
 #include <map>
+#include <span>
+#include <string>
 
 #include "core/config/paths.hpp"
 #include "core/config/suggest.hpp"
@@ -18,8 +20,6 @@ namespace rch {
 namespace {
 
 constexpr std::array<std::string_view, 1> kTopKeys{"workers"};
-constexpr std::array<std::string_view, 8> kWorkerKeys{
-    "id", "host", "user", "port", "identity_file", "certificate_file", "root", "tags"};
 
 class Parser {
  public:
@@ -85,6 +85,79 @@ class Parser {
     return at(v.source(), std::string(key) + " must be a string");
   }
 
+  // The setters of the [[workers]] keys: each checks its value's type and
+  // what needs no other key; checks across keys come after all are read.
+  using Apply = Result<void> (Parser::*)(std::string_view key, WorkerConfig& w, const toml::node& v) const;
+  struct Field {
+    std::string_view key;
+    Apply apply;
+  };
+
+  template <std::string WorkerConfig::*member>
+  Result<void> set_string(std::string_view key, WorkerConfig& w, const toml::node& v) const {
+    auto s = string_of(key, v);
+    if (!s) return Error{s.error()};
+    w.*member = std::move(*s);
+    return {};
+  }
+
+  // A local file: ~ expanded, relative to workers.toml's directory.
+  template <std::string WorkerConfig::*member>
+  Result<void> set_path(std::string_view key, WorkerConfig& w, const toml::node& v) const {
+    auto s = string_of(key, v);
+    if (!s) return Error{s.error()};
+    if (s->empty()) return at(v.source(), std::string(key) + " must not be empty (omit it to use ssh's default)");
+    std::filesystem::path p = expand_user(*s);
+    if (p.is_relative() && !base_dir_.empty()) p = base_dir_ / p;
+    w.*member = p.string();
+    return {};
+  }
+
+  Result<void> set_port(std::string_view, WorkerConfig& w, const toml::node& v) const {
+    const auto* i = v.as_integer();
+    if (i == nullptr || i->get() < 1 || i->get() > 65535) {
+      return at(v.source(), "port must be an integer between 1 and 65535");
+    }
+    w.port = static_cast<int>(i->get());
+    return {};
+  }
+
+  Result<void> set_tags(std::string_view, WorkerConfig& w, const toml::node& v) const {
+    const auto* a = v.as_array();
+    if (a == nullptr) return at(v.source(), "tags must be an array of strings");
+    for (const toml::node& tag : *a) {
+      const auto* s = tag.as_string();
+      if (s == nullptr) return at(tag.source(), "tags must be an array of strings");
+      const std::string& name = s->get();
+      if (name.empty() || name[0] == '-' || !std::all_of(name.begin(), name.end(), safe_id_char)) {
+        return at(tag.source(),
+                  "invalid tag '" + name + "': use only letters, digits, '.', '_' and '-', not starting with '-'");
+      }
+      w.tags.push_back(name);
+    }
+    return {};
+  }
+
+  static constexpr std::array<Field, 8> kFields{{
+      {"id", &Parser::set_string<&WorkerConfig::id>},
+      {"host", &Parser::set_string<&WorkerConfig::host>},
+      {"user", &Parser::set_string<&WorkerConfig::user>},
+      {"port", &Parser::set_port},
+      {"identity_file", &Parser::set_path<&WorkerConfig::identity_file>},
+      {"certificate_file", &Parser::set_path<&WorkerConfig::certificate_file>},
+      {"root", &Parser::set_string<&WorkerConfig::root>},
+      {"tags", &Parser::set_tags},
+  }};
+
+  static std::span<const std::string_view> worker_keys() {
+    static const auto keys = [] {
+      std::array<std::string_view, kFields.size()> k{};
+      for (std::size_t i = 0; i < kFields.size(); ++i) k[i] = kFields[i].key;
+      return k;
+    }();
+    return keys;
+  }
+
   Result<WorkerConfig> worker(const toml::table& t) {
     WorkerConfig w;
     w.line = static_cast<int>(t.source().begin.line);
@@ -98,59 +171,26 @@ class Parser {
       return x.line != y.line ? x.line < y.line : x.column < y.column;
     });
 
-    const toml::node* id_node = nullptr;
-    const toml::node* host_node = nullptr;
-    const toml::node* user_node = nullptr;
-    const toml::node* root_node = nullptr;
+    // Each key once, through its field's setter; the nodes are kept for the checks below.
+    std::map<std::string_view, const toml::node*> seen;
     for (const auto& [kp, vp] : entries) {
       const std::string_view key = kp->str();
-      const toml::node& v = *vp;
-      if (key == "id" || key == "host" || key == "user" || key == "identity_file" || key == "certificate_file" ||
-          key == "root") {
-        auto s = string_of(key, v);
-        if (!s) return Error{s.error()};
-        if (key == "id") {
-          w.id = std::move(*s);
-          id_node = &v;
-        } else if (key == "host") {
-          w.host = std::move(*s);
-          host_node = &v;
-        } else if (key == "user") {
-          w.user = std::move(*s);
-          user_node = &v;
-        } else if (key == "root") {
-          w.root = std::move(*s);
-          root_node = &v;
-        } else {
-          if (s->empty()) return at(v.source(), std::string(key) + " must not be empty (omit it to use ssh's default)");
-          std::filesystem::path p = expand_user(*s);
-          if (p.is_relative() && !base_dir_.empty()) p = base_dir_ / p;
-          (key == "identity_file" ? w.identity_file : w.certificate_file) = p.string();
-        }
-      } else if (key == "port") {
-        const auto* i = v.as_integer();
-        if (i == nullptr || i->get() < 1 || i->get() > 65535) {
-          return at(v.source(), "port must be an integer between 1 and 65535");
-        }
-        w.port = static_cast<int>(i->get());
-      } else if (key == "tags") {
-        const auto* a = v.as_array();
-        if (a == nullptr) return at(v.source(), "tags must be an array of strings");
-        for (const toml::node& tag : *a) {
-          const auto* s = tag.as_string();
-          if (s == nullptr) return at(tag.source(), "tags must be an array of strings");
-          const std::string& name = s->get();
-          if (name.empty() || name[0] == '-' || !std::all_of(name.begin(), name.end(), safe_id_char)) {
-            return at(tag.source(),
-                      "invalid tag '" + name + "': use only letters, digits, '.', '_' and '-', not starting with '-'");
-          }
-          w.tags.push_back(name);
-        }
-      } else {
+      const auto* field = std::find_if(kFields.begin(), kFields.end(), [&](const Field& f) { return f.key == key; });
+      if (field == kFields.end()) {
         return at(kp->source(),
-                  "unknown key '" + std::string(key) + "' in [[workers]]" + did_you_mean(key, kWorkerKeys));
+                  "unknown key '" + std::string(key) + "' in [[workers]]" + did_you_mean(key, worker_keys()));
       }
+      if (auto r = (this->*field->apply)(key, w, *vp); !r) return Error{r.error()};
+      seen[key] = vp;
     }
+    const auto node = [&](std::string_view key) {
+      const auto it = seen.find(key);
+      return it == seen.end() ? nullptr : it->second;
+    };
+    const toml::node* id_node = node("id");
+    const toml::node* host_node = node("host");
+    const toml::node* user_node = node("user");
+    const toml::node* root_node = node("root");
 
     if (id_node == nullptr) return at(t.source(), "missing id in [[workers]]");
     if (w.id.empty()) return at(id_node->source(), "empty id in [[workers]]");
