@@ -304,6 +304,16 @@ void set_functions(lua_State* L, const luaL_Reg* functions) {
   }
 }
 
+void register_type(lua_State* L, const char* name, lua_CFunction gc, const luaL_Reg* methods) {
+  luaL_newmetatable(L, name);
+  lua_pushcfunction(L, gc);
+  lua_setfield(L, -2, "__gc");
+  lua_newtable(L);
+  set_functions(L, methods);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+}
+
 namespace {
 
 constexpr char kHex[] = "0123456789abcdef";

@@ -145,9 +145,6 @@ int l_fleet_gc(lua_State* L) {
 }  // namespace
 
 int luaopen_rch_sim(lua_State* L) {
-  luaL_newmetatable(L, kFleetMeta);
-  lua_pushcfunction(L, l_fleet_gc);
-  lua_setfield(L, -2, "__gc");
   static const luaL_Reg methods[] = {
       {"connect", guarded<l_fleet_connect>},         {"preflight", guarded<l_fleet_preflight>},
       {"transfer", guarded<l_fleet_transfer>},       {"install", guarded<l_fleet_install>},
@@ -156,10 +153,7 @@ int luaopen_rch_sim(lua_State* L) {
       {"probe_agent", guarded<l_fleet_probe_agent>}, {"fault", guarded<l_fleet_fault>},
       {"inspect", guarded<l_fleet_inspect>},         {nullptr, nullptr},
   };
-  lua_newtable(L);
-  set_functions(L, methods);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+  register_type(L, kFleetMeta, l_fleet_gc, methods);
   static const luaL_Reg functions[] = {{"open", guarded<l_sim_open>}, {nullptr, nullptr}};
   lua_newtable(L);
   set_functions(L, functions);

@@ -547,25 +547,13 @@ int luaopen_rch_ssh(lua_State* L) {
       {"label", guarded<l_ssh_label>},
       {nullptr, nullptr},
   };
-  luaL_newmetatable(L, kSessionMeta);
-  lua_pushcfunction(L, l_ssh_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_newtable(L);
-  set_functions(L, methods);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+  register_type(L, kSessionMeta, l_ssh_gc, methods);
 
   static const luaL_Reg stream_methods[] = {
       {"read", guarded<l_stream_read>},
       {nullptr, nullptr},
   };
-  luaL_newmetatable(L, kStreamMeta);
-  lua_pushcfunction(L, l_stream_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_newtable(L);
-  set_functions(L, stream_methods);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+  register_type(L, kStreamMeta, l_stream_gc, stream_methods);
 
   static const luaL_Reg functions[] = {
       {"connect", guarded<l_ssh_connect>}, {"resolve", guarded<l_ssh_resolve>},   {"quote", guarded<l_ssh_quote>},

@@ -303,25 +303,12 @@ int l_lock_release(lua_State* L) {
 }  // namespace
 
 int luaopen_rch_store(lua_State* L) {
-  luaL_newmetatable(L, kJournalMeta);
-  lua_pushcfunction(L, l_journal_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_newtable(L);
   static const luaL_Reg journal_methods[] = {
       {"append", guarded<l_journal_append>}, {"barrier", guarded<l_journal_barrier>}, {"path", guarded<l_journal_path>},
       {"stats", guarded<l_journal_stats>},   {"rotate", guarded<l_journal_rotate>},   {nullptr, nullptr}};
-  set_functions(L, journal_methods);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
-
-  luaL_newmetatable(L, kLockMeta);
-  lua_pushcfunction(L, l_lock_release);
-  lua_setfield(L, -2, "__gc");
-  lua_newtable(L);
+  register_type(L, kJournalMeta, l_journal_gc, journal_methods);
   static const luaL_Reg lock_methods[] = {{"release", guarded<l_lock_release>}, {nullptr, nullptr}};
-  set_functions(L, lock_methods);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+  register_type(L, kLockMeta, l_lock_release, lock_methods);
 
   static const luaL_Reg functions[] = {
       {"open_journal", guarded<l_store_open_journal>},

@@ -132,4 +132,8 @@ inline ProgressBox opt_progress_field(lua_State* L, int idx) {
 // Registers functions into the table on top of the stack.
 void set_functions(lua_State* L, const luaL_Reg* functions);
 
+// Creates the metatable `name` of a userdata type: `gc` as __gc, `methods`
+// as __index. The stack is left as it was.
+void register_type(lua_State* L, const char* name, lua_CFunction gc, const luaL_Reg* methods);
+
 }  // namespace rch::lua
