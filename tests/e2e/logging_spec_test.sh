@@ -24,8 +24,9 @@ expect_exit 0 "$RCH" fleet drain --worker w1 --timeout 5
 "${TESTBED[@]}" stop 4 "$TB" >/dev/null
 
 # has LEVEL TEXT: the log file has a line at LEVEL containing TEXT (fixed string).
+# (grep -c, not -q: -q would stop reading early and, under pipefail, fail the first grep.)
 has() {
-  grep -F "$2" "$LOG" | grep -qE "^\[[0-9T:.-]+ $1\] " || fail "no $1 line with '$2' in $LOG:
+  (($(grep -F "$2" "$LOG" | grep -cE "^\[[0-9T:.-]+ $1\] ") > 0)) || fail "no $1 line with '$2' in $LOG:
 $(cat "$LOG")"
 }
 

@@ -113,7 +113,8 @@ sha() { sha256sum "$1" | cut -d' ' -f1; }
 
 # logged LEVEL FILE TEXT: FILE (a --log-file) has a line at LEVEL containing TEXT (fixed string).
 logged() {
-  grep -F "$3" "$2" | grep -qE "^\[[0-9T:.-]+ $1\] " || fail "no $1 line with '$3' in $2: $(cat "$2")"
+  # (grep -c, not -q: -q would stop reading early and, under pipefail, fail the first grep.)
+  (($(grep -F "$3" "$2" | grep -cE "^\[[0-9T:.-]+ $1\] ") > 0)) || fail "no $1 line with '$3' in $2: $(cat "$2")"
 }
 
 # ------------------------------------------------------------------ certs, keys, servers
