@@ -186,9 +186,6 @@ function M.run(opts)
   local strategy
   strategy, err = scripts.load("strategies", strategy_name)
   if not strategy then return usage(err) end
-  if type(strategy) ~= "table" or type(strategy.run) ~= "function" then
-    return usage(("strategy '%s' must return a table with run(d)"):format(strategy_name))
-  end
   local describe = strategy.describe and strategy.describe(opts) or strategy_name
   -- Every hook this run may call, loaded now: a broken one stops the dry run and
   -- the real run alike, before any worker is touched.
@@ -340,9 +337,9 @@ function M.run(opts)
       audit:log("StatePruned", nil, { deployments = rch.json.array(pruned), keep = settings.state.keep_deployments })
     end
 
-    local ok, strategy_err = xpcall(strategy.run, trace, d)
+    local ok, strategy_err = rch.pcall(strategy.run, d)
     if not ok then
-      d.failed_reason = "strategy " .. strategy_name .. " raised: " .. util.clip(strategy_err, 4096)
+      d:fail("strategy " .. strategy_name .. " raised: " .. util.clip(strategy_err, 4096))
       ui.error(d.failed_reason)
       d:abort(pending, "strategy failed")
     end
