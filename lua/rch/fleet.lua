@@ -33,9 +33,10 @@ end
 
 --- The one loop over workers (also under fleet status, verify, drain and
 -- rollback): connects, resolves the worker root, runs fn(worker, conn, root),
--- at most opts.parallel at once ([defaults] parallel). A worker that cannot be
--- reached, whose root cannot be resolved, or whose fn raised gets
--- opts.failed(worker, err, reachable) (default: {error = err}).
+-- at most opts.parallel at once ([defaults] parallel); with opts.login_home
+-- the root is not resolved (fn(worker, conn): fleet exec and copy work in the
+-- login home). A worker that cannot be reached, whose root cannot be resolved,
+-- or whose fn raised gets opts.failed(worker, err, reachable) (default: {error = err}).
 -- @return table worker id -> value, and the same values as a list in `workers` order
 function M.each(workers, fn, opts)
   opts = opts or {}
@@ -44,6 +45,7 @@ function M.each(workers, fn, opts)
   local results, errors = rch.parallel(workers, opts.parallel or s.defaults.parallel, function(w)
     local conn, err = transport.get(w, s)
     if not conn then return failed(w, err, false) end
+    if opts.login_home then return fn(w, conn) end
     local root
     root, err = conn:root()
     if not root then return failed(w, err, true) end
@@ -51,7 +53,7 @@ function M.each(workers, fn, opts)
   end)
   local by_id, list = {}, {}
   for i, w in ipairs(workers) do
-    list[i] = (errors and errors[i]) and failed(w, errors[i], false) or results[i]
+    list[i] = (errors and errors[i]) and failed(w, errors[i], true) or results[i] -- fn raised: it was reached
     by_id[w.id] = list[i]
   end
   return by_id, list
