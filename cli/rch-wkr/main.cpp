@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/agent/agent.hpp"
+#include "core/util/json.hpp"
 #include "core/version/build_info.hpp"
 
 namespace rch {
@@ -123,7 +124,7 @@ int cmd_drain(Agent& agent, const std::vector<std::string>& args) {
                        [](int n) { std::fprintf(stderr, "draining: %s\n", active_builds_text(n).c_str()); });
   if (r) {
     if (json) {
-      std::printf("{\"drained\":true,\"active_builds\":0}\n");
+      std::printf("%s\n", dump_json({{"drained", true}, {"active_builds", 0}}).c_str());
     } else {
       std::printf("drained: no active builds\n");
     }
@@ -131,8 +132,9 @@ int cmd_drain(Agent& agent, const std::vector<std::string>& args) {
   }
   std::fprintf(stderr, "rch-wkr: %s\n", r.error().c_str());
   if (json) {
-    std::printf("{\"drained\":false,\"active_builds\":%d,\"error\":%s}\n", agent.active_leases(),
-                json_quote(r.error()).c_str());
+    std::printf(
+        "%s\n",
+        dump_json({{"drained", false}, {"active_builds", agent.active_leases()}, {"error", r.error()}}).c_str());
   }
   return k_exit_drain_timeout;
 }

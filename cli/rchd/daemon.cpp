@@ -28,7 +28,7 @@
 #include "cli/rchd/job.hpp"
 #include "cli/rchd/pidfile.hpp"
 #include "core/agent/agent.hpp"
-#include "core/agent/daemon_client.hpp"
+#include "core/agent/daemon_protocol.hpp"
 #include "core/store/dirs.hpp"
 #include "core/util/time.hpp"
 #include "core/util/unique_fd.hpp"
@@ -59,7 +59,9 @@ void log_line(const std::string& message) {
 
 std::string builds_text(int n) { return std::to_string(n) + (n == 1 ? " build" : " builds"); }
 
-std::string error_reply(std::string_view message) { return "{\"ok\":false,\"error\":" + json_quote(message) + "}"; }
+std::string error_reply(std::string message) {
+  return daemon_protocol::encode(daemon_protocol::Refusal{std::move(message), {}});
+}
 
 // Stdio must be open: a pipe or socket landing on fd 1 or 2 would receive
 // log lines (and jobs would write into it).
@@ -187,10 +189,10 @@ class Daemon {
   // The reply, or nullopt when the reply comes later (a build being started).
   std::optional<std::string> handle(uint64_t id, const std::string& line);
   std::string cmd_status();
-  std::string cmd_drain(const FlatJsonObject& req);
+  std::string cmd_drain(const daemon_protocol::Drain& req);
   std::string cmd_undrain();
-  std::string cmd_shutdown(const FlatJsonObject& req);
-  std::optional<std::string> cmd_build(uint64_t id, const FlatJsonObject& req);
+  std::string cmd_shutdown(const daemon_protocol::Shutdown& req);
+  std::optional<std::string> cmd_build(uint64_t id, daemon_protocol::Build& req);
   void read_pending(size_t index);
   void begin_stop(const std::string& why);
 
@@ -467,86 +469,67 @@ void Daemon::process_lines(uint64_t id) {
 }
 
 std::optional<std::string> Daemon::handle(uint64_t id, const std::string& line) {
-  auto req = parse_flat_json(line);
+  auto req = daemon_protocol::parse_request(line);
   if (!req) return error_reply(req.error());
-  auto cmd = req->get_string("cmd");
-  if (!cmd) return error_reply(cmd.error());
-  if (!cmd->has_value()) return error_reply("missing \"cmd\" (status, drain, undrain, shutdown, build)");
-  const std::string& name = **cmd;
-  if (name == "status") return cmd_status();
-  if (name == "drain") return cmd_drain(*req);
-  if (name == "undrain") return cmd_undrain();
-  if (name == "shutdown") return cmd_shutdown(*req);
-  if (name == "build") return cmd_build(id, *req);
-  return error_reply("unknown cmd \"" + name + "\" (status, drain, undrain, shutdown, build)");
+  if (std::holds_alternative<daemon_protocol::Status>(*req)) return cmd_status();
+  if (auto* drain = std::get_if<daemon_protocol::Drain>(&*req)) return cmd_drain(*drain);
+  if (std::holds_alternative<daemon_protocol::Undrain>(*req)) return cmd_undrain();
+  if (auto* shutdown = std::get_if<daemon_protocol::Shutdown>(&*req)) return cmd_shutdown(*shutdown);
+  return cmd_build(id, std::get<daemon_protocol::Build>(*req));
 }
 
 std::string Daemon::cmd_status() {
   const AgentHealth h = agent_.health();
-  std::string s = "{\"ok\":true,\"pid\":" + std::to_string(::getpid());
-  s += ",\"version\":" + json_quote(build_version());
-  s += std::string(",\"draining\":") + (h.draining ? "true" : "false");
-  s += ",\"active_builds\":" + std::to_string(h.active_builds);
-  s += ",\"root\":" + json_quote(options_.root.string());
-  s += ",\"agent_root\":" + json_quote(agent_.root().string());
-  s += ",\"disk_free_mb\":" + std::to_string(h.disk_free_mb);
-  if (!h.ok) s += ",\"agent_error\":" + json_quote(h.error);
-  s += "}";
-  return s;
+  daemon_protocol::StatusReply reply{::getpid(),
+                                     build_version(),
+                                     h.draining,
+                                     h.active_builds,
+                                     options_.root.string(),
+                                     agent_.root().string(),
+                                     static_cast<long long>(h.disk_free_mb),
+                                     {}};
+  if (!h.ok) reply.agent_error = h.error;
+  return daemon_protocol::encode(reply);
 }
 
-std::string Daemon::cmd_drain(const FlatJsonObject& req) {
+std::string Daemon::cmd_drain(const daemon_protocol::Drain& req) {
   // The waiting is the client's (it polls status), so the daemon never
   // blocks; the timeout is only recorded in the log.
-  auto timeout = req.get_integer("timeout", 0, 365LL * 24 * 3600);
-  if (!timeout) return error_reply(timeout.error());
   if (auto r = agent_.set_draining(); !r) return error_reply("cannot drain: " + r.error());
   const int active = agent_.active_leases();
   log_line("draining: " + builds_text(active) + " active" +
-           (timeout->has_value() ? ", client waits up to " + std::to_string(**timeout) + "s" : std::string()));
-  return "{\"ok\":true,\"draining\":true,\"active_builds\":" + std::to_string(active) + "}";
+           (req.timeout ? ", client waits up to " + std::to_string(*req.timeout) + "s" : std::string()));
+  return daemon_protocol::encode(daemon_protocol::DrainReply{true, active});
 }
 
 std::string Daemon::cmd_undrain() {
   if (auto r = agent_.undrain(); !r) return error_reply("cannot undrain: " + r.error());
   log_line("accepting builds again");
-  return "{\"ok\":true,\"draining\":false,\"active_builds\":" + std::to_string(agent_.active_leases()) + "}";
+  return daemon_protocol::encode(daemon_protocol::DrainReply{false, agent_.active_leases()});
 }
 
-std::string Daemon::cmd_shutdown(const FlatJsonObject& req) {
-  auto force = req.get_bool("force");
-  if (!force) return error_reply(force.error());
+std::string Daemon::cmd_shutdown(const daemon_protocol::Shutdown& req) {
   const int active = agent_.active_leases();
-  const bool forced = force->value_or(false);
-  if (active > 0 && !forced) {
-    return "{\"ok\":false,\"error\":" +
-           json_quote("refusing to shut down: builds active (" + std::to_string(active) +
-                      "); drain and wait for them, or send \"force\":true") +
-           ",\"active_builds\":" + std::to_string(active) + "}";
+  if (active > 0 && !req.force) {
+    return daemon_protocol::encode(daemon_protocol::Refusal{"refusing to shut down: builds active (" +
+                                                                std::to_string(active) +
+                                                                "); drain and wait for them, or send \"force\":true",
+                                                            active});
   }
-  begin_stop(forced ? "shutdown requested with force" : "shutdown requested");
-  return "{\"ok\":true,\"pid\":" + std::to_string(::getpid()) + ",\"active_builds\":" + std::to_string(active) + "}";
+  begin_stop(req.force ? "shutdown requested with force" : "shutdown requested");
+  return daemon_protocol::encode(daemon_protocol::ShutdownReply{::getpid(), active});
 }
 
-std::optional<std::string> Daemon::cmd_build(uint64_t id, const FlatJsonObject& req) {
-  auto argv = req.get_strings("argv");
-  if (!argv) return error_reply(argv.error());
-  if (!argv->has_value() || (*argv)->empty() || (*argv)->front().empty()) {
-    return error_reply("build needs \"argv\": a non-empty array of strings");
-  }
-  auto cwd = req.get_string("cwd");
-  if (!cwd) return error_reply(cwd.error());
-  const std::string dir = cwd->value_or("");
-  if (!dir.empty() && dir.front() != '/') return error_reply("\"cwd\" must be an absolute path");
+std::optional<std::string> Daemon::cmd_build(uint64_t id, daemon_protocol::Build& req) {
   // Cheap early answer; the exact one is run_job's, reported by the job.
   if (agent_.draining()) return error_reply("draining");
-
-  auto started = start_build(agent_.root(), **argv, dir);
+  const std::string& dir = req.cwd;
+  auto started = start_build(agent_.root(), req.argv, dir);
   if (!started) return error_reply("cannot start build: " + started.error());
   const uint64_t job = next_job_++;
   supervisors_.emplace(started->supervisor, job);
   std::string argv_text;
-  for (const auto& a : **argv) argv_text += (argv_text.empty() ? "" : " ") + a;
+  for (const auto& a : req.argv) argv_text += (argv_text.empty() ? "" : " ") + a;
   log_line("job " + std::to_string(job) + " (supervisor pid " + std::to_string(started->supervisor) + ") in " +
            cwd_text(dir) + ": " + argv_text);
   clients_.at(id).waiting = true;
@@ -576,7 +559,7 @@ void Daemon::read_pending(size_t index) {
   const size_t nl = p.buffer.find('\n');
   const std::string line = nl == std::string::npos ? std::string() : p.buffer.substr(0, nl);
   if (line == "S") {
-    reply = "{\"ok\":true,\"job\":" + std::to_string(p.job) + "}";
+    reply = daemon_protocol::encode(daemon_protocol::BuildReply{p.job});
   } else if (!line.empty() && line[0] == 'E') {
     const std::string message = line.substr(1);
     reply = error_reply(message == k_job_refused_draining ? std::string("draining") : message);

@@ -24,6 +24,7 @@
 #include <thread>
 
 #include "core/store/atomic_file.hpp"
+#include "core/util/json.hpp"
 #include "core/util/time.hpp"
 #include "core/util/user.hpp"
 #include "core/util/uuid.hpp"
@@ -56,15 +57,11 @@ std::string user_at_host() { return current_user_name() + "@" + host_name(); }
 // The lease's one JSON line. job_pid is added once the job has been forked,
 // so an operator can find the process that holds the lease.
 std::string lease_json(const std::vector<std::string>& argv, const std::string& started, std::optional<pid_t> job_pid) {
-  std::string s = "{\"pid\":" + std::to_string(::getpid());
-  if (job_pid) s += ",\"job_pid\":" + std::to_string(*job_pid);
-  s += ",\"argv\":[";
-  for (size_t i = 0; i < argv.size(); ++i) {
-    if (i) s += ',';
-    s += json_quote(argv[i]);
-  }
-  s += "],\"started\":" + json_quote(started) + "}\n";
-  return s;
+  Json j{{"pid", ::getpid()}};
+  if (job_pid) j["job_pid"] = *job_pid;
+  j["argv"] = argv;
+  j["started"] = started;
+  return dump_json(j) + "\n";
 }
 
 void rewrite_lease(int fd, const std::string& line) {
@@ -304,105 +301,17 @@ int count_leases(const fs::path& dir, std::string* err) {
   return active;
 }
 
-// Length of the well-formed UTF-8 sequence starting at s[i], 0 if there is none.
-size_t utf8_sequence_length(std::string_view s, size_t i) {
-  auto byte = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
-  const unsigned char lead = byte(i);
-  if (lead < 0x80) return 1;
-  size_t n = 0;
-  uint32_t cp = 0;
-  if ((lead & 0xe0) == 0xc0) {
-    n = 2, cp = lead & 0x1f;
-  } else if ((lead & 0xf0) == 0xe0) {
-    n = 3, cp = lead & 0x0f;
-  } else if ((lead & 0xf8) == 0xf0) {
-    n = 4, cp = lead & 0x07;
-  } else {
-    return 0;
-  }
-  if (i + n > s.size()) return 0;
-  for (size_t k = 1; k < n; ++k) {
-    if ((byte(i + k) & 0xc0) != 0x80) return 0;
-    cp = (cp << 6) | (byte(i + k) & 0x3f);
-  }
-  static constexpr uint32_t min_for_length[] = {0, 0, 0x80, 0x800, 0x10000};
-  // Overlong forms, surrogates and values past U+10FFFF are not UTF-8.
-  if (cp < min_for_length[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
-  return n;
-}
-
 }  // namespace
 
-std::string json_quote(std::string_view s) {
-  std::string out;
-  out.reserve(s.size() + 2);
-  out += '"';
-  for (size_t i = 0; i < s.size();) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        ++i;
-        continue;
-      case '\\':
-        out += "\\\\";
-        ++i;
-        continue;
-      case '\n':
-        out += "\\n";
-        ++i;
-        continue;
-      case '\r':
-        out += "\\r";
-        ++i;
-        continue;
-      case '\t':
-        out += "\\t";
-        ++i;
-        continue;
-      case '\b':
-        out += "\\b";
-        ++i;
-        continue;
-      case '\f':
-        out += "\\f";
-        ++i;
-        continue;
-      default:
-        break;
-    }
-    if (c < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      out += buf;
-      ++i;
-      continue;
-    }
-    // Arbitrary bytes (a job's argv, a path) must still make valid JSON.
-    if (size_t len = utf8_sequence_length(s, i); len > 0) {
-      out.append(s.substr(i, len));
-      i += len;
-    } else {
-      out += "\\ufffd";
-      ++i;
-    }
-  }
-  out += '"';
-  return out;
-}
-
 std::string health_json(const AgentHealth& h) {
-  std::string s = "{\"version\":" + json_quote(h.version);
-  s += ",\"draining\":";
-  s += h.draining ? "true" : "false";
-  s += ",\"active_builds\":" + std::to_string(h.active_builds);
-  s += ",\"disk_free_mb\":" + std::to_string(h.disk_free_mb);
-  s += ",\"ok\":";
-  s += h.ok ? "true" : "false";
-  s += ",\"root\":" + json_quote(h.root);
-  if (!h.ok) s += ",\"error\":" + json_quote(h.error);
-  s += "}";
-  return s;
+  Json j{{"version", h.version},
+         {"draining", h.draining},
+         {"active_builds", h.active_builds},
+         {"disk_free_mb", h.disk_free_mb},
+         {"ok", h.ok},
+         {"root", h.root}};
+  if (!h.ok) j["error"] = h.error;
+  return dump_json(j);
 }
 
 Agent::Agent(fs::path root)
@@ -437,8 +346,8 @@ bool Agent::draining() const {
 Result<void> Agent::set_draining() {
   if (auto r = make_state_dirs(drain_path_.parent_path()); !r) return r;
   if (draining()) return {};
-  std::string marker = "{\"by\":" + json_quote(user_at_host()) + ",\"pid\":" + std::to_string(::getpid()) +
-                       ",\"since\":" + json_quote(iso8601_utc_now()) + "}\n";
+  const std::string marker =
+      dump_json({{"by", user_at_host()}, {"pid", ::getpid()}, {"since", iso8601_utc_now()}}) + "\n";
   return write_file_atomic(drain_path_, marker, 0644);
 }
 

@@ -79,7 +79,4 @@ std::filesystem::path resolve_agent_root(const std::string& root_flag, const cha
 // plus "error" when not ok; one line, no trailing newline.
 std::string health_json(const AgentHealth& h);
 
-// s as a JSON string literal, quotes included.
-std::string json_quote(std::string_view s);
-
 }  // namespace rch

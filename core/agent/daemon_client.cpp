@@ -1,7 +1,9 @@
-// The flat JSON reader of the rchd protocol and the client side of the
-// daemon's Unix socket (connect, one request line, one reply line, with a
-// deadline over the whole exchange so a wedged daemon cannot hang rch update).
+// The client side of the daemon's Unix socket (connect, one request line, one
+// reply line, with a deadline over the whole exchange so a wedged daemon
+// cannot hang rch update). The messages are daemon_protocol's.
 #include "core/agent/daemon_client.hpp"
+
+#include "core/agent/daemon_protocol.hpp"
 
 #include "core/util/unique_fd.hpp"
 
@@ -12,12 +14,9 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <charconv>
-#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <thread>
-#include <utility>
 
 namespace rch {
 namespace fs = std::filesystem;
@@ -25,236 +24,6 @@ namespace fs = std::filesystem;
 namespace {
 
 using steady = std::chrono::steady_clock;
-
-// ---- reader ----------------------------------------------------------------
-
-class FlatParser {
- public:
-  explicit FlatParser(std::string_view text) : s_(text) {}
-
-  Result<FlatJsonObject> parse_object() {
-    FlatJsonObject obj;
-    skip_ws();
-    if (!eat('{')) return fail("expected '{'");
-    skip_ws();
-    if (!eat('}')) {
-      while (true) {
-        skip_ws();
-        if (peek() != '"') return fail("expected a string key");
-        std::string key;
-        if (auto r = parse_string(key); !r) return Error{r.error()};
-        skip_ws();
-        if (!eat(':')) return fail("expected ':' after key \"" + key + "\"");
-        JsonValue value;
-        if (auto r = parse_value(value); !r) return Error{r.error()};
-        if (!obj.fields.emplace(key, std::move(value)).second) return fail("duplicate key \"" + key + "\"");
-        skip_ws();
-        if (eat('}')) break;
-        if (!eat(',')) return fail("expected ',' or '}'");
-      }
-    }
-    skip_ws();
-    if (pos_ != s_.size()) return fail("unexpected text after the object");
-    return obj;
-  }
-
- private:
-  char peek() const { return pos_ < s_.size() ? s_[pos_] : '\0'; }
-  bool eat(char c) {
-    if (pos_ < s_.size() && s_[pos_] == c) {
-      ++pos_;
-      return true;
-    }
-    return false;
-  }
-  void skip_ws() {
-    while (pos_ < s_.size() && (s_[pos_] == ' ' || s_[pos_] == '\t' || s_[pos_] == '\n' || s_[pos_] == '\r')) ++pos_;
-  }
-  bool eat_word(std::string_view w) {
-    if (s_.substr(pos_, w.size()) != w) return false;
-    pos_ += w.size();
-    return true;
-  }
-  Error fail(const std::string& what) const {
-    return make_error("invalid JSON at offset " + std::to_string(pos_) + ": " + what);
-  }
-
-  Result<void> parse_value(JsonValue& v) {
-    skip_ws();
-    const char c = peek();
-    if (c == '"') {
-      v.kind = JsonValue::Kind::string;
-      return parse_string(v.string);
-    }
-    if (c == '[') return parse_string_array(v);
-    if (c == '{') return fail("nested objects are not part of the protocol");
-    if (eat_word("true")) {
-      v.kind = JsonValue::Kind::boolean;
-      v.boolean = true;
-      return {};
-    }
-    if (eat_word("false")) {
-      v.kind = JsonValue::Kind::boolean;
-      return {};
-    }
-    if (eat_word("null")) {
-      v.kind = JsonValue::Kind::null;
-      return {};
-    }
-    if (c == '-' || (c >= '0' && c <= '9')) return parse_number(v);
-    return fail("expected a value");
-  }
-
-  Result<void> parse_string_array(JsonValue& v) {
-    v.kind = JsonValue::Kind::string_array;
-    eat('[');
-    skip_ws();
-    if (eat(']')) return {};
-    while (true) {
-      skip_ws();
-      if (peek() != '"') return fail("arrays may only hold strings");
-      std::string item;
-      if (auto r = parse_string(item); !r) return r;
-      v.strings.push_back(std::move(item));
-      skip_ws();
-      if (eat(']')) return {};
-      if (!eat(',')) return fail("expected ',' or ']'");
-    }
-  }
-
-  // The JSON number grammar, checked by hand because from_chars alone would
-  // also take "01", "1." or "inf".
-  Result<void> parse_number(JsonValue& v) {
-    const size_t start = pos_;
-    eat('-');
-    if (eat('0')) {
-    } else if (peek() >= '1' && peek() <= '9') {
-      while (peek() >= '0' && peek() <= '9') ++pos_;
-    } else {
-      return fail("expected a digit");
-    }
-    if (eat('.')) {
-      if (!(peek() >= '0' && peek() <= '9')) return fail("expected a digit after '.'");
-      while (peek() >= '0' && peek() <= '9') ++pos_;
-    }
-    if (peek() == 'e' || peek() == 'E') {
-      ++pos_;
-      if (peek() == '+' || peek() == '-') ++pos_;
-      if (!(peek() >= '0' && peek() <= '9')) return fail("expected a digit in the exponent");
-      while (peek() >= '0' && peek() <= '9') ++pos_;
-    }
-    // from_chars, unlike strtod, does not depend on the locale.
-    double d = 0;
-    auto [end, ec] = std::from_chars(s_.data() + start, s_.data() + pos_, d);
-    if (ec != std::errc() || end != s_.data() + pos_ || !std::isfinite(d)) return fail("number out of range");
-    v.kind = JsonValue::Kind::number;
-    v.number = d;
-    return {};
-  }
-
-  Result<unsigned> parse_hex4() {
-    if (pos_ + 4 > s_.size()) return fail("truncated \\u escape");
-    unsigned cp = 0;
-    for (int i = 0; i < 4; ++i) {
-      const char c = s_[pos_++];
-      cp <<= 4;
-      if (c >= '0' && c <= '9') {
-        cp |= static_cast<unsigned>(c - '0');
-      } else if (c >= 'a' && c <= 'f') {
-        cp |= static_cast<unsigned>(c - 'a' + 10);
-      } else if (c >= 'A' && c <= 'F') {
-        cp |= static_cast<unsigned>(c - 'A' + 10);
-      } else {
-        return fail("invalid \\u escape");
-      }
-    }
-    return cp;
-  }
-
-  static void append_utf8(std::string& out, unsigned cp) {
-    if (cp < 0x80) {
-      out += static_cast<char>(cp);
-    } else if (cp < 0x800) {
-      out += static_cast<char>(0xc0 | (cp >> 6));
-      out += static_cast<char>(0x80 | (cp & 0x3f));
-    } else if (cp < 0x10000) {
-      out += static_cast<char>(0xe0 | (cp >> 12));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3f));
-      out += static_cast<char>(0x80 | (cp & 0x3f));
-    } else {
-      out += static_cast<char>(0xf0 | (cp >> 18));
-      out += static_cast<char>(0x80 | ((cp >> 12) & 0x3f));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3f));
-      out += static_cast<char>(0x80 | (cp & 0x3f));
-    }
-  }
-
-  Result<void> parse_string(std::string& out) {
-    eat('"');
-    while (true) {
-      if (pos_ >= s_.size()) return fail("unterminated string");
-      const char c = s_[pos_++];
-      if (c == '"') return {};
-      if (static_cast<unsigned char>(c) < 0x20) return fail("control character in string");
-      if (c != '\\') {
-        out += c;
-        continue;
-      }
-      if (pos_ >= s_.size()) return fail("unterminated escape");
-      switch (const char e = s_[pos_++]) {
-        case '"':
-          out += '"';
-          break;
-        case '\\':
-          out += '\\';
-          break;
-        case '/':
-          out += '/';
-          break;
-        case 'b':
-          out += '\b';
-          break;
-        case 'f':
-          out += '\f';
-          break;
-        case 'n':
-          out += '\n';
-          break;
-        case 'r':
-          out += '\r';
-          break;
-        case 't':
-          out += '\t';
-          break;
-        case 'u': {
-          auto hi = parse_hex4();
-          if (!hi) return Error{hi.error()};
-          unsigned cp = *hi;
-          if (cp >= 0xdc00 && cp <= 0xdfff) return fail("unpaired low surrogate");
-          if (cp >= 0xd800 && cp <= 0xdbff) {
-            if (!eat_word("\\u")) return fail("unpaired high surrogate");
-            auto lo = parse_hex4();
-            if (!lo) return Error{lo.error()};
-            if (*lo < 0xdc00 || *lo > 0xdfff) return fail("unpaired high surrogate");
-            cp = 0x10000 + ((cp - 0xd800) << 10) + (*lo - 0xdc00);
-          }
-          append_utf8(out, cp);
-          break;
-        }
-        default:
-          --pos_;
-          return fail(std::string("invalid escape '\\") + e + "'");
-      }
-    }
-  }
-
-  std::string_view s_;
-  size_t pos_ = 0;
-};
-
-Error wrong_type(std::string_view key, std::string_view want) {
-  return make_error("field \"" + std::string(key) + "\" must be " + std::string(want));
-}
 
 // ---- socket client -----------------------------------------------------------
 
@@ -344,28 +113,13 @@ Result<std::string> request(const fs::path& socket, const std::string& json_line
   }
 }
 
-// The reply as an object whose "ok" is true; a refusal becomes an error
-// carrying the daemon's own message.
-Result<FlatJsonObject> ok_reply(const std::string& line) {
-  auto obj = parse_flat_json(line);
-  if (!obj) return make_error("bad reply from rchd (" + obj.error() + "): " + line);
-  auto ok = obj->get_bool("ok");
-  if (!ok || !ok->has_value()) return make_error("bad reply from rchd (no \"ok\"): " + line);
-  if (!**ok) {
-    auto err = obj->get_string("error");
-    return make_error("rchd: " + (err && err->has_value() ? **err : std::string("request refused")));
-  }
-  return obj;
-}
-
 constexpr std::chrono::milliseconds k_request_timeout{5000};
 
-Result<void> simple_command(const fs::path& socket, const std::string& line) {
+Result<void> simple_command(const fs::path& socket, const daemon_protocol::Request& req) {
   RequestFailure why;
-  auto reply = request(socket, line, k_request_timeout, why);
+  auto reply = request(socket, daemon_protocol::encode(req), k_request_timeout, why);
   if (!reply) return Error{reply.error()};
-  if (auto obj = ok_reply(*reply); !obj) return Error{obj.error()};
-  return {};
+  return daemon_protocol::parse_ok_reply(*reply);
 }
 
 // True once pid has exited. A zombie counts as gone: the daemon's parent
@@ -383,52 +137,6 @@ bool process_gone(int pid) {
 
 }  // namespace
 
-const JsonValue* FlatJsonObject::find(std::string_view key) const {
-  auto it = fields.find(key);
-  return it == fields.end() ? nullptr : &it->second;
-}
-
-Result<std::optional<bool>> FlatJsonObject::get_bool(std::string_view key) const {
-  const JsonValue* v = find(key);
-  if (!v) return std::optional<bool>();
-  if (v->kind != JsonValue::Kind::boolean) return wrong_type(key, "true or false");
-  return std::optional<bool>(v->boolean);
-}
-
-Result<std::optional<double>> FlatJsonObject::get_number(std::string_view key) const {
-  const JsonValue* v = find(key);
-  if (!v) return std::optional<double>();
-  if (v->kind != JsonValue::Kind::number) return wrong_type(key, "a number");
-  return std::optional<double>(v->number);
-}
-
-Result<std::optional<long long>> FlatJsonObject::get_integer(std::string_view key, long long min, long long max) const {
-  const JsonValue* v = find(key);
-  if (!v) return std::optional<long long>();
-  const std::string want = "a whole number from " + std::to_string(min) + " to " + std::to_string(max);
-  if (v->kind != JsonValue::Kind::number || v->number != std::floor(v->number) ||
-      v->number < static_cast<double>(min) || v->number > static_cast<double>(max)) {
-    return wrong_type(key, want);
-  }
-  return std::optional<long long>(static_cast<long long>(v->number));
-}
-
-Result<std::optional<std::string>> FlatJsonObject::get_string(std::string_view key) const {
-  const JsonValue* v = find(key);
-  if (!v) return std::optional<std::string>();
-  if (v->kind != JsonValue::Kind::string) return wrong_type(key, "a string");
-  return std::optional<std::string>(v->string);
-}
-
-Result<std::optional<std::vector<std::string>>> FlatJsonObject::get_strings(std::string_view key) const {
-  const JsonValue* v = find(key);
-  if (!v) return std::optional<std::vector<std::string>>();
-  if (v->kind != JsonValue::Kind::string_array) return wrong_type(key, "an array of strings");
-  return std::optional<std::vector<std::string>>(v->strings);
-}
-
-Result<FlatJsonObject> parse_flat_json(std::string_view text) { return FlatParser(text).parse_object(); }
-
 fs::path daemon_socket_path(const fs::path& rch_home) { return rch_home / "rchd.sock"; }
 
 Result<std::string> daemon_request(const fs::path& socket, const std::string& json_line,
@@ -439,47 +147,30 @@ Result<std::string> daemon_request(const fs::path& socket, const std::string& js
 
 Result<DaemonStatus> daemon_status(const fs::path& socket) {
   RequestFailure why;
-  auto reply = request(socket, "{\"cmd\":\"status\"}", k_request_timeout, why);
+  auto reply = request(socket, daemon_protocol::encode(daemon_protocol::Status{}), k_request_timeout, why);
   if (!reply) {
     if (why.absent) return DaemonStatus{};
     return Error{reply.error()};
   }
-  auto obj = ok_reply(*reply);
-  if (!obj) return Error{obj.error()};
-  auto pid = obj->get_integer("pid", 1, 0x7fffffff);
-  auto version = obj->get_string("version");
-  auto draining = obj->get_bool("draining");
-  auto active = obj->get_integer("active_builds", 0, 0x7fffffff);
-  if (!pid || !version || !draining || !active || !pid->has_value() || !version->has_value() ||
-      !draining->has_value() || !active->has_value()) {
-    return make_error("bad status reply from rchd: " + *reply);
-  }
-  DaemonStatus st;
-  st.running = true;
-  st.pid = static_cast<int>(**pid);
-  st.version = **version;
-  st.draining = **draining;
-  st.active_builds = static_cast<int>(**active);
-  return st;
+  auto st = daemon_protocol::parse_status_reply(*reply);
+  if (!st) return Error{st.error()};
+  return DaemonStatus{true, st->pid, st->version, st->draining, st->active_builds};
 }
 
-Result<void> daemon_drain(const fs::path& socket) { return simple_command(socket, "{\"cmd\":\"drain\"}"); }
+Result<void> daemon_drain(const fs::path& socket) { return simple_command(socket, daemon_protocol::Drain{}); }
 
-Result<void> daemon_undrain(const fs::path& socket) { return simple_command(socket, "{\"cmd\":\"undrain\"}"); }
+Result<void> daemon_undrain(const fs::path& socket) { return simple_command(socket, daemon_protocol::Undrain{}); }
 
 Result<void> daemon_shutdown(const fs::path& socket, bool force, std::chrono::seconds wait) {
   RequestFailure why;
-  const std::string line = std::string("{\"cmd\":\"shutdown\",\"force\":") + (force ? "true" : "false") + "}";
-  auto reply = request(socket, line, k_request_timeout, why);
+  auto reply = request(socket, daemon_protocol::encode(daemon_protocol::Shutdown{force}), k_request_timeout, why);
   if (!reply) {
     if (why.absent) return {};  // nothing to stop
     return Error{reply.error()};
   }
-  auto obj = ok_reply(*reply);
-  if (!obj) return Error{obj.error()};
-  auto pid = obj->get_integer("pid", 1, 0x7fffffff);
-  if (!pid || !pid->has_value()) return make_error("bad shutdown reply from rchd (no pid): " + *reply);
-  const int daemon_pid = static_cast<int>(**pid);
+  auto accepted = daemon_protocol::parse_shutdown_reply(*reply);
+  if (!accepted) return Error{accepted.error()};
+  const int daemon_pid = accepted->pid;
   const auto deadline = steady::now() + wait;
   while (!process_gone(daemon_pid)) {
     if (steady::now() >= deadline) {

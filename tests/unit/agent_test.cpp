@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "core/agent/agent.hpp"
+#include "core/util/json.hpp"
 #include "core/version/build_info.hpp"
 #include "tests/unit/temp_dir.hpp"
 
@@ -286,14 +287,14 @@ TEST_CASE("health reports version, drain state, builds, disk", "[agent]") {
   CHECK(rch::health_json(bad).find("\"error\":") != std::string::npos);
 }
 
-TEST_CASE("json_quote escapes what JSON requires", "[agent]") {
-  CHECK(rch::json_quote("plain") == "\"plain\"");
-  CHECK(rch::json_quote("a\"b\\c") == "\"a\\\"b\\\\c\"");
-  CHECK(rch::json_quote("l1\nl2\t\r") == "\"l1\\nl2\\t\\r\"");
-  CHECK(rch::json_quote(std::string("\x01", 1)) == "\"\\u0001\"");
-  CHECK(rch::json_quote("caf\xc3\xa9") == "\"caf\xc3\xa9\"");
-  CHECK(rch::json_quote("bad\xff") == "\"bad\\ufffd\"");
-  CHECK(rch::json_quote("\xc0\xaf") == "\"\\ufffd\\ufffd\"");  // overlong '/'
+TEST_CASE("dump_json escapes what JSON requires and replaces bytes that are not UTF-8", "[agent]") {
+  CHECK(rch::dump_json("plain") == "\"plain\"");
+  CHECK(rch::dump_json("a\"b\\c") == "\"a\\\"b\\\\c\"");
+  CHECK(rch::dump_json("l1\nl2\t\r") == "\"l1\\nl2\\t\\r\"");
+  CHECK(rch::dump_json(std::string("\x01", 1)) == "\"\\u0001\"");
+  CHECK(rch::dump_json("caf\xc3\xa9") == "\"caf\xc3\xa9\"");
+  CHECK(rch::dump_json("bad\xff") == "\"bad\xef\xbf\xbd\"");                                             // U+FFFD
+  CHECK(rch::Json::parse(rch::dump_json("\xc0\xaf")).get<std::string>() == "\xef\xbf\xbd\xef\xbf\xbd");  // overlong '/'
 }
 
 TEST_CASE("agent root discovery", "[agent]") {

@@ -3,6 +3,8 @@
 // as a child of the test in a temporary root: status, drain with a running
 // build, refusals, shutdown, pidfile exclusion and stale-pidfile takeover.
 #include "core/agent/daemon_client.hpp"
+#include "core/agent/daemon_protocol.hpp"
+#include "core/util/json.hpp"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -130,10 +132,10 @@ std::string request(const TempRoot& root, const std::string& line) {
   return *reply;
 }
 
-rch::FlatJsonObject parsed(const std::string& reply) {
-  auto obj = rch::parse_flat_json(reply);
-  REQUIRE(obj.ok());
-  return *obj;
+rch::Json parsed(const std::string& reply) {
+  auto obj = rch::Json::parse(reply, nullptr, false);
+  REQUIRE(obj.is_object());
+  return obj;
 }
 
 rch::DaemonStatus status_of(const TempRoot& root) {
@@ -156,31 +158,54 @@ pid_t leased_job_pid(const TempRoot& root) {
 
 }  // namespace
 
-TEST_CASE("the flat JSON reader takes values and escapes and refuses the rest", "[daemon]") {
-  auto obj = rch::parse_flat_json(
-      R"( {"cmd":"build","argv":["make","-j8","a\"b\\c\n\u00e9\ud83d\ude00"],"force":true,"n":-1.5e2,"z":null} )");
-  REQUIRE(obj.ok());
-  CHECK(obj->get_string("cmd")->value() == "build");
-  const auto argv = obj->get_strings("argv")->value();
-  REQUIRE(argv.size() == 3);
-  CHECK(argv[2] == "a\"b\\c\n\xc3\xa9\xf0\x9f\x98\x80");
-  CHECK(obj->get_bool("force")->value());
-  CHECK(obj->get_number("n")->value() == -150.0);
-  CHECK(obj->find("z")->kind == rch::JsonValue::Kind::null);
-  CHECK_FALSE(obj->get_bool("absent")->has_value());
-  CHECK_FALSE(obj->get_bool("cmd").ok());  // present with another type is an error
-  CHECK_FALSE(obj->get_integer("n", 0, 10).ok());
-  CHECK(rch::parse_flat_json("{}").ok());
+TEST_CASE("the protocol reads typed requests and refuses the rest", "[daemon]") {
+  namespace proto = rch::daemon_protocol;
+  auto build = proto::parse_request(
+      R"( {"cmd":"build","argv":["make","-j8","a\"b\\c\n\u00e9\ud83d\ude00"],"cwd":"/src","extra":null} )");
+  REQUIRE(build.ok());
+  const auto& b = std::get<proto::Build>(*build);
+  REQUIRE(b.argv.size() == 3);
+  CHECK(b.argv[2] == "a\"b\\c\n\xc3\xa9\xf0\x9f\x98\x80");
+  CHECK(b.cwd == "/src");
+  auto drain = proto::parse_request(R"({"cmd":"drain","timeout":10.0})");
+  REQUIRE(drain.ok());
+  CHECK(std::get<proto::Drain>(*drain).timeout == 10);
+  CHECK(std::get<proto::Shutdown>(*proto::parse_request(R"({"cmd":"shutdown","force":true})")).force);
+  CHECK_FALSE(std::get<proto::Shutdown>(*proto::parse_request(R"({"cmd":"shutdown"})")).force);
+
+  // What the daemon encodes, it reads back.
+  for (const proto::Request& request :
+       {proto::Request{proto::Status{}}, proto::Request{proto::Drain{5}}, proto::Request{proto::Shutdown{true}},
+        proto::Request{proto::Build{{"sh", "-c", "echo \"x\""}, "/tmp"}}}) {
+    auto again = proto::parse_request(proto::encode(request));
+    REQUIRE(again.ok());
+    CHECK(again->index() == request.index());
+  }
 
   for (const char* bad :
-       {"", "[]", "{", "{\"a\":1,}", "{\"a\":{}}", "{\"a\":[1]}", "{\"a\":01}", "{\"a\":1.}", "{\"a\":\"\\x\"}",
-        "{\"a\":\"\\ud800\"}", "{\"a\":1,\"a\":2}", "{\"a\":1} x", "{a:1}", "{\"a\":tru}", "{\"a\":\"raw\ttab\"}"}) {
+       {"", "[]", "{", "{\"cmd\":\"status\",}", "{\"cmd\":01}", "{\"cmd\":\"\\x\"}", "{\"cmd\":\"\\ud800\"}",
+        "{\"cmd\":\"status\",\"cmd\":\"drain\"}", "{\"cmd\":\"status\"} x", "{cmd:1}", "{\"cmd\":\"raw\ttab\"}",
+        "{\"cmd\":\"drain\",\"timeout\":1.5}", "{\"cmd\":\"drain\",\"timeout\":-1}",
+        "{\"cmd\":\"shutdown\",\"force\":1}", "{\"cmd\":\"build\",\"argv\":[1]}", "{\"cmd\":\"build\",\"argv\":[\"\"]}",
+        "{\"cmd\":true}", "{}"}) {
     INFO("input: " << bad);
-    CHECK_FALSE(rch::parse_flat_json(bad).ok());
+    CHECK_FALSE(proto::parse_request(bad).ok());
   }
-  auto err = rch::parse_flat_json("{\"a\":}");
+  auto err = proto::parse_request("{\"cmd\":}");
   REQUIRE_FALSE(err.ok());
-  CHECK(err.error().find("offset 5") != std::string::npos);
+  CHECK(err.error().find("invalid JSON at offset") != std::string::npos);
+  CHECK(proto::parse_request(R"({"cmd":"status","cmd":"drain"})").error() == "duplicate key \"cmd\"");
+  CHECK(proto::parse_request(R"({"cmd":"drain","timeout":"soon"})").error() ==
+        "field \"timeout\" must be a whole number from 0 to 31536000");
+
+  // Replies: a refusal is the daemon's message; a malformed reply quotes the line.
+  CHECK(proto::parse_ok_reply(proto::encode(proto::Refusal{"draining", {}})).error() == "rchd: draining");
+  CHECK(proto::parse_status_reply(R"({"ok":true,"pid":"x"})").error().find("bad status reply") != std::string::npos);
+  auto st =
+      proto::parse_status_reply(proto::encode(proto::StatusReply{42, "1.2.3", true, 2, "/r", "/r/daemon", 7, "x"}));
+  REQUIRE(st.ok());
+  CHECK((st->pid == 42 && st->version == "1.2.3" && st->draining && st->active_builds == 2 && st->disk_free_mb == 7));
+  CHECK(st->agent_error == "x");
 }
 
 TEST_CASE("daemon_status says not running when there is no daemon", "[daemon]") {
@@ -215,7 +240,7 @@ TEST_CASE("rchd reports its status", "[daemon]") {
   CHECK(st.active_builds == 0);
 
   const auto obj = parsed(request(root, R"({"cmd":"status"})"));
-  CHECK(obj.get_string("root")->value() == root.path.string());
+  CHECK(obj["root"].get<std::string>() == root.path.string());
   CHECK(slurp(root.pidfile()) == std::to_string(d.pid()) + "\n");
   CHECK((fs::status(root.socket()).permissions() & fs::perms::all) == (fs::perms::owner_read | fs::perms::owner_write));
 }
@@ -224,23 +249,23 @@ TEST_CASE("drain counts a running build until it ends and refuses new builds mea
   TempRoot root;
   Daemon d(root);
   const auto build = parsed(request(root, R"({"cmd":"build","argv":["sleep","2"]})"));
-  REQUIRE(build.get_bool("ok")->value());
-  CHECK(build.get_integer("job", 1, 1 << 30)->has_value());
+  REQUIRE(build["ok"].get<bool>());
+  CHECK(build.contains("job"));
   // The reply comes once the job holds its lease: no waiting needed here.
   CHECK(status_of(root).active_builds == 1);
 
   const auto started = std::chrono::steady_clock::now();
   const auto drain = parsed(request(root, R"({"cmd":"drain","timeout":10})"));
-  CHECK(drain.get_bool("ok")->value());
-  CHECK(drain.get_bool("draining")->value());
-  CHECK(drain.get_integer("active_builds", 0, 100)->value() == 1);
+  CHECK(drain["ok"].get<bool>());
+  CHECK(drain["draining"].get<bool>());
+  CHECK(drain["active_builds"].get<int>() == 1);
   auto st = status_of(root);
   CHECK(st.draining);
   CHECK(st.active_builds == 1);
 
   const auto refused = parsed(request(root, R"({"cmd":"build","argv":["true"]})"));
-  CHECK_FALSE(refused.get_bool("ok")->value());
-  CHECK(refused.get_string("error")->value() == "draining");
+  CHECK_FALSE(refused["ok"].get<bool>());
+  CHECK(refused["error"].get<std::string>() == "draining");
 
   REQUIRE(eventually([&] { return status_of(root).active_builds == 0; }));
   CHECK(std::chrono::steady_clock::now() - started > 1s);  // it did wait for sleep 2
@@ -249,7 +274,7 @@ TEST_CASE("drain counts a running build until it ends and refuses new builds mea
   REQUIRE(rch::daemon_undrain(root.socket()).ok());
   CHECK_FALSE(status_of(root).draining);
   const auto again = parsed(request(root, R"({"cmd":"build","argv":["true"]})"));
-  CHECK(again.get_bool("ok")->value());
+  CHECK(again["ok"].get<bool>());
   CHECK(rch::daemon_drain(root.socket()).ok());
   CHECK(status_of(root).draining);
 }
@@ -258,12 +283,12 @@ TEST_CASE("a build whose command cannot run is refused and not reported as start
   TempRoot root;
   Daemon d(root);
   const auto missing = parsed(request(root, R"({"cmd":"build","argv":["rch-no-such-command-xyz"]})"));
-  CHECK_FALSE(missing.get_bool("ok")->value());
-  CHECK(missing.get_string("error")->value().find("rch-no-such-command-xyz") != std::string::npos);
+  CHECK_FALSE(missing["ok"].get<bool>());
+  CHECK(missing["error"].get<std::string>().find("rch-no-such-command-xyz") != std::string::npos);
   for (const char* bad : {R"({"cmd":"build"})", R"({"cmd":"build","argv":[]})", R"({"cmd":"build","argv":"ls"})",
                           R"({"cmd":"build","argv":["ls"],"cwd":"relative"})"}) {
     INFO(bad);
-    CHECK_FALSE(parsed(request(root, bad)).get_bool("ok")->value());
+    CHECK_FALSE(parsed(request(root, bad))["ok"].get<bool>());
   }
   CHECK(status_of(root).active_builds == 0);
 }
@@ -272,7 +297,7 @@ TEST_CASE("shutdown is refused while builds are active and accepted with force o
   TempRoot root;
   SECTION("builds active") {
     Daemon d(root);
-    REQUIRE(parsed(request(root, R"({"cmd":"build","argv":["sleep","30"]})")).get_bool("ok")->value());
+    REQUIRE(parsed(request(root, R"({"cmd":"build","argv":["sleep","30"]})"))["ok"].get<bool>());
     auto refused = rch::daemon_shutdown(root.socket(), false, 5s);
     REQUIRE_FALSE(refused.ok());
     CHECK(refused.error().find("builds active") != std::string::npos);
@@ -340,13 +365,13 @@ TEST_CASE("rchd survives bad requests and clients that vanish mid-line", "[daemo
   TempRoot root;
   Daemon d(root);
   const auto bad = parsed(request(root, "not json"));
-  CHECK_FALSE(bad.get_bool("ok")->value());
-  CHECK(bad.get_string("error")->value().find("invalid JSON") != std::string::npos);
+  CHECK_FALSE(bad["ok"].get<bool>());
+  CHECK(bad["error"].get<std::string>().find("invalid JSON") != std::string::npos);
   const auto unknown = parsed(request(root, R"({"cmd":"frobnicate"})"));
-  CHECK_FALSE(unknown.get_bool("ok")->value());
-  CHECK(unknown.get_string("error")->value().find("frobnicate") != std::string::npos);
-  CHECK_FALSE(parsed(request(root, R"({"nocmd":1})")).get_bool("ok")->value());
-  CHECK_FALSE(parsed(request(root, R"({"cmd":"drain","timeout":"soon"})")).get_bool("ok")->value());
+  CHECK_FALSE(unknown["ok"].get<bool>());
+  CHECK(unknown["error"].get<std::string>().find("frobnicate") != std::string::npos);
+  CHECK_FALSE(parsed(request(root, R"({"nocmd":1})"))["ok"].get<bool>());
+  CHECK_FALSE(parsed(request(root, R"({"cmd":"drain","timeout":"soon"})"))["ok"].get<bool>());
 
   for (int i = 0; i < 3; ++i) {
     int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
@@ -374,8 +399,8 @@ TEST_CASE("rchd survives bad requests and clients that vanish mid-line", "[daemo
   ::close(fd);
   const auto nl = replies.find('\n');
   REQUIRE(nl != std::string::npos);
-  CHECK(parsed(replies.substr(0, nl)).get_integer("job", 1, 1 << 30)->has_value());
-  CHECK(parsed(replies.substr(nl + 1, replies.size() - nl - 2)).get_integer("pid", 1, 1 << 30)->value() == d.pid());
+  CHECK(parsed(replies.substr(0, nl)).contains("job"));
+  CHECK(parsed(replies.substr(nl + 1, replies.size() - nl - 2))["pid"].get<int>() == d.pid());
 
   CHECK(status_of(root).running);
   CHECK(d.pid() > 0);
