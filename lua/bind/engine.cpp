@@ -65,6 +65,22 @@ std::string normalize_name(std::string name) {
   return name;
 }
 
+// scripts/coverage.sh: with RCH_LUA_COVERAGE=DIR, rch.coverage counts the Lua
+// lines this engine runs (start) and writes them to DIR when it closes (stop).
+void call_coverage(lua_State* L, const char* function) {
+  const char* dir = std::getenv("RCH_LUA_COVERAGE");
+  if (dir == nullptr || *dir == '\0') return;
+  const auto failed = protect(L, [function, dir](lua_State* S) {
+    lua_getglobal(S, "require");
+    lua_pushstring(S, "rch.coverage");
+    lua_call(S, 1, 1);
+    lua_getfield(S, -1, function);
+    lua_pushstring(S, dir);
+    lua_call(S, 1, 0);
+  });
+  if (failed) log::warn("RCH_LUA_COVERAGE: " + *failed);
+}
+
 const EmbeddedScript* find_builtin(const std::string& name) {
   for (std::size_t i = 0; i < kEmbeddedScriptCount; ++i) {
     if (name == kEmbeddedScripts[i].name) return &kEmbeddedScripts[i];
@@ -192,10 +208,13 @@ Engine::Engine(EngineOptions options)
   if (const char* seed = std::getenv("RCH_SHUFFLE_COMPLETIONS")) {
     executor_.shuffle_completions(std::strtoull(seed, nullptr, 10));
   }
+  call_coverage(L_, "start");
 }
 
 Engine::~Engine() {
-  if (L_ != nullptr) lua_close(L_);
+  if (L_ == nullptr) return;
+  call_coverage(L_, "stop");
+  lua_close(L_);
 }
 
 namespace {
