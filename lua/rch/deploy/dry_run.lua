@@ -2,7 +2,6 @@
 -- preflight probe and hook as a deploy) and predicts what a deploy would do,
 -- how much it would transfer and how long it would take. Changes nothing.
 local rch = require "rch"
-local transport = require "rch.transport"
 local executor = require "rch.deploy.executor"
 local pipeline = require "rch.deploy.pipeline"
 
@@ -57,30 +56,37 @@ function M.estimate_total(times, strategy_name, options)
   return M.makespan(times, p), math.min(p, #times)
 end
 
-local function predict(worker, ctx)
+-- A prediction of a worker the deploy could not touch, with its issue.
+local function blocked(worker, ctx, message, check, remediation)
+  ctx.issues[#ctx.issues + 1] = { severity = "error", worker_id = worker.id, check = check, issue = message,
+    recommendation = remediation }
+  return { worker_id = worker.id, current_version = rch.json.null, target_version = ctx.target_version,
+    preflight_issues = rch.json.array({ message }), action = "Blocked", estimated_transfer_mb = 0,
+    estimated_time_secs = SETUP_SECS }
+end
+
+-- fleet.each's failed(): no connection, or no root.
+local function unreachable(ctx)
+  return function(worker, err, reachable)
+    if reachable then return blocked(worker, ctx, err, "root", "fix the worker's root in workers.toml") end
+    return blocked(worker, ctx, err, "ssh", "verify the SSH key, known_hosts and host configuration")
+  end
+end
+
+local function predict(worker, conn, root, ctx)
   local p = { worker_id = worker.id, current_version = rch.json.null, target_version = ctx.target_version,
     preflight_issues = rch.json.array() }
-  local function blocked(message, check, remediation)
-    p.action = "Blocked"
-    p.estimated_transfer_mb, p.estimated_time_secs = 0, SETUP_SECS
-    p.preflight_issues[#p.preflight_issues + 1] = message
-    ctx.issues[#ctx.issues + 1] = { severity = "error", worker_id = worker.id, check = check, issue = message,
-      recommendation = remediation }
-    return p
-  end
-  local conn, err = transport.get(worker, ctx.settings)
-  if not conn then return blocked(err, "ssh", "verify the SSH key, known_hosts and host configuration") end
-  local root
-  root, err = conn:root()
-  if not root then return blocked(err, "root", "fix the worker's root in workers.toml") end
-  local facts
-  facts, err = conn:preflight(root, ctx.target_version, ctx.timeout, pipeline.trust_manifest(ctx.options))
-  if not facts then return blocked(err, "preflight", "check the worker's shell and coreutils") end
+  local facts, err = conn:preflight(root, ctx.target_version, ctx.timeout, pipeline.trust_manifest(ctx.options))
+  if not facts then return blocked(worker, ctx, err, "preflight", "check the worker's shell and coreutils") end
   p.current_version = facts.current_version or rch.json.null
   local issues
   issues, err = pipeline.preflight_issues({ worker = worker, facts = facts, settings = ctx.settings,
     artifact = ctx.artifact, options = ctx.options })
-  if not issues then return blocked(err, "preflight", "fix the preflight hook") end
+  if not issues then
+    local b = blocked(worker, ctx, err, "preflight", "fix the preflight hook")
+    b.current_version = p.current_version
+    return b
+  end
   local blocking = false
   local first_issue = #ctx.issues + 1
   for _, issue in ipairs(issues) do
@@ -114,7 +120,8 @@ end
 --- Computes the dry run. @return result table (the --json shape)
 function M.compute(ctx)
   ctx.issues = rch.json.array()
-  local results = rch.parallel(ctx.workers, math.max(ctx.options.parallel, 16), function(w) return predict(w, ctx) end)
+  local _, results = require("rch.fleet").each(ctx.workers, function(w, conn, root) return predict(w, conn, root, ctx) end,
+    { settings = ctx.settings, parallel = math.max(ctx.options.parallel, 16), failed = unreachable(ctx) })
   -- Only workers the deploy would change take a slot: skipped and blocked ones
   -- count in neither the duration nor the peak parallelism.
   local predictions, times, total_mb = {}, {}, 0
