@@ -1,7 +1,7 @@
 --- Strategy all_at_once: every worker, --parallel at a time.
 -- A strategy returns { name, describe(options), run(d) }; `d` is the
--- deployment object of rch.deploy.executor (deploy, rollback, abort,
--- canary_health, wait, note, log_audit, mark, workers, options).
+-- deployment object of rch.deploy.executor, documented in docs/lua-api.md
+-- ("Strategies").
 local M = { name = "all_at_once" }
 
 function M.describe(options)

@@ -17,7 +17,7 @@ function M.run(d)
   for i, ws in ipairs(d.workers) do
     if i <= count then canaries[#canaries + 1] = ws else rest[#rest + 1] = ws end
   end
-  if not d.events.canary_passed then
+  if not d:marked("canary_passed") then
     d:note(("canary: %d of %d workers first"):format(count, total))
     d:log_audit("CanaryStarted", { canary_count = count, total_workers = total, percent = d.options.canary })
     local counts = d:deploy(canaries)
@@ -33,7 +33,7 @@ function M.run(d)
       d:note("canary failed: " .. reason .. "; rolling the canaries back")
       d:rollback(canaries, "canary failed: " .. reason)
       d:abort(rest, "canary failed: " .. reason)
-      d.failed_reason = "canary failed: " .. reason
+      d:fail("canary failed: " .. reason)
       return
     end
     d:log_audit("CanaryPassed", { canary_count = count })

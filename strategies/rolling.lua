@@ -25,7 +25,7 @@ function M.run(d)
       local reason = ("%d of %d workers failed (max %d%%)"):format(failed, processed, d.options.max_fail_percent)
       d:note("rolling deployment stopped: " .. reason)
       d:abort(rest, "rolling deployment stopped: " .. reason)
-      d.failed_reason = "rolling deployment stopped: " .. reason
+      d:fail("rolling deployment stopped: " .. reason)
       return
     end
     if index <= #d.workers then d:wait(d.options.rolling_wait, "between batches") end

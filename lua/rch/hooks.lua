@@ -1,8 +1,10 @@
 --- Hook points of the deploy pipeline. A hook file returns a function
 -- `function(ctx, builtin)`; a user file of the same name (hooks/<point>.lua in
 -- --script-dir or the config dir) replaces the built-in and receives it as
--- `builtin`, so it can extend rather than rewrite it.
-local resolver = require "rch.resolver"
+-- `builtin`, so it can extend rather than rewrite it. Every hook is called
+-- through M.call: protected, and an error is one line (the traceback at -v).
+local rch = require "rch"
+local scripts = require "rch.scripts"
 
 local M = {}
 
@@ -13,29 +15,13 @@ M.POINTS = {
 
 local loaded = {}
 
-local function load_fn(chunk, origin, name)
-  local value = chunk()
-  if type(value) ~= "function" then
-    error(("%s: hook '%s' must return a function(ctx, builtin), got %s"):format(origin, name, type(value)), 0)
-  end
-  return value
-end
-
---- The callable for a hook point: fn(ctx) -> what the hook returns.
+--- The hook of a point: {origin=, call=fn(ctx)}, or nil, err naming file:line.
 function M.get(name)
   if loaded[name] then return loaded[name] end
-  local chunk, origin = resolver.load("hooks/" .. name .. ".lua")
-  if not chunk then error(("hook '%s': %s"):format(name, origin), 0) end
-  local fn = load_fn(chunk, origin, name)
-  local builtin
-  if origin ~= "builtin" then
-    local bchunk = resolver.load_builtin("hooks/" .. name .. ".lua")
-    if bchunk then builtin = load_fn(bchunk, "builtin", name) end
-  end
-  loaded[name] = {
-    origin = origin,
-    call = function(ctx) return fn(ctx, builtin) end,
-  }
+  local fn, origin = scripts.load("hooks", name)
+  if not fn then return nil, ("hook '%s': %s"):format(name, origin) end
+  local builtin = origin ~= "builtin" and scripts.builtin("hooks", name) or nil
+  loaded[name] = { origin = origin, call = function(ctx) return fn(ctx, builtin) end }
   return loaded[name]
 end
 
@@ -44,24 +30,27 @@ end
 -- @return true, or nil, err naming the file and line
 function M.load_all()
   for _, name in ipairs(M.POINTS) do
-    local ok, err = pcall(M.get, name)
-    if not ok then return nil, tostring(err) end
+    local hook, err = M.get(name)
+    if not hook then return nil, err end
   end
   return true
 end
 
-local function traceback(err)
-  if type(err) ~= "string" then err = tostring(err) end
-  if require("rch.log").enabled("debug") then return debug.traceback(err, 2) end
-  return err
+--- Calls the hook of a point with `ctx`.
+-- @return true, the hook's return values… or false, "hook NAME raised: …"
+function M.call(name, ctx)
+  local hook, err = M.get(name)
+  if not hook then return false, err end
+  local results = { rch.pcall(hook.call, ctx) }
+  if not results[1] then return false, ("hook %s (%s) raised: %s"):format(name, hook.origin, tostring(results[2])) end
+  return unpack(results, 1, table.maxn(results))
 end
 
 --- Runs a gate hook: true to go on, or false, message (a veto or an error
 -- raised by the hook, naming its file:line).
 function M.gate(name, ctx)
-  local hook = M.get(name)
-  local ok, verdict, message = xpcall(hook.call, traceback, ctx)
-  if not ok then return false, ("hook %s raised: %s"):format(name, verdict) end
+  local ok, verdict, message = M.call(name, ctx)
+  if not ok then return false, verdict end
   if verdict == false then
     return false, ("hook %s vetoed: %s"):format(name, message or "no reason given")
   end

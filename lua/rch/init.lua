@@ -23,10 +23,17 @@ M.join = sched.join
 M.now = sched.now
 M.monotonic = sched.monotonic
 
-local function traceback(err)
+--- The one error policy of rch: the message (file:line), with the full
+-- traceback only at -v (debug).
+function M.traceback(err)
   if type(err) ~= "string" then err = tostring(err) end
   if M.log.enabled("debug") then return debug.traceback(err, 2) end
   return err
+end
+
+--- pcall with that policy: a hook, strategy or worker pipeline that raises.
+function M.pcall(fn, ...)
+  return xpcall(fn, M.traceback, ...)
 end
 
 --- Runs fn(item, index) for every item, never more than n at once.
@@ -51,7 +58,7 @@ function M.parallel(items, n, fn)
     while next_index <= count do
       local i = next_index
       next_index = next_index + 1
-      local ok, value = xpcall(fn, traceback, items[i], i)
+      local ok, value = xpcall(fn, M.traceback, items[i], i)
       if ok then
         results[i] = value
       else

@@ -122,9 +122,7 @@ end
 function M.run_command(module, opts)
   json_mode, document_built, first_error = type(opts) == "table" and opts.json == true, false, nil
   M.quiet = type(opts) == "table" and opts.quiet == true and not json_mode
-  local ok, code = xpcall(function() return require(module).run(opts) end, function(e)
-    return require("rch.log").enabled("debug") and debug.traceback(e, 2) or e
-  end)
+  local ok, code = require("rch").pcall(function() return require(module).run(opts) end)
   local failed = not ok or (type(code) == "number" and code ~= 0)
   if json_mode and failed and not document_built then
     local message = not ok and tostring(code) or first_error or ("exit " .. tostring(code))

@@ -25,6 +25,24 @@ done
 same_as before 1 2 3 4
 [[ ! -e $RCH_STATE_DIR/deployments ]] || fail "a refused run created a deployment: $(ls "$RCH_STATE_DIR/deployments")"
 
+echo "--- a preflight hook that raises while running blocks its worker, with file:line, in both modes"
+mkdir -p "$TMP/runraise/hooks"
+printf 'return function(ctx)\n  if ctx.worker.id == "w2" then error("site check broke") end\n  return {}\nend\n' \
+  >"$TMP/runraise/hooks/preflight.lua"
+expect_exit 0 "$RCH" fleet deploy --no-toolchain --worker w1,w2 --script-dir "$TMP/runraise" --dry-run --json
+json '
+p = {x["worker_id"]: x for x in d["predictions"]}
+assert p["w2"]["action"] == "Blocked" and p["w1"]["action"] != "Blocked", p
+assert "hooks/preflight.lua:2: site check broke" in p["w2"]["preflight_issues"][0], p["w2"]'
+
+expect_exit 1 "$RCH" fleet deploy --no-toolchain --worker w1,w2 --script-dir "$TMP/runraise" --json
+json '
+assert st["w1"]["status"] == "Completed", st["w1"]
+assert st["w2"]["status"] == "Failed" and st["w2"]["error"].startswith("preflight: hook preflight (") \
+  and "hooks/preflight.lua:2: site check broke" in st["w2"]["error"], st["w2"]'
+
+reset_workers
+
 echo "--- global flags after the subcommand"
 mkdir -p "$TMP/ok/hooks"
 printf 'return function(ctx) io.open(os.getenv("TMP") .. "/hooked", "w"):close() return true end\n' \

@@ -5,7 +5,6 @@
 -- on the first problem, naming file:line.
 local rch = require "rch"
 local ui = require "rch.ui"
-local hooks = require "rch.hooks"
 local scripts = require "rch.scripts"
 
 local M = {}
@@ -22,16 +21,8 @@ local function check_scripts()
     if item.origin ~= "builtin" then
       local kind, name = item.name:match("^(%a+)/([%w_%-]+)%.lua$")
       local ok, err
-      if kind == "hooks" then
-        ok, err = pcall(hooks.get, name)
-      elseif kind == "strategies" then
-        local strategy
-        ok, strategy = pcall(scripts.load, "strategies", name)
-        if ok and (type(strategy) ~= "table" or type(strategy.run) ~= "function") then
-          ok, err = false, ("%s: strategy '%s' must return a table with run(d)"):format(item.origin, name)
-        elseif not ok then
-          err = strategy
-        end
+      if kind == "hooks" or kind == "strategies" then
+        ok, err = scripts.load(kind, name)
       else
         local chunk, lerr = require("rch.resolver").load(item.name)
         ok, err = chunk ~= nil, lerr

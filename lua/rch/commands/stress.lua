@@ -7,7 +7,7 @@ local rch = require "rch"
 local ui = require "rch.ui"
 local transport = require "rch.transport"
 local state = require "rch.deploy.state"
-local deploy = require "rch.commands.deploy"
+local engine = require "rch.deploy.engine"
 local audit = require "rch.audit"
 
 local M = {}
@@ -71,6 +71,14 @@ local function replay_mismatch(deployment, statuses)
   end
 end
 
+-- The deploy engine on the simulated workers, without output.
+-- @return result, d, or nil, err
+local function run_deploy(deploy_opts, workers)
+  local job, err = engine.prepare(deploy_opts, { workers = workers, silent = true })
+  if not job then return nil, err end
+  return engine.execute(job)
+end
+
 function M.run(opts)
   local n, p = opts.workers, opts.parallel
   -- Injected faults are the point here; the report counts them instead of a warning each.
@@ -83,18 +91,17 @@ function M.run(opts)
     workers[i] = { id = ("sim-%06d"):format(i), host = "sim", user = "", port = 22, root = "~/.rch", tags = {} }
   end
   local deploy_opts = {
-    workers_list = workers, silent = true, parallel = p, no_toolchain = true, force = false, verify = true,
+    parallel = p, no_toolchain = true, force = false, verify = true,
     strategy = STRATEGIES[opts.strategy], canary = opts.strategy == "canary" and 10 or nil, canary_wait = 0,
     rolling_batch = opts.strategy == "rolling" and math.max(p, math.ceil(n / 10)) or 0, rolling_wait = 0,
     max_fail_percent = 100,
     drain_first = false, drain_timeout = 10,
   }
   local t0 = rch.monotonic()
-  deploy.run(deploy_opts)
+  local result, d = run_deploy(deploy_opts, workers)
   local elapsed = rch.monotonic() - t0
-  local result, d = deploy.last_result, deploy.last_deploy
   if not result then
-    ui.error("the deployment did not run (see above)")
+    ui.error("the deployment did not run: " .. tostring(d))
     return 1
   end
 
@@ -158,7 +165,7 @@ function M.run(opts)
   collectgarbage()
   os.rename(deployment.dir .. "/result.json", deployment.dir .. "/result.first.json")
   deploy_opts.resume = true
-  deploy.run(deploy_opts)
+  run_deploy(deploy_opts, workers)
   local touched
   local after = rch.store.read_lines(journal)
   for i = before + 1, #after do

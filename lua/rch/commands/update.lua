@@ -86,14 +86,25 @@ local function lock_path() return rch.config.paths().data_dir .. "/update.lock" 
 -- Runs `rch fleet deploy --version <ver>` with the configured defaults.
 local function fleet_deploy(version, settings, out)
   local deploy = require "rch.commands.deploy"
+  local engine = require "rch.deploy.engine"
   out.say(("deploying rch-wkr %s to the fleet"):format(version))
-  local code = deploy.run({
+  local job, err, code = engine.prepare({
     worker = rch.json.array(), parallel = settings.defaults.parallel, canary_wait = settings.canary.wait,
     no_toolchain = false, force = false, verify = false, drain_first = false, drain_timeout = 120,
-    dry_run = false, resume = false, json = false, silent = out.json, version = version, audit_log = "",
+    dry_run = false, resume = false, json = false, version = version, audit_log = "",
     strategy = "", rolling_batch = 0, rolling_wait = 0, max_fail_percent = 0,
-  })
-  return code, deploy.last_result
+  }, { silent = out.json })
+  if not job then
+    ui.error(err)
+    return code
+  end
+  local result, d, written = engine.execute(job)
+  if not result then -- it could not start: d is the error, written the exit code
+    ui.error(d)
+    return written
+  end
+  if not out.json then deploy.render(result, d.workers, job.options) end
+  return (result.outcome == "completed" and written) and 0 or 1, result
 end
 
 local function fleet_dry_run(version, out)

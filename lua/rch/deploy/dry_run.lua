@@ -3,7 +3,6 @@
 -- how much it would transfer and how long it would take. Changes nothing.
 local rch = require "rch"
 local transport = require "rch.transport"
-local hooks = require "rch.hooks"
 local executor = require "rch.deploy.executor"
 local pipeline = require "rch.deploy.pipeline"
 
@@ -78,8 +77,10 @@ local function predict(worker, ctx)
   facts, err = conn:preflight(root, ctx.target_version, ctx.timeout, pipeline.trust_manifest(ctx.options))
   if not facts then return blocked(err, "preflight", "check the worker's shell and coreutils") end
   p.current_version = facts.current_version or rch.json.null
-  local issues = hooks.get("preflight").call({ worker = worker, facts = facts, settings = ctx.settings,
+  local issues
+  issues, err = pipeline.preflight_issues({ worker = worker, facts = facts, settings = ctx.settings,
     artifact = ctx.artifact, options = ctx.options })
+  if not issues then return blocked(err, "preflight", "fix the preflight hook") end
   local blocking = false
   local first_issue = #ctx.issues + 1
   for _, issue in ipairs(issues) do

@@ -16,6 +16,7 @@ local M = {}
 function M.new(fields)
   local d = setmetatable(fields, Deploy)
   d.in_flight, d.peak_in_flight = 0, 0
+  d.events = d.events or {}
   d.timeout = d.settings.defaults.command_timeout
   d.transfer_timeout = require("rch.deploy.remote_steps").upload_timeout(d.artifact.size, d.settings.defaults)
   -- rustup downloads a toolchain on the worker: no artifact size to scale with.
@@ -34,7 +35,7 @@ function Deploy:deploy(list)
   local _, errors = rch.parallel(todo, self.options.parallel, function(ws)
     self.in_flight = self.in_flight + 1
     if self.in_flight > self.peak_in_flight then self.peak_in_flight = self.in_flight end
-    local ok, err = xpcall(pipeline.run, debug.traceback, self, ws)
+    local ok, err = rch.pcall(pipeline.run, self, ws)
     -- Done with this worker: its lease goes now, so that a controller waiting
     -- for it never waits on a whole deployment (nor two on each other).
     if ws.conn then ws.conn:release_lease() end
@@ -88,8 +89,7 @@ function Deploy:canary_health(list)
   end
   local by_id = {}
   for _, ws in ipairs(list) do by_id[ws.id] = ws end
-  local hook = hooks.get("canary_health")
-  local ok, verdict, reason = xpcall(hook.call, debug.traceback, {
+  local ok, verdict, reason = hooks.call("canary_health", {
     canaries = canaries, target_version = self.target_version, log = rch.log,
     probe = function(worker) return pipeline.probe(self, by_id[worker.id]) end,
     exec = function(worker, argv, opts)
@@ -98,14 +98,26 @@ function Deploy:canary_health(list)
       return conn:exec(argv, opts)
     end,
   })
-  if not ok then return false, "canary_health hook raised: " .. tostring(verdict) end
+  if not ok then return false, verdict end
   if verdict ~= true then return false, reason or "canary_health returned false" end
   return true
 end
 
 --- Records a deployment-level event in the journal (replayed by --resume).
 function Deploy:mark(event)
+  self.events[event] = true
   self.state:record({ deployment_event = event })
+end
+
+--- Whether `event` was marked, in this run or in the run a --resume continues.
+function Deploy:marked(event)
+  return self.events[event] == true
+end
+
+--- Ends the deployment as failed, with the reason its result and summary give.
+-- (Workers left pending are then aborted by the engine.)
+function Deploy:fail(reason)
+  self.failed_reason = reason
 end
 
 function Deploy:log_audit(event_type, details)

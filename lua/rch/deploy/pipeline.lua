@@ -115,11 +115,11 @@ local function fail(d, ws, message, at)
     ws.conn:undrain(ws.root, d.timeout)
   end
   d.progress:finished(ws)
-  local hook_ok, hook_err = pcall(hooks.get("on_failure").call, {
+  local hook_ok, hook_err = hooks.call("on_failure", {
     worker = ws.worker, deployment_id = d.id, target_version = d.target_version, step = step_name,
     error = message, rolled_back = rolled_back, log = rch.log,
   })
-  if not hook_ok then rch.log.warn("hook on_failure raised: " .. tostring(hook_err)) end
+  if not hook_ok then rch.log.warn(hook_err) end
   return false
 end
 
@@ -155,6 +155,18 @@ function M.rollback(d, ws, reason)
   audit(d, "WorkerRolledBack", ws.id, { to_version = to or rch.json.null, reason = reason })
   sync(d)
   return true
+end
+
+--- The preflight hook's issues for a worker, each {check, severity, message[, remediation]}.
+-- @return the list, or nil, err when the hook raised or returned something else
+function M.preflight_issues(ctx)
+  local ok, issues = hooks.call("preflight", ctx)
+  if not ok then return nil, issues end
+  if type(issues) ~= "table" then
+    return nil, ("hook preflight (%s) returned %s, not a list of issues"):format(hooks.get("preflight").origin,
+      type(issues))
+  end
+  return issues
 end
 
 local function hook_ctx(d, ws)
@@ -195,9 +207,10 @@ local function preflight(d, ws)
   ws.facts = facts
   ws.current_version = facts.current_version
   if ws.previous_link == nil then ws.previous_link = facts.current_link or "" end
-  local issues = hooks.get("preflight").call({
-    worker = ws.worker, facts = facts, settings = d.settings, artifact = d.artifact, options = d.options,
-  })
+  local issues
+  issues, err = M.preflight_issues({ worker = ws.worker, facts = facts, settings = d.settings, artifact = d.artifact,
+    options = d.options })
+  if not issues then return fail(d, ws, err) end
   ws.issues = issues
   local blocking = {}
   for _, issue in ipairs(issues) do

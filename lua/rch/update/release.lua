@@ -106,21 +106,19 @@ function M.pick(list, opts)
     return nil, ("no release %s at %s (available: %s)"):format(want, list[1].source_url,
       #have > 0 and table.concat(have, ", ") or "none")
   end
-  local loaded, hook = pcall(hooks.get, "channels")
-  if not loaded then return nil, tostring(hook) end
-  local ok, chosen, why = pcall(hook.call, {
+  local ok, chosen, why = hooks.call("channels", {
     channel = opts.channel,
     releases = list,
     current_version = opts.current_version,
     compare = rch.version.compare,
     log = rch.log,
   })
-  if not ok then return nil, ("hook channels (%s) raised: %s"):format(hook.origin, tostring(chosen)) end
+  if not ok then return nil, chosen end
   if not chosen then
     return nil, ("%s: %s"):format(list[1].source_url, why or ("no release for channel " .. tostring(opts.channel)))
   end
   if type(chosen) ~= "table" or not chosen.version then
-    return nil, ("hook channels (%s) returned %s, not a release"):format(hook.origin, type(chosen))
+    return nil, ("hook channels (%s) returned %s, not a release"):format(hooks.get("channels").origin, type(chosen))
   end
   return chosen
 end
