@@ -107,7 +107,7 @@ contains "$OUT" $'slow\tnil\tGET '"$GOOD/slow?secs=4 timed out: "
 contains "$OUT" $'file\tnil\trefusing redirect from '"$GOOD/redirect?to=file:///etc/passwd"
 contains "$OUT" $'escape\ta%20b%7Bw%3D%221%7C2%22%7D%2F'
 [[ $(grep -c "^POST /echo" "$TMP/good.log") == 1 ]] || fail "one POST expected: $(cat "$TMP/good.log")"
-grep -q "^GET /api/v1/query" "$TMP/self.log" && fail "the self-signed server got a request"
+[[ ! -s $TMP/self.log ]] || fail "the self-signed server got a request: $(cat "$TMP/self.log")"
 # [http] max_body_mb raises the cap.
 write_config $'[http]\nmax_body_mb = 11\n'
 expect_exit 0 "$RCH" run "$TMP/http.lua" "$GOOD" "$SELF" "$CA"
@@ -136,8 +136,8 @@ assert 'nil, refusing redirect from $GOOD/redirect?to=file:///etc/passwd' in r, 
 assert st['w1']['status'] == 'RolledBack' and st['w2']['status'] == 'Skipped', d"
 
 # ---- the Prometheus example over the analysis interval: healthy canaries pass
-cp "$examples/canary_health_prometheus.lua" "$CFG/hooks/canary_health.lua" 2>/dev/null ||
-  { mkdir -p "$CFG/hooks" && cp "$examples/canary_health_prometheus.lua" "$CFG/hooks/canary_health.lua"; }
+mkdir -p "$CFG/hooks"
+cp "$examples/canary_health_prometheus.lua" "$CFG/hooks/canary_health.lua"
 policy() { # policy URL CA_FILE: [canary] interval 1 s and the example's [policy]
   write_config "[canary]
 interval = 1
@@ -245,7 +245,7 @@ json "
 assert d['reason'] == 'canary failed: canary w1 load 9.5 > 8.0', d['reason']
 assert st['w1']['status'] == 'RolledBack' and all(st[w]['status'] == 'Skipped' for w in ('w2', 'w3', 'w4')), d"
 # The same policy with w2 as the (quiet) canary passes; a maintenance script sees the scripted answers.
-RCH_STATE_DIR=$TMP/sim-state deploy 0 --worker w2,w1 --canary 50 --canary-wait 0
+RCH_STATE_DIR=$TMP/sim-state deploy 0 --worker w2,w3 --canary 50 --canary-wait 0
 json "assert d['counts']['completed'] == 2, d['counts']"
 printf 'local fleet = require "rch.fleet"\nlocal r = fleet.exec(fleet.workers("w[1-2]"), { "cat", "/proc/loadavg" })\nprint(r.w1.out, r.w2.out)\nprint(fleet.exec(fleet.workers("w1"), { "uptime" }).w1.error)\n' \
   >"$TMP/loads.lua"
