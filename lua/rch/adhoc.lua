@@ -30,17 +30,14 @@ end
 -- cannot be reached (or whose fn raised) gets {worker_id, error, unreachable}.
 -- @return list of results in worker order
 function M.each(ctx, fn)
-  local results, errors = rch.parallel(ctx.workers, ctx.parallel, function(w)
-    local conn, err = transport.get(w, ctx.settings)
-    if not conn then return { worker_id = w.id, error = err, unreachable = true } end
+  local _, results = require("rch.fleet").each(ctx.workers, function(w, conn)
     local r = fn(w, conn)
     r.worker_id = w.id
     return r
-  end)
+  end, { settings = ctx.settings, parallel = ctx.parallel, login_home = true, failed = function(w, err, reachable)
+    return { worker_id = w.id, error = err, unreachable = not reachable or nil }
+  end })
   transport.close_all()
-  for i, w in ipairs(ctx.workers) do
-    if not results[i] then results[i] = { worker_id = w.id, error = (errors or {})[i] or "internal error" } end
-  end
   return results
 end
 

@@ -31,24 +31,32 @@ function M.tagged(tag, workers)
   return workers_mod.with_tag(workers or assert(workers_mod.select()), tag)
 end
 
---- Runs fn(worker, conn, root) on every worker, at most opts.parallel at once
--- ([defaults] parallel). A worker that cannot be reached gets {error = …}.
--- @return table worker id -> fn's value, or {error = message}
+--- The one loop over workers (also under fleet status, verify, drain and
+-- rollback): connects, resolves the worker root, runs fn(worker, conn, root),
+-- at most opts.parallel at once ([defaults] parallel); with opts.login_home
+-- the root is not resolved (fn(worker, conn): fleet exec and copy work in the
+-- login home). A worker that cannot be reached, whose root cannot be resolved,
+-- or whose fn raised gets opts.failed(worker, err, reachable) (default: {error = err}).
+-- @return table worker id -> value, and the same values as a list in `workers` order
 function M.each(workers, fn, opts)
-  local n = (opts and opts.parallel) or settings().defaults.parallel
-  local out = {}
-  local results, errors = rch.parallel(workers, n, function(w)
-    local conn, err = transport.get(w, settings())
-    if not conn then return { error = err } end
+  opts = opts or {}
+  local failed = opts.failed or function(_, err) return { error = err } end
+  local s = opts.settings or settings()
+  local results, errors = rch.parallel(workers, opts.parallel or s.defaults.parallel, function(w)
+    local conn, err = transport.get(w, s)
+    if not conn then return failed(w, err, false) end
+    if opts.login_home then return fn(w, conn) end
     local root
     root, err = conn:root()
-    if not root then return { error = err } end
+    if not root then return failed(w, err, true) end
     return fn(w, conn, root)
   end)
+  local by_id, list = {}, {}
   for i, w in ipairs(workers) do
-    out[w.id] = (errors and errors[i]) and { error = errors[i] } or results[i]
+    list[i] = (errors and errors[i]) and failed(w, errors[i], true) or results[i] -- fn raised: it was reached
+    by_id[w.id] = list[i]
   end
-  return out
+  return by_id, list
 end
 
 --- Runs argv (a list, quoted word by word on the worker) everywhere.
@@ -60,24 +68,55 @@ function M.exec(workers, argv, opts)
   end, opts)
 end
 
---- Marks workers draining and waits up to opts.timeout (120) s for their builds.
--- @return worker id -> {drained = bool, active_builds = n} or {error = …}
+-- Sets the drain marker, then polls rch-wkr's health until no build runs or
+-- `timeout` passes (the marker stays: the worker is left draining).
+local function drain_one(worker, conn, root, timeout, on_busy)
+  local r = { worker_id = worker.id, drained = false, active_builds = 0 }
+  local ok, err = conn:drain(root, 0) -- fails at once ("drain timed out") while builds run
+  if ok or not tostring(err):find("drain timed out", 1, true) then
+    r.drained, r.error = ok and true or false, not ok and err or nil
+    return r
+  end
+  local deadline, last = rch.monotonic() + timeout, nil
+  while true do
+    local probe
+    probe, err = conn:probe_agent(root, true, settings().defaults.command_timeout)
+    if not probe or not probe.health then
+      r.error = err or "rch-wkr health did not answer"
+      return r
+    end
+    r.active_builds = probe.health.active_builds or 0
+    r.drained = r.active_builds == 0
+    if r.drained then return r end
+    if r.active_builds ~= last and on_busy then on_busy(worker, r.active_builds) end
+    last = r.active_builds
+    if rch.monotonic() >= deadline then return r end
+    rch.sleep(math.min(1, math.max(0.05, deadline - rch.monotonic())))
+  end
+end
+
+--- Marks workers draining and waits up to opts.timeout (120) s for their
+-- builds; opts.on_busy(worker, active_builds) hears each change while it waits.
+-- @return worker id -> {worker_id, drained = bool, active_builds = n[, error]}, and the list
 function M.drain(workers, opts)
-  local timeout = (opts and opts.timeout) or 120
-  return M.each(workers, function(_, conn, root)
-    local ok, err = conn:drain(root, timeout)
-    if ok then return { drained = true, active_builds = 0 } end
-    local probe = conn:probe_agent(root, true, 30)
-    return { drained = false, active_builds = probe and probe.health and probe.health.active_builds, error = err }
-  end, opts)
+  opts = opts or {}
+  return M.each(workers, function(w, conn, root)
+    return drain_one(w, conn, root, opts.timeout or 120, opts.on_busy)
+  end, { parallel = opts.parallel, failed = function(w, err)
+    return { worker_id = w.id, drained = false, active_builds = 0, error = err }
+  end })
 end
 
 --- Lets workers take builds again.
+-- @return worker id -> {worker_id, undrained = bool[, error]}, and the list
 function M.undrain(workers, opts)
-  return M.each(workers, function(_, conn, root)
-    local ok, err = conn:undrain(root, 30)
-    return ok and { undrained = true } or { error = err }
-  end, opts)
+  opts = opts or {}
+  return M.each(workers, function(w, conn, root)
+    local ok, err = conn:undrain(root, settings().defaults.command_timeout)
+    return { worker_id = w.id, undrained = ok and true or false, error = not ok and err or nil }
+  end, { parallel = opts.parallel, failed = function(w, err)
+    return { worker_id = w.id, undrained = false, error = err }
+  end })
 end
 
 --- Copies a local file to `remote_path` on each worker (temp name + rename,

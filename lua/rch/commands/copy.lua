@@ -27,24 +27,27 @@ end
 
 --- @param opts {worker, exclude, parallel, mode = "0644", src, dest, json, force = copy even when DEST is the same}
 -- @return exit code
-function M.run(opts)
+-- The checked arguments: {mode (as stat %a prints it), dest (login path), size, sha} | nil, err
+local function arguments(opts)
   local mode = tostring(opts.mode or "0644")
   if not mode:match("^[0-7]+$") or tonumber(mode, 8) > 4095 then
-    ui.error(("--mode %s is not an octal file mode (e.g. 0644, 0755)"):format(mode))
-    return 2
+    return nil, ("--mode %s is not an octal file mode (e.g. 0644, 0755)"):format(mode)
   end
-  mode = ("%o"):format(tonumber(mode, 8)) -- as stat %a prints it
   local dest, err = remote.login_path(opts.dest)
-  if not dest then
-    ui.error("DEST " .. err)
-    return 2
-  end
+  if not dest then return nil, "DEST " .. err end
   local size = rch.fs.size(opts.src)
   local sha = size and rch.fs.exists(opts.src) and rch.crypto.sha256_file(opts.src)
-  if not sha then
-    ui.error(("cannot read %s: no such file, or not a regular readable file"):format(opts.src))
+  if not sha then return nil, ("cannot read %s: no such file, or not a regular readable file"):format(opts.src) end
+  return { mode = ("%o"):format(tonumber(mode, 8)), dest = dest, size = size, sha = sha }
+end
+
+function M.run(opts)
+  local a, err = arguments(opts)
+  if not a then
+    ui.error(err)
     return 2
   end
+  local mode, dest, size, sha = a.mode, a.dest, a.size, a.sha
   local ctx, code
   ctx, err, code = adhoc.start(opts)
   if not ctx then

@@ -7,95 +7,11 @@ local ui = require "rch.ui"
 local transport = require "rch.transport"
 local workers_mod = require "rch.workers"
 local progress_mod = require "rch.progress"
+local fleet = require "rch.fleet"
 
 local M = {}
 
-local function connect(worker, settings)
-  local conn, err = transport.get(worker, settings)
-  if not conn then return nil, err end
-  local root
-  root, err = conn:root()
-  if not root then return nil, err end
-  return conn, root
-end
-
-local function drain_one(worker, settings, timeout, progress)
-  local r = { worker_id = worker.id, drained = false, active_builds = 0 }
-  local conn, root = connect(worker, settings)
-  if not conn then
-    r.error = root
-    return r
-  end
-  -- Sets the marker; fails at once (timeout 0) when builds are running.
-  local ok, err = conn:drain(root, 0)
-  if ok then
-    r.drained = true
-    return r
-  end
-  if not tostring(err):find("drain timed out", 1, true) then
-    r.error = err
-    return r
-  end
-  local deadline = rch.monotonic() + timeout
-  local last
-  while true do
-    local probe
-    probe, err = conn:probe_agent(root, true, settings.defaults.command_timeout)
-    if not probe or not probe.health then
-      r.error = err or "rch-wkr health did not answer"
-      return r
-    end
-    r.active_builds = probe.health.active_builds or 0
-    if r.active_builds == 0 then
-      r.drained = true
-      return r
-    end
-    if r.active_builds ~= last then
-      progress:line(("%s: %d active build%s"):format(worker.id, r.active_builds, r.active_builds == 1 and "" or "s"))
-      last = r.active_builds
-    end
-    if rch.monotonic() >= deadline then return r end
-    rch.sleep(math.min(1, math.max(0.05, deadline - rch.monotonic())))
-  end
-end
-
-local function undrain_one(worker, settings)
-  local r = { worker_id = worker.id }
-  local conn, root = connect(worker, settings)
-  if not conn then
-    r.error = root
-    return r
-  end
-  local ok, err = conn:undrain(root, settings.defaults.command_timeout)
-  if not ok then r.error = err end
-  r.undrained = ok and true or false
-  return r
-end
-
---- @param opts {worker, timeout, json, undrain = bool}
-function M.run(opts)
-  local settings, workers = workers_mod.load(opts.worker, opts.exclude)
-  if not settings then
-    ui.error(workers)
-    return 2
-  end
-  local progress = progress_mod.new(opts.json and "silent" or (ui.quiet and "quiet" or "plain"), #workers)
-  local n = math.max(settings.defaults.parallel, 16)
-  local results = rch.parallel(workers, n, function(w)
-    if opts.undrain then return undrain_one(w, settings) end
-    return drain_one(w, settings, opts.timeout, progress)
-  end)
-  transport.close_all()
-  local failed, busy = {}, {}
-  for i, w in ipairs(workers) do
-    local r = results[i] or { worker_id = w.id, error = "internal error" }
-    results[i] = r
-    if r.error then
-      failed[#failed + 1] = ("%s (%s)"):format(w.id, r.error)
-    elseif not opts.undrain and not r.drained then
-      busy[#busy + 1] = ("%s (%d active build%s)"):format(w.id, r.active_builds, r.active_builds == 1 and "" or "s")
-    end
-  end
+local function render(results, opts)
   if opts.json then
     local list = rch.json.array()
     for i, r in ipairs(results) do
@@ -128,6 +44,30 @@ function M.run(opts)
       #again > 0 and { what = "the workers not " .. verb .. "ed", command = "rch fleet " .. verb .. " "
         .. ui.worker_flag(again) } or nil))
   end
+end
+
+--- @param opts {worker, timeout, json, undrain = bool}
+function M.run(opts)
+  local settings, workers = workers_mod.load(opts.worker, opts.exclude)
+  if not settings then
+    ui.error(workers)
+    return 2
+  end
+  local progress = progress_mod.new(opts.json and "silent" or (ui.quiet and "quiet" or "plain"), #workers)
+  local each = { parallel = math.max(settings.defaults.parallel, 16), timeout = opts.timeout,
+    on_busy = function(w, n) progress:line(("%s: %d active build%s"):format(w.id, n, n == 1 and "" or "s")) end }
+  local _, results
+  if opts.undrain then _, results = fleet.undrain(workers, each) else _, results = fleet.drain(workers, each) end
+  transport.close_all()
+  local failed, busy = {}, {}
+  for _, r in ipairs(results) do
+    if r.error then
+      failed[#failed + 1] = ("%s (%s)"):format(r.worker_id, r.error)
+    elseif not opts.undrain and not r.drained then
+      busy[#busy + 1] = ("%s (%d active build%s)"):format(r.worker_id, r.active_builds, r.active_builds == 1 and "" or "s")
+    end
+  end
+  render(results, opts)
   if #busy > 0 then
     ui.error(("still busy after %ds (left draining): %s"):format(opts.timeout, table.concat(busy, ", ")))
   end

@@ -118,6 +118,38 @@ local function print_json(results)
   io.stdout:write(ui.json({ workers = list }), "\n")
 end
 
+-- The workers of each outcome, the errors, and each worker's exit code (or why none) for the audit.
+local function classify(results)
+  local g = { ok = {}, failed = {}, timed_out = {}, refused = {}, unreachable = {}, broken = {}, errors = {},
+    codes = {}, all = {} }
+  for _, r in ipairs(results) do
+    g.all[#g.all + 1] = r.worker_id
+    g.codes[r.worker_id] = r.exit_code or (r.timed_out and "timed out") or (r.unreachable and "unreachable")
+      or (r.error and "error") or -1
+    local group = r.error and (r.unreachable and g.unreachable or g.broken) or (r.timed_out and g.timed_out)
+      or (r.refused and g.refused) or (r.exit_code == 0 and g.ok) or g.failed
+    group[#group + 1] = r.worker_id
+    if r.error then g.errors[#g.errors + 1] = r end
+  end
+  return g
+end
+
+local function print_summary(results, g, opts, words, elapsed)
+  local bad = #results - #g.ok
+  io.stdout:write(("exec: %d worker%s, %d exit 0, %d failed, %d unreachable in %.1fs\n"):format(#results,
+    #results == 1 and "" or "s", #g.ok, bad - #g.unreachable, #g.unreachable, elapsed))
+  adhoc.print_failures({
+    { label = "exit != 0", ids = g.failed }, { label = "timed out", ids = g.timed_out },
+    { label = "refused", ids = g.refused }, { label = "error", ids = g.broken }, { label = "unreachable", ids = g.unreachable },
+  }, g.errors, function(folded)
+    local flags = { "rch", "fleet", "exec", "--worker", folded }
+    if opts.as_build then flags[#flags + 1] = "--as-build" end
+    if opts.timeout then flags[#flags + 1] = "--timeout"; flags[#flags + 1] = tostring(opts.timeout) end
+    for _, w in ipairs(words) do flags[#flags + 1] = w end
+    return adhoc.shell_words(flags)
+  end)
+end
+
 --- @param opts {worker, exclude, parallel, timeout, json, no_fold, as_build, argv = list, shell = string}
 -- @return exit code
 function M.run(opts)
@@ -142,49 +174,17 @@ function M.run(opts)
   local results = adhoc.each(ctx, function(w, conn) return run_one(opts, conn, w, timeout) end)
   local elapsed = rch.monotonic() - started
 
-  local ok_ids, failed_ids, timed_out, refused, unreachable, errors, codes = {}, {}, {}, {}, {}, {}, {}
-  local all_ids, broken = {}, {}
-  for _, r in ipairs(results) do
-    all_ids[#all_ids + 1] = r.worker_id
-    codes[r.worker_id] = r.exit_code or (r.timed_out and "timed out") or (r.unreachable and "unreachable")
-      or (r.error and "error") or -1
-    if r.error then
-      table.insert(r.unreachable and unreachable or broken, r.worker_id)
-      errors[#errors + 1] = r
-    elseif r.timed_out then
-      timed_out[#timed_out + 1] = r.worker_id
-    elseif r.refused then
-      refused[#refused + 1] = r.worker_id
-    elseif r.exit_code == 0 then
-      ok_ids[#ok_ids + 1] = r.worker_id
-    else
-      failed_ids[#failed_ids + 1] = r.worker_id
-    end
-  end
+  local g = classify(results)
   ctx.audit:log("AdhocExec", nil, { command = rch.json.array(words), as_build = opts.as_build or false,
-    workers = targets.fold(all_ids), exit_codes = codes,
-    duration_secs = elapsed })
+    workers = targets.fold(g.all), exit_codes = g.codes, duration_secs = elapsed })
   ctx.audit:barrier()
-
   if opts.json then
     print_json(results)
   else
     if not opts.no_fold then print_folded(results, timeout) end
-    local bad = #results - #ok_ids
-    io.stdout:write(("exec: %d worker%s, %d exit 0, %d failed, %d unreachable in %.1fs\n"):format(#results,
-      #results == 1 and "" or "s", #ok_ids, bad - #unreachable, #unreachable, elapsed))
-    adhoc.print_failures({
-      { label = "exit != 0", ids = failed_ids }, { label = "timed out", ids = timed_out },
-      { label = "refused", ids = refused }, { label = "error", ids = broken }, { label = "unreachable", ids = unreachable },
-    }, errors, function(folded)
-      local flags = { "rch", "fleet", "exec", "--worker", folded }
-      if opts.as_build then flags[#flags + 1] = "--as-build" end
-      if opts.timeout then flags[#flags + 1] = "--timeout"; flags[#flags + 1] = tostring(opts.timeout) end
-      for _, w in ipairs(words) do flags[#flags + 1] = w end
-      return adhoc.shell_words(flags)
-    end)
+    print_summary(results, g, opts, words, elapsed)
   end
-  return #ok_ids == #results and 0 or 1
+  return #g.ok == #results and 0 or 1
 end
 
 return M

@@ -63,40 +63,33 @@ local function show(prefix)
   return result
 end
 
-function M.run(opts)
-  if opts.show and opts.show ~= "" then
-    local result, code = show(opts.show)
-    if not result then return code or 2 end
-    if opts.json then
-      io.stdout:write(ui.json(result), "\n")
-      return 0
-    end
-    io.stdout:write(("Deployment %s: %s, target %s\n"):format(result.id, result.outcome, result.target_version))
-    for _, w in ipairs(result.workers) do
-      local err = w.error ~= nil and w.error ~= rch.json.null and ("  " .. ui.one_line(w.error)) or ""
-      io.stdout:write(("  %-20s %-11s%s\n"):format(w.worker_id, w.status, err))
-      for _, s in ipairs(w.steps or {}) do
-        local out = s.output ~= nil and s.output ~= rch.json.null and (" (" .. ui.one_line(s.output) .. ")") or ""
-        io.stdout:write(("      %-10s %-9s%s\n"):format(s.name, s.status, out))
-      end
-    end
+-- history --show ID: one deployment's result, per worker and step.
+local function run_show(opts)
+  local result, code = show(opts.show)
+  if not result then return code or 2 end
+  if opts.json then
+    io.stdout:write(ui.json(result), "\n")
     return 0
   end
-
-  local records, err = state.read_history()
-  if not records then
-    ui.error(err)
-    return 1
-  end
-  -- --worker takes the same patterns as every command; one worker gets its own status column.
-  local wanted, single
-  if opts.worker and opts.worker ~= "" then
-    local ws
-    ws, err = require("rch.workers").select(opts.worker)
-    if not ws then
-      ui.error(err)
-      return 2
+  io.stdout:write(("Deployment %s: %s, target %s\n"):format(result.id, result.outcome, result.target_version))
+  for _, w in ipairs(result.workers) do
+    local err = w.error ~= nil and w.error ~= rch.json.null and ("  " .. ui.one_line(w.error)) or ""
+    io.stdout:write(("  %-20s %-11s%s\n"):format(w.worker_id, w.status, err))
+    for _, s in ipairs(w.steps or {}) do
+      local out = s.output ~= nil and s.output ~= rch.json.null and (" (" .. ui.one_line(s.output) .. ")") or ""
+      io.stdout:write(("      %-10s %-9s%s\n"):format(s.name, s.status, out))
     end
+  end
+  return 0
+end
+
+-- The newest `limit` records that touch a worker --worker names (all without it).
+-- @return records, the one worker named (for its own status column) | nil, err
+local function select_records(records, patterns, limit)
+  local wanted, single
+  if patterns and patterns ~= "" then
+    local ws, err = require("rch.workers").select(patterns)
+    if not ws then return nil, err end
     wanted = {}
     for _, w in ipairs(ws) do wanted[w.id] = true end
     single = #ws == 1 and ws[1].id or nil
@@ -108,30 +101,29 @@ function M.run(opts)
   end
   local selected = {}
   for i = #records, 1, -1 do
-    local r = records[i]
-    if touches(r) then
-      selected[#selected + 1] = r
-      if #selected >= opts.limit then break end
+    if touches(records[i]) then
+      selected[#selected + 1] = records[i]
+      if #selected >= limit then break end
     end
   end
-  if opts.json then
-    local list = rch.json.array()
-    for i, r in ipairs(selected) do
-      local entry = {
-        id = r.id, started_at = r.started_at, completed_at = r.completed_at, duration_secs = r.duration_secs,
-        user = r.user, machine = r.machine, target_version = r.target_version, strategy = r.strategy,
-        outcome = r.outcome, counts = r.counts,
-      }
-      if single then entry.worker_status = r.workers[single] end
-      list[i] = entry
-    end
-    io.stdout:write(ui.json({ deployments = list }), "\n")
-    return 0
+  return selected, single
+end
+
+local function render_json(selected, single)
+  local list = rch.json.array()
+  for i, r in ipairs(selected) do
+    local entry = {
+      id = r.id, started_at = r.started_at, completed_at = r.completed_at, duration_secs = r.duration_secs,
+      user = r.user, machine = r.machine, target_version = r.target_version, strategy = r.strategy,
+      outcome = r.outcome, counts = r.counts,
+    }
+    if single then entry.worker_status = r.workers[single] end
+    list[i] = entry
   end
-  if #selected == 0 then
-    io.stdout:write("no deployments recorded in ", state.history_path(), "\n")
-    return 0
-  end
+  io.stdout:write(ui.json({ deployments = list }), "\n")
+end
+
+local function render_table(selected, single)
   local rows = {}
   for _, r in ipairs(selected) do
     local c = r.counts or {}
@@ -144,6 +136,28 @@ function M.run(opts)
   local header = { "ID", "STARTED", "DURATION", "BY", "VERSION", "STRATEGY", "OUTCOME", "OK/FAIL/SKIP/RB" }
   if single then header[#header + 1] = single:upper() end
   ui.table(header, rows)
+end
+
+function M.run(opts)
+  if opts.show and opts.show ~= "" then return run_show(opts) end
+  local records, err = state.read_history()
+  if not records then
+    ui.error(err)
+    return 1
+  end
+  -- --worker takes the same patterns as every command; one worker gets its own status column.
+  local selected, single = select_records(records, opts.worker, opts.limit)
+  if not selected then
+    ui.error(single)
+    return 2
+  end
+  if opts.json then
+    render_json(selected, single)
+  elseif #selected == 0 then
+    io.stdout:write("no deployments recorded in ", state.history_path(), "\n")
+  else
+    render_table(selected, single)
+  end
   return 0
 end
 

@@ -10,6 +10,7 @@ local workers_mod = require "rch.workers"
 local state = require "rch.deploy.state"
 local audit_mod = require "rch.audit"
 local lease = require "rch.deploy.lease"
+local fleet = require "rch.fleet"
 
 local M = {}
 
@@ -42,19 +43,9 @@ local function parse_versions(text)
   return out
 end
 
-local function plan_one(worker, settings, opts, previous_of)
-  local p = { id = worker.id }
-  local conn, err = transport.get(worker, settings)
-  if not conn then
-    p.error = err
-    return p
-  end
-  p.conn = conn
-  p.root, err = conn:root()
-  if not p.root then
-    p.error = err
-    return p
-  end
+local function plan_one(worker, conn, root, settings, opts, previous_of)
+  local p = { id = worker.id, conn = conn, root = root }
+  local err
   if not opts.dry_run then
     local leased
     leased, err = lease.take(conn, worker.id, p.root, opts.lease_owner, opts.wait_lock or 0,
@@ -100,8 +91,8 @@ local function plan_one(worker, settings, opts, previous_of)
 end
 
 -- Plans and, unless --dry-run, performs one worker's rollback.
-local function roll_back_one(w, settings, opts, previous_of, audit)
-  local p = plan_one(w, settings, opts, previous_of)
+local function roll_back_one(w, conn, root, settings, opts, previous_of, audit)
+  local p = plan_one(w, conn, root, settings, opts, previous_of)
   if opts.dry_run or p.error or p.skip then return p end
   local ok, err = p.conn:rollback(p.root, "versions/v" .. p.to, settings.defaults.command_timeout)
   if not ok then
@@ -123,13 +114,93 @@ local function roll_back_one(w, settings, opts, previous_of, audit)
   return p
 end
 
+-- The fleet lock and the audit log of a real rollback (none for --dry-run).
+-- @return lock, audit | nil, err
+local function open_run(opts, id, worker_count)
+  if opts.dry_run then return false, nil end
+  local lock, err, held = rch.store.lock(state.lock_path(), "rch fleet rollback")
+  if not lock then return nil, held and "another fleet operation is running: " .. err or err end
+  local audit
+  audit, err = audit_mod.open({ state.state_dir() .. "/audit.jsonl" }, id)
+  if not audit then
+    lock:release()
+    return nil, err
+  end
+  audit:log("DeploymentStarted", nil, { kind = "rollback", to_version = opts.to_version or rch.json.null,
+    worker_count = worker_count })
+  return lock, audit
+end
+
+-- Each worker's outcome (the JSON list) and the counts.
+local function outcomes(workers, plans, dry_run)
+  local counts = { rolled_back = 0, failed = 0, skipped = 0 }
+  local list = rch.json.array()
+  for i, w in ipairs(workers) do
+    local p = plans[i]
+    local status = p.error and "Failed" or (p.skip and "Skipped" or (dry_run and "WouldRollBack" or "RolledBack"))
+    if status == "Failed" then counts.failed = counts.failed + 1
+    elseif status == "Skipped" then counts.skipped = counts.skipped + 1
+    else counts.rolled_back = counts.rolled_back + 1 end
+    list[i] = { worker_id = w.id, status = status, from_version = p.from or rch.json.null,
+      to_version = p.to or rch.json.null, error = p.error or p.skip or rch.json.null }
+  end
+  return list, counts
+end
+
+-- The closing audit event, and the rollback as a deployment record (result.json, history).
+local function record(run, list, counts, settings, opts)
+  local success, target = counts.failed == 0, opts.to_version or "previous"
+  local by_worker = {}
+  for _, r in ipairs(list) do by_worker[r.worker_id] = r.status end
+  local dep, pruned = state.create({ id = run.id, created_at = run.started_at, kind = "rollback",
+    target_version = target, workers = rch.json.array() })
+  if dep and #pruned > 0 then
+    run.audit:log("StatePruned", nil, { deployments = rch.json.array(pruned), keep = settings.state.keep_deployments })
+  end
+  run.audit:log(success and "DeploymentCompleted" or "DeploymentFailed", nil, { kind = "rollback", counts = counts })
+  if not dep then return end
+  local result = { id = run.id, kind = "rollback", target_version = target, outcome = success and "completed" or "failed",
+    counts = counts, workers = list }
+  dep:finish(result, { id = run.id, started_at = run.started_at, completed_at = util.iso_now(),
+    duration_secs = rch.monotonic() - run.started, user = rch.sys.user(), machine = rch.sys.hostname(),
+    target_version = target, strategy = "rollback", outcome = result.outcome,
+    counts = { completed = 0, failed = counts.failed, skipped = counts.skipped, rolled_back = counts.rolled_back },
+    workers = by_worker, audit_head = run.audit:head() or rch.json.null })
+end
+
+local function render(list, counts, opts)
+  local ids = { RolledBack = {}, WouldRollBack = {}, Skipped = {}, Failed = {} }
+  for _, r in ipairs(list) do
+    local arrow = ("%s -> %s"):format(tostring(r.from_version ~= rch.json.null and r.from_version or "none"),
+      tostring(r.to_version ~= rch.json.null and r.to_version or "?"))
+    local mark = r.status == "Failed" and ui.paint("red", "✗ ") or (r.status == "Skipped" and "- " or ui.paint("green", "↺ "))
+    local tail = r.error ~= rch.json.null and (": " .. r.error) or ""
+    local ids_of = ids[r.status]
+    ids_of[#ids_of + 1] = r.worker_id
+    if not ui.quiet then
+      io.stdout:write(("%s%s %s %s%s\n"):format(mark, r.worker_id, opts.dry_run and "would roll back" or r.status,
+        arrow, tail))
+    elseif r.status == "Failed" then
+      io.stderr:write("rch: ", r.worker_id, " failed: ", ui.one_line(r.error), "\n")
+    end
+  end
+  io.stdout:write(("%s: %d %s, %d failed, %d skipped%s\n"):format(opts.dry_run and "Dry run" or "Rollback",
+    counts.rolled_back, opts.dry_run and "would roll back" or "rolled back", counts.failed, counts.skipped,
+    opts.dry_run and " (nothing was changed)" or ""))
+  local retry = "rch fleet rollback " .. ui.worker_flag(ids.Failed)
+    .. (opts.to_version and (" --to-version " .. opts.to_version) or "")
+  io.stdout:write(ui.outcomes({ { label = "rolled back", ids = ids.RolledBack },
+    { label = "would roll back", ids = ids.WouldRollBack }, { label = "skipped", ids = ids.Skipped },
+    { label = "failed", ids = ids.Failed } },
+    #ids.Failed > 0 and { what = "the workers that failed", command = retry } or nil))
+end
+
 function M.run(opts)
   local settings, workers = workers_mod.load(opts.worker, opts.exclude)
   if not settings then
     ui.error(workers)
     return 2
   end
-  local err
   opts.parallel = opts.parallel or settings.defaults.parallel
   if opts.to_version == "" then opts.to_version = nil end
   if opts.to_version and not rch.version.parse(opts.to_version) then
@@ -141,98 +212,32 @@ function M.run(opts)
     ui.error(dirs_err)
     return 1
   end
-  local lock, held
-  if not opts.dry_run then
-    lock, err, held = rch.store.lock(state.lock_path(), "rch fleet rollback")
-    if not lock then
-      ui.error(held and "another fleet operation is running: " .. err or err)
-      return 1
-    end
+  local run = { id = rch.sys.uuid(), started = rch.monotonic(), started_at = util.iso_now() }
+  local lock, audit = open_run(opts, run.id, #workers)
+  if lock == nil then
+    ui.error(audit)
+    return 1
   end
-  local id = rch.sys.uuid()
-  opts.lease_owner = lease.owner("rollback " .. id)
+  run.audit = audit
+  opts.lease_owner = lease.owner("rollback " .. run.id)
   local previous_of = recorded_previous()
-  local started, started_at = rch.monotonic(), util.iso_now()
-  local audit
-  if not opts.dry_run then
-    audit, err = audit_mod.open({ state.state_dir() .. "/audit.jsonl" }, id)
-    if not audit then
-      lock:release()
-      ui.error(err)
-      return 1
-    end
-    audit:log("DeploymentStarted", nil, { kind = "rollback", to_version = opts.to_version or rch.json.null,
-      worker_count = #workers })
-  end
-
-  local plans = rch.parallel(workers, opts.parallel, function(w)
-    local p = roll_back_one(w, settings, opts, previous_of, audit)
-    if p.conn then p.conn:release_lease() end
+  local _, plans = fleet.each(workers, function(w, conn, root)
+    local p = roll_back_one(w, conn, root, settings, opts, previous_of, audit)
+    conn:release_lease()
     return p
-  end)
+  end, { settings = settings, parallel = opts.parallel, failed = function(w, err) return { id = w.id, error = err } end })
   transport.close_all()
-
-  local counts = { rolled_back = 0, failed = 0, skipped = 0 }
-  local list = rch.json.array()
-  for i, w in ipairs(workers) do
-    local p = plans[i] or { id = w.id, error = "internal error" }
-    local status = p.error and "Failed" or (p.skip and "Skipped" or (opts.dry_run and "WouldRollBack" or "RolledBack"))
-    if status == "Failed" then counts.failed = counts.failed + 1
-    elseif status == "Skipped" then counts.skipped = counts.skipped + 1
-    else counts.rolled_back = counts.rolled_back + 1 end
-    list[i] = { worker_id = w.id, status = status, from_version = p.from or rch.json.null,
-      to_version = p.to or rch.json.null, error = p.error or p.skip or rch.json.null }
-  end
-  local success = counts.failed == 0
-  if not opts.dry_run then
-    local by_worker = {}
-    for _, r in ipairs(list) do by_worker[r.worker_id] = r.status end
-    local dep, pruned = state.create({ id = id, created_at = started_at, kind = "rollback",
-      target_version = opts.to_version or "previous", workers = rch.json.array() })
-    if dep and #pruned > 0 then
-      audit:log("StatePruned", nil, { deployments = rch.json.array(pruned), keep = settings.state.keep_deployments })
-    end
-    audit:log(success and "DeploymentCompleted" or "DeploymentFailed", nil, { kind = "rollback", counts = counts })
-    local result = { id = id, kind = "rollback", target_version = opts.to_version or "previous",
-      outcome = success and "completed" or "failed", counts = counts, workers = list }
-    if dep then
-      dep:finish(result, { id = id, started_at = started_at, completed_at = util.iso_now(),
-        duration_secs = rch.monotonic() - started, user = rch.sys.user(), machine = rch.sys.hostname(),
-        target_version = opts.to_version or "previous", strategy = "rollback", outcome = result.outcome,
-        counts = { completed = 0, failed = counts.failed, skipped = counts.skipped,
-          rolled_back = counts.rolled_back }, workers = by_worker, audit_head = audit:head() or rch.json.null })
-    end
+  local list, counts = outcomes(workers, plans, opts.dry_run)
+  if lock then
+    record(run, list, counts, settings, opts)
     lock:release()
   end
   if opts.json then
-    io.stdout:write(ui.json({ id = id, dry_run = opts.dry_run or false, counts = counts, workers = list }), "\n")
+    io.stdout:write(ui.json({ id = run.id, dry_run = opts.dry_run or false, counts = counts, workers = list }), "\n")
   else
-    local ids = { RolledBack = {}, WouldRollBack = {}, Skipped = {}, Failed = {} }
-    for _, r in ipairs(list) do
-      local arrow = ("%s -> %s"):format(tostring(r.from_version ~= rch.json.null and r.from_version or "none"),
-        tostring(r.to_version ~= rch.json.null and r.to_version or "?"))
-      local mark = r.status == "Failed" and ui.paint("red", "✗ ") or (r.status == "Skipped" and "- " or ui.paint("green", "↺ "))
-      local tail = r.error ~= rch.json.null and (": " .. r.error) or ""
-      local ids_of = ids[r.status]
-      ids_of[#ids_of + 1] = r.worker_id
-      if not ui.quiet then
-        io.stdout:write(("%s%s %s %s%s\n"):format(mark, r.worker_id, opts.dry_run and "would roll back" or r.status,
-          arrow, tail))
-      elseif r.status == "Failed" then
-        io.stderr:write("rch: ", r.worker_id, " failed: ", ui.one_line(r.error), "\n")
-      end
-    end
-    io.stdout:write(("%s: %d %s, %d failed, %d skipped%s\n"):format(opts.dry_run and "Dry run" or "Rollback",
-      counts.rolled_back, opts.dry_run and "would roll back" or "rolled back", counts.failed, counts.skipped,
-      opts.dry_run and " (nothing was changed)" or ""))
-    local retry = "rch fleet rollback " .. ui.worker_flag(ids.Failed)
-      .. (opts.to_version and (" --to-version " .. opts.to_version) or "")
-    io.stdout:write(ui.outcomes({ { label = "rolled back", ids = ids.RolledBack },
-      { label = "would roll back", ids = ids.WouldRollBack }, { label = "skipped", ids = ids.Skipped },
-      { label = "failed", ids = ids.Failed } },
-      #ids.Failed > 0 and { what = "the workers that failed", command = retry } or nil))
+    render(list, counts, opts)
   end
-  return success and 0 or 1
+  return counts.failed == 0 and 0 or 1
 end
 
 return M

@@ -8,6 +8,7 @@ local ui = require "rch.ui"
 local workers_mod = require "rch.workers"
 local state = require "rch.deploy.state"
 local ssh_transport = require "rch.transport.ssh"
+local fleet = require "rch.fleet"
 
 local M = {}
 
@@ -38,23 +39,10 @@ local function endpoint(worker, settings, resolve)
   return e
 end
 
-local function probe(worker, settings)
+local function probe(worker, conn, root, settings)
   local entry = endpoint(worker, settings, true)
-  local conn, err = transport.get(worker, settings)
-  if not conn then
-    entry.error = err
-    return entry
-  end
-  entry.reachable = true
-  local root
-  root, err = conn:root()
-  if not root then
-    entry.error = err
-    return entry
-  end
-  entry.root = root
-  local facts
-  facts, err = conn:preflight(root, "", settings.defaults.command_timeout)
+  entry.reachable, entry.root = true, root
+  local facts, err = conn:preflight(root, "", settings.defaults.command_timeout)
   if not facts then
     entry.error = err
     return entry
@@ -83,13 +71,14 @@ local function probe(worker, settings)
 end
 
 local function collect(workers, settings)
-  local results, errors = rch.parallel(workers, math.max(settings.defaults.parallel, 16), function(w)
-    return probe(w, settings)
-  end)
-  for i, e in pairs(errors or {}) do
-    results[i] = endpoint(workers[i], settings, false)
-    results[i].error = e
-  end
+  local _, results = fleet.each(workers, function(w, conn, root) return probe(w, conn, root, settings) end, {
+    settings = settings, parallel = math.max(settings.defaults.parallel, 16),
+    failed = function(w, err, reachable)
+      local entry = endpoint(w, settings, true)
+      entry.error, entry.reachable = err, reachable
+      return entry
+    end,
+  })
   transport.close_all()
   local last = last_deployments()
   for i = 1, #workers do results[i].last_deployment = last[workers[i].id] end

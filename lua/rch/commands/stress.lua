@@ -79,6 +79,103 @@ local function run_deploy(deploy_opts, workers)
   return engine.execute(job)
 end
 
+-- What each simulated worker really runs now (read from the model, past its
+-- injected faults: a worker failing at verify cannot be probed), against what
+-- its status claims. @return nil, or the first worker whose version is wrong
+local function wrong_version(result, d, workers, p)
+  local sim_transport = require "rch.transport.sim"
+  local fleet_state = {}
+  local _, probe_errors = rch.parallel(workers, p, function(w)
+    fleet_state[w.id] = assert(sim_transport.inspect(w.id)).current_link
+  end)
+  if probe_errors then return "cannot inspect a simulated worker: " .. tostring(select(2, next(probe_errors))) end
+  local previous_link = {}
+  for _, ws in ipairs(d.workers) do previous_link[ws.id] = ws.previous_link end
+  local target_link = "versions/v" .. result.target_version
+  for _, w in ipairs(result.workers) do
+    local link = fleet_state[w.worker_id]
+    -- What preflight found ("" = no agent; also for a worker it never reached: the simulated fleet starts empty).
+    local previous = previous_link[w.worker_id] or ""
+    if w.status == "Completed" and link ~= target_link then
+      return w.worker_id .. " completed but its current is " .. tostring(link)
+    end
+    if (w.status == "RolledBack" or w.status == "Failed") and link ~= previous then
+      return ("%s %s but its current is '%s', not its previous '%s'"):format(w.worker_id, w.status, tostring(link),
+        previous)
+    end
+  end
+end
+
+-- Replays the journal as if rch had died at the end, runs --resume, and
+-- checks that finished workers are not touched again. @return nil, or what went wrong
+local function resume_problem(deployment, statuses, deploy_opts, workers, journal_lines)
+  collectgarbage()
+  local mismatch = replay_mismatch(deployment, statuses)
+  if mismatch then return mismatch end
+  collectgarbage()
+  os.rename(deployment.dir .. "/result.json", deployment.dir .. "/result.first.json")
+  deploy_opts.resume = true
+  run_deploy(deploy_opts, workers)
+  local after = rch.store.read_lines(deployment.dir .. "/journal.jsonl")
+  for i = journal_lines + 1, #after do
+    local e = rch.json.decode(after[i])
+    if e.worker and (statuses[e.worker] == "Completed" or (statuses[e.worker] == "Skipped" and not e.aborted)) then
+      return "resume touched finished worker " .. e.worker
+    end
+  end
+end
+
+-- Every invariant of the run, each {name, ok, detail}.
+local function invariants(result, d, workers, deploy_opts)
+  local p, n = deploy_opts.parallel, #workers
+  local checks = {}
+  local function check(name, ok, detail)
+    checks[#checks + 1] = { name = name, ok = ok and true or false, detail = detail or "" }
+  end
+  -- Concurrency also from the journal, independently of the executor's own counter (a
+  -- strategy that runs the pipeline itself bypasses it).
+  local deployment = assert(state.load(result.id))
+  local journal_lines, journal_peak = journal_concurrency(deployment.dir .. "/journal.jsonl")
+  check("peak in-flight <= --parallel", d.peak_in_flight <= p and journal_peak <= p,
+    ("peak %d, cap %d; journal peak %d"):format(d.peak_in_flight, p, journal_peak))
+  local terminal = { Completed = true, Failed = true, Skipped = true, RolledBack = true }
+  local seen, bad, statuses = {}, nil, {}
+  for _, w in ipairs(result.workers) do
+    if seen[w.worker_id] or not terminal[w.status] then bad = w.worker_id .. " " .. tostring(w.status) end
+    seen[w.worker_id] = true
+    statuses[w.worker_id] = w.status
+  end
+  check("every worker in exactly one terminal state", not bad and #result.workers == n,
+    bad or ("%d workers"):format(#result.workers))
+  local wrong = wrong_version(result, d, workers, p)
+  check("failed workers are back on their previous version", not wrong, wrong)
+  -- The checks read whole files: collect between them, so that their garbage does not
+  -- pile up into the peak RSS this command reports.
+  collectgarbage()
+  local audit_ok, audit_err = check_audit(state.state_dir() .. "/audit.jsonl")
+  check("every Started audit event completed or failed", audit_ok, audit_err)
+  local problem = resume_problem(deployment, statuses, deploy_opts, workers, journal_lines)
+  check("journal replays to the final states; --resume leaves finished workers alone", not problem, problem)
+  return checks
+end
+
+local function render(report, checks)
+  io.stdout:write(("stress: %d simulated workers, parallel %d, strategy %s, fault rate %.3f (%d faulty), latency %dms, "
+    .. "seed %d\n"):format(report.workers, report.parallel, report.strategy, report.fault_rate, report.faults_injected,
+    report.latency_ms, report.seed))
+  io.stdout:write(("  %.2fs, %.0f workers/s, peak in-flight %d, peak RSS %.0f MB\n"):format(report.seconds,
+    report.workers_per_second, report.peak_in_flight, report.peak_rss_mb))
+  local counts = report.counts
+  io.stdout:write(("  completed %d, failed %d, skipped %d, rolled back %d\n"):format(counts.completed, counts.failed,
+    counts.skipped, counts.rolled_back))
+  for _, c in ipairs(checks) do
+    io.stdout:write(("  [%s] %s%s\n"):format(c.ok and ui.paint("green", "ok") or ui.paint("red", "FAIL"), c.name,
+      c.detail ~= "" and ("  (" .. c.detail .. ")") or ""))
+  end
+  io.stdout:write("verdict: ", report.verdict == "pass" and ui.paint("green", "pass")
+    or ui.paint("red", "FAIL (state kept in " .. report.state_dir .. ")"), "\n")
+end
+
 function M.run(opts)
   local n, p = opts.workers, opts.parallel
   -- Injected faults are the point here; the report counts them instead of a warning each.
@@ -94,8 +191,7 @@ function M.run(opts)
     parallel = p, no_toolchain = true, force = false, verify = true,
     strategy = STRATEGIES[opts.strategy], canary = opts.strategy == "canary" and 10 or nil, canary_wait = 0,
     rolling_batch = opts.strategy == "rolling" and math.max(p, math.ceil(n / 10)) or 0, rolling_wait = 0,
-    max_fail_percent = 100,
-    drain_first = false, drain_timeout = 10,
+    max_fail_percent = 100, drain_first = false, drain_timeout = 10,
   }
   local t0 = rch.monotonic()
   local result, d = run_deploy(deploy_opts, workers)
@@ -104,113 +200,23 @@ function M.run(opts)
     ui.error("the deployment did not run: " .. tostring(d))
     return 1
   end
-
-  local checks = {}
-  local function check(name, ok, detail)
-    checks[#checks + 1] = { name = name, ok = ok and true or false, detail = detail or "" }
-  end
-  -- Concurrency also from the journal, independently of the executor's own counter (a
-  -- strategy that runs the pipeline itself bypasses it).
-  local deployment = assert(state.load(result.id))
-  local journal = deployment.dir .. "/journal.jsonl"
-  local before, journal_peak = journal_concurrency(journal)
-  check("peak in-flight <= --parallel", d.peak_in_flight <= p and journal_peak <= p,
-    ("peak %d, cap %d; journal peak %d"):format(d.peak_in_flight, p, journal_peak))
-
-  local terminal = { Completed = true, Failed = true, Skipped = true, RolledBack = true }
-  local seen, bad, statuses = {}, nil, {}
-  for _, w in ipairs(result.workers) do
-    if seen[w.worker_id] or not terminal[w.status] then bad = w.worker_id .. " " .. tostring(w.status) end
-    seen[w.worker_id] = true
-    statuses[w.worker_id] = w.status
-  end
-  check("every worker in exactly one terminal state", not bad and #result.workers == n,
-    bad or ("%d workers"):format(#result.workers))
-
-  -- What each simulated worker really runs now (read from the model, past its injected
-  -- faults: a worker failing at verify cannot be probed), against what its status claims.
-  local sim_transport = require "rch.transport.sim"
-  local fleet_state = {}
-  local _, probe_errors = rch.parallel(workers, p, function(w)
-    fleet_state[w.id] = assert(sim_transport.inspect(w.id)).current_link
-  end)
-  local previous_link = {}
-  for _, ws in ipairs(d.workers) do previous_link[ws.id] = ws.previous_link end
-  local wrong = probe_errors and ("cannot inspect a simulated worker: " .. tostring(select(2, next(probe_errors))))
-  local target_link = "versions/v" .. result.target_version
-  for _, w in ipairs(result.workers) do
-    local link = fleet_state[w.worker_id]
-    -- What preflight found ("" = no agent; also for a worker it never reached: the simulated fleet starts empty).
-    local previous = previous_link[w.worker_id] or ""
-    if w.status == "Completed" and link ~= target_link then
-      wrong = w.worker_id .. " completed but its current is " .. tostring(link)
-    end
-    if (w.status == "RolledBack" or w.status == "Failed") and link ~= previous then
-      wrong = ("%s %s but its current is '%s', not its previous '%s'"):format(w.worker_id, w.status, tostring(link),
-        previous)
-    end
-  end
-  check("failed workers are back on their previous version", not wrong, wrong)
-
-  -- The checks read whole files: collect between them, so that their garbage does not
-  -- pile up into the peak RSS this command reports.
-  collectgarbage()
-  local audit_ok, audit_err = check_audit(state.state_dir() .. "/audit.jsonl")
-  check("every Started audit event completed or failed", audit_ok, audit_err)
-
-  -- Resume: replay the journal as if rch had died at the end, run --resume,
-  -- and check that finished workers are not touched again.
-  collectgarbage()
-  local mismatch = replay_mismatch(deployment, statuses)
-  collectgarbage()
-  os.rename(deployment.dir .. "/result.json", deployment.dir .. "/result.first.json")
-  deploy_opts.resume = true
-  run_deploy(deploy_opts, workers)
-  local touched
-  local after = rch.store.read_lines(journal)
-  for i = before + 1, #after do
-    local e = rch.json.decode(after[i])
-    if e.worker and (statuses[e.worker] == "Completed" or (statuses[e.worker] == "Skipped" and not e.aborted)) then
-      touched = e.worker
-      break
-    end
-  end
-  check("journal replays to the final states; --resume leaves finished workers alone", not mismatch and not touched,
-    mismatch or (touched and ("resume touched finished worker " .. touched)) or "")
-
-  local counts = result.counts
-  local faults = 0
+  local checks = invariants(result, d, workers, deploy_opts)
+  local faults, verdict = 0, true
   for _, w in ipairs(workers) do
     if require("rch.transport.sim").fault(w.id) ~= "none" then faults = faults + 1 end
   end
-  local verdict = true
   for _, c in ipairs(checks) do verdict = verdict and c.ok end
   local report = {
     workers = n, parallel = p, strategy = opts.strategy, fault_rate = opts.fault_rate, latency_ms = opts.latency_ms,
     seed = opts.seed, faults_injected = faults, seconds = elapsed, workers_per_second = n / elapsed,
-    peak_in_flight = d.peak_in_flight, peak_rss_mb = rch.sys.peak_rss_mb(), counts = counts,
+    peak_in_flight = d.peak_in_flight, peak_rss_mb = rch.sys.peak_rss_mb(), counts = result.counts,
     invariants = checks, verdict = verdict and "pass" or "fail", state_dir = dir,
   }
   if verdict then
     local removed, err = require("rch.install").remove_tree(dir)
     if not removed then rch.log.warn(("cannot remove the stress state %s: %s"):format(dir, tostring(err))) end
   end
-  if opts.json then
-    io.stdout:write(ui.json(report), "\n")
-  else
-    io.stdout:write(("stress: %d simulated workers, parallel %d, strategy %s, fault rate %.3f (%d faulty), latency %dms, "
-      .. "seed %d\n"):format(n, p, opts.strategy, opts.fault_rate, faults, opts.latency_ms, opts.seed))
-    io.stdout:write(("  %.2fs, %.0f workers/s, peak in-flight %d, peak RSS %.0f MB\n"):format(elapsed, n / elapsed,
-      d.peak_in_flight, report.peak_rss_mb))
-    io.stdout:write(("  completed %d, failed %d, skipped %d, rolled back %d\n"):format(counts.completed, counts.failed,
-      counts.skipped, counts.rolled_back))
-    for _, c in ipairs(checks) do
-      io.stdout:write(("  [%s] %s%s\n"):format(c.ok and ui.paint("green", "ok") or ui.paint("red", "FAIL"), c.name,
-        c.detail ~= "" and ("  (" .. c.detail .. ")") or ""))
-    end
-    io.stdout:write("verdict: ", verdict and ui.paint("green", "pass")
-      or ui.paint("red", "FAIL (state kept in " .. dir .. ")"), "\n")
-  end
+  if opts.json then io.stdout:write(ui.json(report), "\n") else render(report, checks) end
   return verdict and 0 or 1
 end
 

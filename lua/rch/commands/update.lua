@@ -252,6 +252,55 @@ end
 
 local install_locked -- defined below run_install
 
+-- Nothing to install here; --fleet still deploys the version to the workers.
+local function up_to_date(target, opts, settings, out, base)
+  base.ok, base.status = true, "up_to_date"
+  if opts.fleet and not opts.dry_run then
+    local code, result = fleet_deploy(target, settings, out)
+    base.ok, base.fleet = code == 0, { exit_code = code, result = result or null }
+    out.result(base)
+    return code
+  end
+  base.dry_run = opts.dry_run or false
+  out.result(base)
+  return 0
+end
+
+-- update --dry-run: every step the install would take, nothing changed.
+local function dry_run_install(found, target, installed, opts, settings, out, base)
+  local home = rch.config.paths().home
+  local downloads = rch.json.array()
+  for _, a in ipairs(release_mod.downloads(found)) do
+    downloads[#downloads + 1] = { url = a.url, size = a.size }
+    out.print(("Would download %s (%s)"):format(a.url, download.human_size(a.size)))
+  end
+  local dir = install.version_dir(home, target)
+  out.print(("Would verify %s against %s and checksums.txt%s"):format(found.tarball.name, found.sha256.name,
+    settings.update.minisign_pubkey ~= "" and ", and its signature with update.minisign_pubkey"
+      or " (no signature: update.minisign_pubkey is not set)"))
+  out.print(("Would install rch, rchd, rch-wkr %s into %s"):format(target, dir))
+  out.print(("Would switch %s/current: %s -> versions/v%s"):format(home,
+    installed and ("versions/v" .. installed) or "(none)", target))
+  local dstatus = daemon.status(home)
+  local drun = dstatus and dstatus.running
+  if drun and not opts.no_restart then
+    out.print(("Would drain rchd (pid %d, %d active build%s; up to %ds), stop it and start rchd %s"):format(
+      dstatus.pid, dstatus.active_builds, dstatus.active_builds == 1 and "" or "s", opts.drain_timeout, target))
+  elseif drun then
+    out.print(("Would leave rchd (pid %d) running %s (--no-restart)"):format(dstatus.pid, dstatus.version))
+  end
+  local fleet
+  if opts.fleet then fleet = fleet_dry_run(target, out) end
+  out.print(("Dry run: %s %s -> %s; nothing was changed."):format(base.action, base.from_version, target))
+  base.ok, base.dry_run, base.downloads, base.install_dir = true, true, downloads, dir
+  base.switch = { from = installed and ("versions/v" .. installed) or null, to = "versions/v" .. target }
+  base.daemon = { running = drun or false, pid = drun and dstatus.pid or null,
+    active_builds = drun and dstatus.active_builds or 0 }
+  base.fleet = fleet or null
+  out.result(base)
+  return 0
+end
+
 local function run_install(opts, settings, out)
   local paths = rch.config.paths()
   local home = paths.home
@@ -273,55 +322,13 @@ local function run_install(opts, settings, out)
   if cmp == 0 and not opts.force then
     out.print(("rch %s is already up to date (%s); --force reinstalls it"):format(from,
       pinned and "the pinned version" or ("newest " .. opts.channel .. " release")))
-    local fleet
-    if opts.fleet and not opts.dry_run then
-      local code, result = fleet_deploy(target, settings, out)
-      fleet = { exit_code = code, result = result or null }
-      base.ok, base.status, base.fleet = code == 0, "up_to_date", fleet
-      out.result(base)
-      return code
-    end
-    base.ok, base.status, base.dry_run = true, "up_to_date", opts.dry_run or false
-    out.result(base)
-    return 0
+    return up_to_date(target, opts, settings, out, base)
   end
   if cmp < 0 and not pinned then
     return out.fail(1, ("rch %s is newer than the newest %s release %s: not downgrading (pass --version %s to"
       .. " downgrade)"):format(from, opts.channel, target, target), base)
   end
-
-  local dstatus = daemon.status(home)
-  if opts.dry_run then
-    local downloads = rch.json.array()
-    for _, a in ipairs(release_mod.downloads(found)) do
-      downloads[#downloads + 1] = { url = a.url, size = a.size }
-      out.print(("Would download %s (%s)"):format(a.url, download.human_size(a.size)))
-    end
-    local dir = install.version_dir(home, target)
-    out.print(("Would verify %s against %s and checksums.txt%s"):format(found.tarball.name, found.sha256.name,
-      settings.update.minisign_pubkey ~= "" and ", and its signature with update.minisign_pubkey"
-        or " (no signature: update.minisign_pubkey is not set)"))
-    out.print(("Would install rch, rchd, rch-wkr %s into %s"):format(target, dir))
-    out.print(("Would switch %s/current: %s -> versions/v%s"):format(home,
-      installed and ("versions/v" .. installed) or "(none)", target))
-    local drun = dstatus and dstatus.running
-    if drun and not opts.no_restart then
-      out.print(("Would drain rchd (pid %d, %d active build%s; up to %ds), stop it and start rchd %s"):format(
-        dstatus.pid, dstatus.active_builds, dstatus.active_builds == 1 and "" or "s", opts.drain_timeout, target))
-    elseif drun then
-      out.print(("Would leave rchd (pid %d) running %s (--no-restart)"):format(dstatus.pid, dstatus.version))
-    end
-    local fleet
-    if opts.fleet then fleet = fleet_dry_run(target, out) end
-    out.print(("Dry run: %s %s -> %s; nothing was changed."):format(action, from, target))
-    base.ok, base.dry_run, base.downloads, base.install_dir = true, true, downloads, dir
-    base.switch = { from = installed and ("versions/v" .. installed) or null, to = "versions/v" .. target }
-    base.daemon = { running = drun or false, pid = drun and dstatus.pid or null,
-      active_builds = drun and dstatus.active_builds or 0 }
-    base.fleet = fleet or null
-    out.result(base)
-    return 0
-  end
+  if opts.dry_run then return dry_run_install(found, target, installed, opts, settings, out, base) end
 
   local notes = release_mod.notes(release, settings)
   base.release_notes = notes
@@ -343,34 +350,29 @@ local function run_install(opts, settings, out)
   return fcode
 end
 
--- The part of an install that runs under update.lock. Returns the exit code;
--- prints the JSON result itself unless --fleet still has to run.
-install_locked = function(release, found, opts, settings, out, base, home)
-  local target = release.version
-  local removed, err = install.cleanup_staging(home)
-  if not removed then return out.fail(1, err, base) end
-  for _, path in ipairs(removed) do rch.log.info("removed " .. path .. " left by an interrupted update") end
-
-  out.say(("downloading rch %s (%s)"):format(target, download.human_size(found.tarball.size)))
-  local fetched
-  fetched, err = download.fetch(release, found, {
+-- Downloads the release tarball (or reuses the cached copy) and checks its
+-- signature and checksums before anything is unpacked.
+-- @return fetched, sha256, signature ("verified"|"unsigned") | nil, err
+local function fetch_verified(release, found, settings, out, base)
+  out.say(("downloading rch %s (%s)"):format(release.version, download.human_size(found.tarball.size)))
+  local fetched, err = download.fetch(release, found, {
     settings = settings, tty = ui.stdout_tty and not out.json and not ui.quiet,
     expected_sha256 = function(text) return (verify.sha256_for(text, found.tarball.name, found.sha256.name)) end,
   })
-  if not fetched then return out.fail(1, err, base) end
+  if not fetched then return nil, err end
   if fetched.reused then out.say(("using %s, downloaded earlier"):format(fetched.tarball)) end
   base.tarball = { url = found.tarball.url, size = found.tarball.size, path = fetched.tarball, cached = fetched.reused or false }
 
   local signature, details = verify.signature(release, fetched, settings.update.minisign_pubkey)
   if not signature then
     download.discard(fetched)
-    return out.fail(1, details, base)
+    return nil, details
   end
   local sha
   sha, err = verify.checksums(release, found, fetched)
   if not sha then
     download.discard(fetched)
-    return out.fail(1, err, base)
+    return nil, err
   end
   base.tarball.sha256, base.signature = sha, signature
   if signature == "verified" then
@@ -383,7 +385,56 @@ install_locked = function(release, found, opts, settings, out, base, home)
         and ("; %s present but not checked"):format(table.concat(details.unchecked, " and ")) or ""))
     out.say(("verified %s: sha256 matches %s and checksums.txt"):format(found.tarball.name, found.sha256.name))
   end
+  return fetched, sha, signature
+end
 
+-- Starts the new rchd; when it does not run, switches back to the version that did.
+-- @return true | nil, message
+local function restart_or_switch_back(home, dreport, target, previous, state, out)
+  local ok, err = restart_daemon(home, dreport, target, out)
+  if ok then return true end
+  local message = ("rch %s was installed but its rchd did not start: %s"):format(target, err)
+  if not previous or previous == target then return nil, message end
+  local bok, berr = install.switch(home, previous)
+  if not bok then
+    return nil, message .. "; switching back to " .. previous .. " failed too: " .. berr
+      .. ("; roll back by hand with rch update --rollback (to %s)"):format(previous)
+  end
+  state.current, state.previous = previous, target
+  install.write_state(home, state)
+  message = message .. ("; switched back to %s"):format(previous)
+  local rok, rerr = restart_daemon(home, dreport, previous, out)
+  if not rok then message = message .. " (and its rchd did not start either: " .. rerr .. ")" end
+  return nil, message
+end
+
+-- After a successful switch: prune old versions, report. @return 0
+local function installed(home, target, previous, state, settings, opts, out, base)
+  local pruned, err = install.prune(home, settings.update.keep, target, state.previous)
+  if not pruned then
+    out.warn("could not remove old versions: " .. err)
+    pruned = {}
+  end
+  for _, v in ipairs(pruned) do out.say(("removed old version %s (keep = %d)"):format(v, settings.update.keep)) end
+  base.ok, base.status = true, "installed"
+  base.previous_version = previous or null
+  base.install_dir = install.version_dir(home, target)
+  base.removed_versions = rch.json.array(pruned)
+  out.print(ui.paint("green", ("rch %s installed"):format(target)) ..
+    (previous and previous ~= target and (" (was %s; `rch update --rollback` goes back)"):format(previous) or ""))
+  if not opts.fleet then out.result(base) end
+  return 0
+end
+
+-- The part of an install that runs under update.lock. Returns the exit code;
+-- prints the JSON result itself unless --fleet still has to run.
+install_locked = function(release, found, opts, settings, out, base, home)
+  local target = release.version
+  local removed, err = install.cleanup_staging(home)
+  if not removed then return out.fail(1, err, base) end
+  for _, path in ipairs(removed) do rch.log.info("removed " .. path .. " left by an interrupted update") end
+  local fetched, sha, signature = fetch_verified(release, found, settings, out, base)
+  if not fetched then return out.fail(1, sha, base) end
   local staging
   staging, err = install.stage(home, { version = target, tarball = fetched.tarball, tarball_sha256 = sha,
     source_url = found.tarball.url, signature = signature })
@@ -422,51 +473,23 @@ install_locked = function(release, found, opts, settings, out, base, home)
   if previous and previous ~= target then state.previous = previous end
   install.write_state(home, state)
 
-  ok, err = restart_daemon(home, dreport, target, out)
+  ok, err = restart_or_switch_back(home, dreport, target, previous, state, out)
   if not ok then
-    -- The new rchd does not run: go back to the version that did.
-    local message = ("rch %s was installed but its rchd did not start: %s"):format(target, err)
-    if previous and previous ~= target then
-      local bok, berr = install.switch(home, previous)
-      if bok then
-        state.current, state.previous = previous, target
-        install.write_state(home, state)
-        message = message .. ("; switched back to %s"):format(previous)
-        local rok, rerr = restart_daemon(home, dreport, previous, out)
-        if not rok then message = message .. " (and its rchd did not start either: " .. rerr .. ")" end
-      else
-        message = message .. "; switching back to " .. previous .. " failed too: " .. berr
-          .. ("; roll back by hand with rch update --rollback (to %s)"):format(previous)
-      end
-    end
     base.daemon = daemon_json(dreport)
-    return out.fail(1, message, base)
+    return out.fail(1, err, base)
   end
   if dreport.left_running and dreport.was_running then
     out.warn(("rchd (pid %d) still runs the previous version (--no-restart): restart it to use %s"):format(
       dreport.pid, target))
   end
 
-  local pruned
-  pruned, err = install.prune(home, settings.update.keep, target, state.previous)
-  if not pruned then
-    out.warn("could not remove old versions: " .. err)
-    pruned = {}
-  end
-  for _, v in ipairs(pruned) do out.say(("removed old version %s (keep = %d)"):format(v, settings.update.keep)) end
-
-  base.ok, base.status = true, "installed"
-  base.previous_version = previous or null
-  base.install_dir = install.version_dir(home, target)
-  base.removed_versions = rch.json.array(pruned)
   base.daemon = daemon_json(dreport)
-  out.print(ui.paint("green", ("rch %s installed"):format(target)) ..
-    (previous and previous ~= target and (" (was %s; `rch update --rollback` goes back)"):format(previous) or ""))
-  if not opts.fleet then out.result(base) end
-  return 0
+  return installed(home, target, previous, state, settings, opts, out, base)
 end
 
 -- ---------------------------------------------------------------- --rollback
+
+local rollback_locked -- defined below run_rollback
 
 local function run_rollback(opts, settings, out)
   local home = rch.config.paths().home
@@ -478,8 +501,8 @@ local function run_rollback(opts, settings, out)
     local ok, err = install.check_binary(dir .. "/" .. name, name, target)
     if not ok then return out.fail(1, ("cannot roll back to %s: %s"):format(target, err), base) end
   end
-  local dstatus = daemon.status(home)
   if opts.dry_run then
+    local dstatus = daemon.status(home)
     out.print(("Would switch %s/current: versions/v%s -> versions/v%s"):format(home, current, target))
     if dstatus and dstatus.running and not opts.no_restart then
       out.print(("Would drain rchd (pid %d), stop it and start rchd %s"):format(dstatus.pid, target))
@@ -493,22 +516,32 @@ local function run_rollback(opts, settings, out)
   end
   local yes, err = confirm(("Roll back rch %s to %s?"):format(current, target), opts)
   if not yes then return out.fail(1, err, base) end
-
   local lock, held
   lock, err, held = rch.store.lock(lock_path(), ("rch update --rollback to %s"):format(target))
   if not lock then return out.fail(1, held and "another update is running: " .. err or err, base) end
-  local function finish(code, message)
-    lock:release()
-    if message then return out.fail(code, message, base) end
-    return code
+  local code = rollback_locked(home, target, current, opts, out, base)
+  lock:release()
+  if code ~= 0 then return code end
+  out.print(ui.paint("green", ("rolled back rch %s -> %s"):format(current, target)))
+  base.ok = true
+  if opts.fleet then
+    local result
+    code, result = fleet_deploy(target, settings, out)
+    base.fleet = { exit_code = code, result = result or null }
+    base.ok = code == 0
   end
-  local removed
-  removed, err = install.cleanup_staging(home)
-  if not removed then return finish(1, err) end
+  out.result(base)
+  return code
+end
 
+-- The switch back under update.lock: drain and stop rchd, switch current,
+-- start rchd again. @return exit code (the failure already reported)
+rollback_locked = function(home, target, current, opts, out, base)
+  local removed, err = install.cleanup_staging(home)
+  if not removed then return out.fail(1, err, base) end
   local dreport
   dreport, err = stop_daemon(home, opts, out)
-  if not dreport then return finish(1, err .. "; nothing was changed") end
+  if not dreport then return out.fail(1, err .. "; nothing was changed", base) end
   local ok
   ok, err = install.switch(home, target)
   if not ok then
@@ -516,7 +549,7 @@ local function run_rollback(opts, settings, out)
     local rok, rerr = restart_daemon(home, dreport, nil, out)
     if not rok then message = message .. "; and rchd did not start again: " .. rerr end
     base.daemon = daemon_json(dreport)
-    return finish(1, message)
+    return out.fail(1, message, base)
   end
   local state = install.read_state(home)
   state.current, state.previous = target, current
@@ -524,18 +557,7 @@ local function run_rollback(opts, settings, out)
   out.say(("switched %s/current -> versions/v%s"):format(home, target))
   ok, err = restart_daemon(home, dreport, target, out)
   base.daemon = daemon_json(dreport)
-  if not ok then return finish(1, ("rolled back to %s but rchd did not start: %s"):format(target, err)) end
-  lock:release()
-  out.print(ui.paint("green", ("rolled back rch %s -> %s"):format(current, target)))
-  base.ok = true
-  if opts.fleet then
-    local code, result = fleet_deploy(target, settings, out)
-    base.fleet = { exit_code = code, result = result or null }
-    base.ok = code == 0
-    out.result(base)
-    return code
-  end
-  out.result(base)
+  if not ok then return out.fail(1, ("rolled back to %s but rchd did not start: %s"):format(target, err), base) end
   return 0
 end
 

@@ -6,26 +6,18 @@ local rch = require "rch"
 local ui = require "rch.ui"
 local transport = require "rch.transport"
 local workers_mod = require "rch.workers"
+local fleet = require "rch.fleet"
 
 local M = {}
 
-local function check(worker, settings)
-  local entry = { worker_id = worker.id, reachable = false, findings = {} }
+local function unreachable(worker, err, reachable)
+  return { worker_id = worker.id, reachable = reachable, findings = { reachable and err or "unreachable: " .. err } }
+end
+
+local function check(worker, conn, root, settings)
+  local entry = { worker_id = worker.id, reachable = true, findings = {} }
   local function finding(text) entry.findings[#entry.findings + 1] = text end
-  local conn, err = transport.get(worker, settings)
-  if not conn then
-    finding("unreachable: " .. err)
-    return entry
-  end
-  entry.reachable = true
-  local root
-  root, err = conn:root()
-  if not root then
-    finding(err)
-    return entry
-  end
-  local facts
-  facts, err = conn:inspect(root, settings.defaults.command_timeout)
+  local facts, err = conn:inspect(root, settings.defaults.command_timeout)
   if not facts then
     finding(err)
     return entry
@@ -95,10 +87,8 @@ function M.run(opts)
     ui.error(workers)
     return 2
   end
-  local results, errors = rch.parallel(workers, math.max(settings.defaults.parallel, 16), function(w)
-    return check(w, settings)
-  end)
-  for i, e in pairs(errors or {}) do results[i] = { worker_id = workers[i].id, reachable = false, findings = { e } } end
+  local _, results = fleet.each(workers, function(w, conn, root) return check(w, conn, root, settings) end,
+    { settings = settings, parallel = math.max(settings.defaults.parallel, 16), failed = unreachable })
   transport.close_all()
   local reference = fleet_version(results)
   local ok = true
