@@ -94,16 +94,14 @@ show("escape", { status = rch.http.escape('a b{w="1|2"}/'), body = "" })
 EOF_LUA
 ratio 0.01
 write_config $'[http]\ntimeout = 1\n'
-t0=$SECONDS
 expect_exit 0 "$RCH" run "$TMP/http.lua" "$GOOD" "$SELF" "$CA"
-((SECONDS - t0 < 4)) || fail "[http] timeout = 1 did not cut the slow request ($((SECONDS - t0)) s)"
 contains "$OUT" $'get\t200\t'
 contains "$OUT" $'no-ca\tnil\tTLS certificate of '"$GOOD/api/v1/query not trusted: "
 contains "$OUT" $'self\tnil\tTLS certificate of '"$SELF/api/v1/query not trusted: "
 contains "$OUT" $'post\tPOST\tapplication/json\t{"n":2,"worker":"w1"}'
 contains "$OUT" $'put\tPUT\tlab'
 contains "$OUT" $'big\tnil\tresponse of GET '"$GOOD/ten.bin is over the limit of 8388608 bytes"
-contains "$OUT" $'slow\tnil\tGET '"$GOOD/slow?secs=4 timed out: "
+contains "$OUT" $'slow\tnil\tGET '"$GOOD/slow?secs=4 timed out: " # [http] timeout = 1, not the default 30
 contains "$OUT" $'file\tnil\trefusing redirect from '"$GOOD/redirect?to=file:///etc/passwd"
 contains "$OUT" $'escape\ta%20b%7Bw%3D%221%7C2%22%7D%2F'
 [[ $(grep -c "^POST /echo" "$TMP/good.log") == 1 ]] || fail "one POST expected: $(cat "$TMP/good.log")"
