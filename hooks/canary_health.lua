@@ -4,10 +4,12 @@
 -- and it reports the target version.
 -- Replace it for a site policy (error rates, a metrics query, …); call
 -- builtin(ctx) to keep these checks.
--- @param ctx { canaries = list of workers, target_version,
+-- With [canary] interval it is asked every interval of the wait (ctx.round: 1, 2, …).
+-- @param ctx { canaries = list of workers, target_version, round, settings (config.toml, [policy]),
 --   probe = function(worker) -> {version, health = {ok, version, draining, …}} | nil, err,
 --   exec = function(worker, argv, opts) -> {code, out, err} | nil, err, log = rch.log }
--- @return true, or false, "reason"
+-- @return true, or false, "reason"; optionally then a measurement {value, threshold, verdict}
+--   (or a list of them) for the audit (CanaryMeasurement)
 return function(ctx)
   for _, worker in ipairs(ctx.canaries) do
     local probe, err = ctx.probe(worker)

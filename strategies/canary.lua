@@ -1,13 +1,38 @@
 --- Strategy canary: deploy to --canary PERCENT of the workers first
 -- (calculate_canary_count: floor, at least 1), wait --canary-wait seconds,
 -- ask the canary_health hook (which re-probes the canaries), then either roll
--- the canaries back and leave the rest untouched, or deploy the rest.
+-- the canaries back and leave the rest untouched, or deploy the rest. With
+-- [canary] interval the hook is asked every interval of the wait and the
+-- first unhealthy answer ends it (an analysis run, as in Argo Rollouts).
+local rch = require "rch"
 local executor = require "rch.deploy.executor"
 
 local M = { name = "canary" }
 
 function M.describe(options)
-  return ("canary %d%%, wait %ds, then parallel %d"):format(options.canary, options.canary_wait, options.parallel)
+  local interval = options.canary_interval or 0
+  local every = (interval > 0 and interval < options.canary_wait) and (" (analysed every %ds)"):format(interval) or ""
+  return ("canary %d%%, wait %ds%s, then parallel %d"):format(options.canary, options.canary_wait, every,
+    options.parallel)
+end
+
+-- The canary_health verdict over the wait: once at its end, or at every
+-- interval, on the clock (a slow hook does not stretch the wait).
+local function analyse(d, canaries)
+  local wait, interval = d.options.canary_wait, d.options.canary_interval or 0
+  if interval <= 0 or interval >= wait then
+    d:wait(wait, "for canary verification")
+    return d:canary_health(canaries, 1)
+  end
+  d:note(("analysing the canaries every %ds for %ds"):format(interval, wait))
+  local start = rch.monotonic()
+  for round = 1, math.ceil(wait / interval) do
+    local left = start + math.min(round * interval, wait) - rch.monotonic()
+    if left > 0 then rch.sleep(left) end
+    local healthy, reason = d:canary_health(canaries, round)
+    if not healthy then return false, reason end
+  end
+  return true
 end
 
 function M.run(d)
@@ -25,8 +50,7 @@ function M.run(d)
     if counts.Failed + counts.RolledBack > 0 then
       healthy, reason = false, ("%d canary worker(s) failed to deploy"):format(counts.Failed + counts.RolledBack)
     else
-      d:wait(d.options.canary_wait, "for canary verification")
-      healthy, reason = d:canary_health(canaries)
+      healthy, reason = analyse(d, canaries)
     end
     if not healthy then
       d:log_audit("CanaryFailed", { reason = reason })

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <sstream>
 #include <system_error>
 #include <utility>
 #include <vector>
@@ -90,6 +91,8 @@ class Parser {
         {"update", [&](const toml::node& n) { return section("update", n, update_fields(c.update)); }},
         {"audit", [&](const toml::node& n) { return section("audit", n, audit_fields(c.audit)); }},
         {"state", [&](const toml::node& n) { return section("state", n, state_fields(c.state)); }},
+        {"http", [&](const toml::node& n) { return section("http", n, http_fields(c.http)); }},
+        {"policy", [&](const toml::node& n) { return policy(n, c.policy_json); }},
     };
     if (auto r = apply_fields(root, "", sections); !r) return Error{r.error()};
     c.origins = std::move(origins_);
@@ -298,7 +301,8 @@ class Parser {
 
   std::vector<Field> canary_fields(Config::Canary& c) const {
     const std::string_view s = "canary";
-    return {integer(s, "percent", c.percent, 1, 100), seconds(s, "wait", c.wait, 0, kDay)};
+    return {integer(s, "percent", c.percent, 1, 100), seconds(s, "wait", c.wait, 0, kDay),
+            seconds(s, "interval", c.interval, 0, kDay)};
   }
 
   std::vector<Field> update_fields(Config::Update& u) const {
@@ -332,6 +336,23 @@ class Parser {
 
   std::vector<Field> state_fields(Config::State& st) const {
     return {integer("state", "keep_deployments", st.keep_deployments, 1, 1'000'000)};
+  }
+
+  std::vector<Field> http_fields(Config::Http& h) const {
+    return {seconds("http", "timeout", h.timeout, 1, kDay), megabytes("http", "max_body_mb", h.max_body_mb)};
+  }
+
+  // Any keys and values: hooks read them through ctx.settings.policy.
+  Result<void> policy(const toml::node& n, std::string& out) const {
+    const toml::table* t = n.as_table();
+    if (t == nullptr) return at(n.source(), "'policy' must be a table ([policy])");
+    std::ostringstream json;
+    json << toml::json_formatter(*t);
+    out = json.str();
+    for (const auto& [k, v] : *t) {
+      origins_["policy." + std::string(k.str())] = std::string(source_) + ":" + std::to_string(k.source().begin.line);
+    }
+    return {};
   }
 
   std::string_view source_;

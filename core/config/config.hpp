@@ -1,5 +1,6 @@
 // rch's settings, config.toml: fleet defaults, preflight requirements,
-// toolchain, worker retention, canary, and the update source. A missing file means defaults.
+// toolchain, worker retention, canary, the update source, rch.http defaults
+// and [policy], a free-form table for hooks. A missing file means defaults.
 // Every error reads "<file>:<line>:<col>: <message>".
 #pragma once
 
@@ -58,6 +59,7 @@ struct Config {
   struct Canary {
     int percent = 10;  // 1..100
     std::chrono::seconds wait{60};
+    std::chrono::seconds interval{0};  // canary_health every this often during the wait; 0: once, at its end
   } canary;
 
   struct Update {
@@ -80,6 +82,15 @@ struct Config {
   struct State {
     int keep_deployments = 200;  // deployments/<id>/ directories kept
   } state;
+
+  struct Http {                        // rch.http requests of hooks and scripts
+    std::chrono::seconds timeout{30};  // default whole-request timeout
+    double max_body_mb = 8;            // default cap on a response body
+  } http;
+
+  // [policy]: free-form settings for hooks (thresholds, URLs), as JSON text;
+  // rch does not interpret them.
+  std::string policy_json = "{}";
 
   // "section.key" -> "file:line" of every key the file set (the rest are defaults).
   std::map<std::string, std::string> origins;

@@ -4,11 +4,7 @@
 // redirect bodies never reach the caller's buffer or the .part file.
 #include "core/net/download.hpp"
 
-#include <curl/curl.h>
 #include <fcntl.h>
-#include <openssl/err.h>
-#include <openssl/ssl.h>
-#include <openssl/x509.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -16,12 +12,11 @@
 #include <cerrno>
 #include <cstring>
 #include <exception>
-#include <memory>
-#include <mutex>
 #include <optional>
 #include <string_view>
 #include <utility>
 
+#include "core/net/curl_common.hpp"
 #include "core/store/dirs.hpp"
 #include "core/util/unique_fd.hpp"
 
@@ -30,33 +25,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr long kMaxRedirects = 5;
+using net::is_https;
+using net::starts_with_nocase;
+
 constexpr std::size_t kExcerptBytes = 512;
-
-struct CurlDeleter {
-  void operator()(CURL* curl) const noexcept { curl_easy_cleanup(curl); }
-};
-using CurlPtr = std::unique_ptr<CURL, CurlDeleter>;
-
-Result<void> global_init() {
-  // curl_global_init is not thread-safe and must run once per process.
-  static std::once_flag once;
-  static CURLcode rc = CURLE_OK;
-  std::call_once(once, [] { rc = curl_global_init(CURL_GLOBAL_DEFAULT); });
-  if (rc != CURLE_OK) return make_error(std::string("libcurl initialisation failed: ") + curl_easy_strerror(rc));
-  return {};
-}
-
-char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
-
-bool starts_with_nocase(std::string_view s, std::string_view prefix) {
-  if (s.size() < prefix.size()) return false;
-  for (std::size_t i = 0; i < prefix.size(); ++i)
-    if (lower(s[i]) != lower(prefix[i])) return false;
-  return true;
-}
-
-bool is_https(std::string_view url) { return starts_with_nocase(url, "https://"); }
 
 std::string errno_text(int err) { return std::strerror(err); }
 
@@ -253,26 +225,6 @@ size_t on_write(char* data, size_t size, size_t count, void* user) {
   }
 }
 
-struct SslCtxData {
-  const std::string* ca_file;
-  std::string error;
-};
-
-// Adds the extra CA bundle to the store libcurl has already filled with the
-// system CAs, so it extends rather than replaces them.
-CURLcode add_ca_file(CURL*, void* ssl_ctx, void* user) {
-  auto& d = *static_cast<SslCtxData*>(user);
-  X509_STORE* store = SSL_CTX_get_cert_store(static_cast<SSL_CTX*>(ssl_ctx));
-  ERR_clear_error();
-  if (X509_STORE_load_file(store, d.ca_file->c_str()) != 1) {
-    char buf[256];
-    ERR_error_string_n(ERR_get_error(), buf, sizeof buf);
-    d.error = buf;
-    return CURLE_SSL_CACERT_BADFILE;
-  }
-  return CURLE_OK;
-}
-
 std::string status_message(const Transfer& t) {
   std::string msg = "GET " + t.url + " failed: HTTP status " + std::to_string(t.status);
   if (!t.reason.empty()) msg += " (" + t.reason + ")";
@@ -289,111 +241,30 @@ std::string status_message(const Transfer& t) {
   return msg;
 }
 
-std::string curl_message(const Transfer& t, CURLcode rc, const char* errbuf, const SslCtxData& ssl) {
-  const std::string& url = t.url;
-  std::string detail = errbuf[0] != '\0' ? std::string(errbuf) : std::string(curl_easy_strerror(rc));
-  switch (rc) {
-    case CURLE_PEER_FAILED_VERIFICATION:
-      return "TLS certificate of " + url + " not trusted: " + detail;
-    case CURLE_SSL_CACERT_BADFILE:
-      // Our callback records why the extra bundle failed; otherwise libcurl
-      // could not load the system store it loads first.
-      if (!ssl.error.empty()) return "cannot load CA bundle '" + t.options.ca_file + "' for " + url + ": " + ssl.error;
-      return "cannot load the system CA store for " + url + ": " + detail;
-    case CURLE_SSL_CONNECT_ERROR:
-    case CURLE_SSL_CERTPROBLEM:
-    case CURLE_SSL_CIPHER:
-      return "TLS handshake with " + url + " failed: " + detail;
-    case CURLE_COULDNT_RESOLVE_HOST:
-      return "cannot resolve the host of " + url + ": " + detail;
-    case CURLE_COULDNT_CONNECT:
-      return "cannot connect to " + url + ": " + detail;
-    case CURLE_OPERATION_TIMEDOUT:
-      return "download of " + url + " timed out: " + detail;
-    case CURLE_TOO_MANY_REDIRECTS:
-      return "GET " + url + " failed: more than " + std::to_string(kMaxRedirects) + " redirects";
-    case CURLE_UNSUPPORTED_PROTOCOL: {
-      long redirects = 0;
-      curl_easy_getinfo(t.curl, CURLINFO_REDIRECT_COUNT, &redirects);
-      char* target = nullptr;
-      curl_easy_getinfo(t.curl, CURLINFO_EFFECTIVE_URL, &target);
-      if (redirects > 0 || (target && url != target)) {
-        std::string to = target ? target : "?";
-        if (is_https(url))
-          return "refusing redirect from " + url + " to " + to + ": an https download may only redirect to https";
-        return "refusing redirect from " + url + " to " + to + ": only http and https are allowed";
-      }
-      return "refusing " + url + ": only http:// and https:// URLs are allowed";
-    }
-    case CURLE_PARTIAL_FILE:
-    case CURLE_RECV_ERROR:
-    case CURLE_GOT_NOTHING:
-      return "download of " + url + " interrupted: " + detail;
-    default:
-      return "GET " + url + " failed: " + detail;
-  }
-}
-
 // One GET into `sink`. `status` receives the final HTTP status (0 if none);
 // `bad_range` says the server's 206 did not start where the .part ends.
 Result<void> perform(const std::string& url, const DownloadOptions& options, Sink& sink, std::uint64_t resume_from,
                      long& status, bool& bad_range) {
   status = 0;
   bad_range = false;
-  if (!starts_with_nocase(url, "http://") && !is_https(url))
-    return make_error("refusing " + url + ": only http:// and https:// URLs are allowed");
-  if (options.connect_timeout_s < 0 || options.transfer_timeout_s < 0)
-    return make_error("GET " + url + ": timeouts may not be negative");
-  if (!options.ca_file.empty() && ::access(options.ca_file.c_str(), R_OK) != 0)
-    return make_error("cannot read CA bundle '" + options.ca_file + "' for " + url + ": " + errno_text(errno));
-  if (auto r = global_init(); !r) return r;
-
-  CurlPtr curl(curl_easy_init());
-  if (!curl) return make_error("GET " + url + ": cannot create a libcurl handle");
-  CURL* h = curl.get();
+  net::SecureRequest req;
+  req.url = url;
+  req.ca_file = options.ca_file;
+  req.connect_timeout_ms = 1000L * options.connect_timeout_s;
+  req.timeout_ms = 1000L * options.transfer_timeout_s;
+  req.user_agent = options.user_agent;
+  req.request = "GET " + url;
+  req.transfer = "download of " + url;
+  auto curl = net::open_secure(req);
+  if (!curl) return Error{curl.error()};
+  CURL* h = curl->get();
   Transfer t(h, url, options, sink, resume_from);
-  SslCtxData ssl{&options.ca_file, {}};
-  char errbuf[CURL_ERROR_SIZE] = {};
   const std::string range = std::to_string(resume_from) + "-";
 
   CURLcode set = CURLE_OK;
   auto opt = [&set](CURLcode rc) {
     if (set == CURLE_OK) set = rc;
   };
-  opt(curl_easy_setopt(h, CURLOPT_URL, url.c_str()));
-  opt(curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf));
-  // Redirects may not leave http(s), and an https URL may not be led to
-  // plain http, where the content could be swapped in transit.
-#if LIBCURL_VERSION_NUM >= 0x075500
-  opt(curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https"));
-  opt(curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, is_https(url) ? "https" : "http,https"));
-#else
-  opt(curl_easy_setopt(h, CURLOPT_PROTOCOLS, static_cast<long>(CURLPROTO_HTTP | CURLPROTO_HTTPS)));
-  opt(curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS,
-                       static_cast<long>(is_https(url) ? CURLPROTO_HTTPS : CURLPROTO_HTTP | CURLPROTO_HTTPS)));
-#endif
-  opt(curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L));
-  opt(curl_easy_setopt(h, CURLOPT_MAXREDIRS, kMaxRedirects));
-  opt(curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L));
-  opt(curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L));
-  if (!options.ca_file.empty()) {
-#if LIBCURL_VERSION_NUM >= 0x075700
-    // The callback edits the CA store; a store cached across handles must not carry the edit.
-    opt(curl_easy_setopt(h, CURLOPT_CA_CACHE_TIMEOUT, 0L));
-#endif
-    // Needs an OpenSSL-backed libcurl; with another TLS backend the bundle
-    // replaces the system store instead of extending it.
-    if (curl_easy_setopt(h, CURLOPT_SSL_CTX_FUNCTION, add_ca_file) == CURLE_OK) {
-      opt(curl_easy_setopt(h, CURLOPT_SSL_CTX_DATA, &ssl));
-    } else {
-      opt(curl_easy_setopt(h, CURLOPT_CAINFO, options.ca_file.c_str()));
-    }
-  }
-  opt(curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, static_cast<long>(options.connect_timeout_s)));
-  opt(curl_easy_setopt(h, CURLOPT_TIMEOUT, static_cast<long>(options.transfer_timeout_s)));
-  // Signals cannot be used for DNS timeouts in a multi-threaded process.
-  opt(curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L));
-  opt(curl_easy_setopt(h, CURLOPT_USERAGENT, options.user_agent.c_str()));
   opt(curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header));
   opt(curl_easy_setopt(h, CURLOPT_HEADERDATA, &t));
   opt(curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write));
@@ -417,7 +288,7 @@ Result<void> perform(const std::string& url, const DownloadOptions& options, Sin
       if (!t.start_body()) return make_error(t.error);
     }
   }
-  if (rc != CURLE_OK) return make_error(curl_message(t, rc, errbuf, ssl));
+  if (rc != CURLE_OK) return make_error(net::curl_error(h, rc, req));
   if (t.total != 0 && t.offset + t.received != t.total)
     return make_error("download of " + url + " interrupted: got " + std::to_string(t.offset + t.received) + " of " +
                       std::to_string(t.total) + " bytes");

@@ -96,6 +96,12 @@ Result<SimConfig> SimConfig::from_env(std::filesystem::path default_state_file) 
       c.faults[item.substr(0, colon)] = *fault;
     }
   }
+  if (const char* exec = std::getenv("RCH_SIM_EXEC"); exec != nullptr && *exec != '\0') {
+    auto rules = load_sim_exec(exec);
+    if (!rules) return Error{rules.error()};
+    c.exec_file = exec;
+    c.exec_rules = std::move(*rules);
+  }
   return c;
 }
 
@@ -298,6 +304,27 @@ SimOp SimFleet::inspect(const std::string& id) {
                        {"ok", ok}};
   }
   return {true, "", config_.latency_ms, facts.dump()};
+}
+
+SimOp SimFleet::exec(const std::string& id, const std::vector<std::string>& argv, int timeout_s) {
+  std::string line;
+  for (const auto& word : argv) line += (line.empty() ? "" : " ") + word;
+  const SimExecRule* rule = match_sim_exec(config_.exec_rules, id, line);
+  if (rule == nullptr) {
+    const std::string why = config_.exec_file.empty()
+                                ? "set RCH_SIM_EXEC to a file of [[exec]] answers"
+                                : "no [[exec]] rule of " + config_.exec_file.string() + " matches it";
+    return {false, "simulated worker " + id + " cannot run '" + line + "': " + why, config_.latency_ms, ""};
+  }
+  const bool timed_out = timeout_s > 0 && rule->delay_ms > timeout_s * 1000;
+  nlohmann::json result = {{"code", timed_out ? -1 : rule->exit_code},
+                           {"out", timed_out ? "" : rule->out},
+                           {"err", timed_out ? "" : rule->err},
+                           {"timed_out", timed_out},
+                           {"out_truncated", false},
+                           {"err_truncated", false}};
+  const int ran_ms = timed_out ? timeout_s * 1000 : rule->delay_ms;
+  return {true, "", config_.latency_ms + ran_ms, result.dump()};
 }
 
 }  // namespace rch

@@ -14,6 +14,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "core/transport/sim_exec.hpp"
 #include "core/util/result.hpp"
 
 namespace rch {
@@ -32,9 +33,12 @@ struct SimConfig {
   std::uint64_t seed = 1;
   std::filesystem::path state_file;        // empty: nothing persists across runs
   std::map<std::string, SimFault> faults;  // named faults win over the rate
+  std::filesystem::path exec_file;         // RCH_SIM_EXEC: scripted answers to commands
+  std::vector<SimExecRule> exec_rules;
 
   // RCH_SIM_LATENCY_MS, RCH_SIM_BANDWIDTH_MBPS, RCH_SIM_FAULT_RATE, RCH_SIM_SEED,
-  // RCH_SIM_FAULTS ("w1:connect,w2:fail_at=verify,w3:disconnect_transfer,w4:slow_health,w5:unhealthy").
+  // RCH_SIM_FAULTS ("w1:connect,w2:fail_at=verify,w3:disconnect_transfer,w4:slow_health,w5:unhealthy"),
+  // RCH_SIM_EXEC (a file of [[exec]] rules, sim_exec.hpp).
   static Result<SimConfig> from_env(std::filesystem::path default_state_file);
 };
 
@@ -62,6 +66,9 @@ class SimFleet {
   SimOp toolchain(const std::string& worker, const std::string& toolchain);
   SimOp probe_agent(const std::string& worker, bool with_health);
   SimOp inspect(const std::string& worker);  // what fleet verify checks
+  // A remote command, answered by the first matching RCH_SIM_EXEC rule:
+  // {code, out, err, timed_out} after its delay (cut at the timeout, as a real one).
+  SimOp exec(const std::string& worker, const std::vector<std::string>& argv, int timeout_s);
 
   // Writes the fleet to the state file (atomic), if one is configured.
   Result<void> save() const;

@@ -102,9 +102,10 @@ int l_config_settings(lua_State* L) {
   push_number_field(L, "keep_versions", c.deploy.keep_versions);
   lua_setfield(L, -2, "deploy");
 
-  lua_createtable(L, 0, 2);
+  lua_createtable(L, 0, 3);
   push_number_field(L, "percent", c.canary.percent);
   push_number_field(L, "wait", static_cast<lua_Number>(c.canary.wait.count()));
+  push_number_field(L, "interval", static_cast<lua_Number>(c.canary.interval.count()));
   lua_setfield(L, -2, "canary");
 
   lua_createtable(L, 0, 7);
@@ -128,6 +129,14 @@ int l_config_settings(lua_State* L) {
   lua_createtable(L, 0, 1);
   push_number_field(L, "keep_deployments", c.state.keep_deployments);
   lua_setfield(L, -2, "state");
+
+  lua_createtable(L, 0, 2);
+  push_number_field(L, "timeout", static_cast<lua_Number>(c.http.timeout.count()));
+  push_number_field(L, "max_body_mb", c.http.max_body_mb);
+  lua_setfield(L, -2, "http");
+
+  push_json(L, nlohmann::json::parse(c.policy_json));
+  lua_setfield(L, -2, "policy");
 
   lua_createtable(L, 0, static_cast<int>(c.origins.size()));
   for (const auto& [key, where] : c.origins) push_string_field(L, key.c_str(), where);

@@ -126,6 +126,14 @@ int l_fleet_inspect(lua_State* L) {
   return finish(L, "rch.sim inspect", box, box.fleet->inspect(check_std_string(L, 2)), false);
 }
 
+// exec(worker, argv, timeout) -> {code, out, err, timed_out, …} | nil, err (RCH_SIM_EXEC)
+int l_fleet_exec(lua_State* L) {
+  FleetBox& box = check_fleet(L);
+  auto op =
+      box.fleet->exec(check_std_string(L, 2), check_string_list(L, 3), static_cast<int>(luaL_optnumber(L, 4, 300)));
+  return finish(L, "rch.sim exec", box, std::move(op), false);
+}
+
 // fault(worker) -> "none" | "connect" | "fail_at=STEP" | … (for stress reports)
 int l_fleet_fault(lua_State* L) {
   FleetBox& box = check_fleet(L);
@@ -146,12 +154,19 @@ int l_fleet_gc(lua_State* L) {
 
 int luaopen_rch_sim(lua_State* L) {
   static const luaL_Reg methods[] = {
-      {"connect", guarded<l_fleet_connect>},         {"preflight", guarded<l_fleet_preflight>},
-      {"transfer", guarded<l_fleet_transfer>},       {"install", guarded<l_fleet_install>},
-      {"rollback", guarded<l_fleet_rollback>},       {"drain", guarded<l_fleet_drain>},
-      {"undrain", guarded<l_fleet_undrain>},         {"toolchain", guarded<l_fleet_toolchain>},
-      {"probe_agent", guarded<l_fleet_probe_agent>}, {"fault", guarded<l_fleet_fault>},
-      {"inspect", guarded<l_fleet_inspect>},         {nullptr, nullptr},
+      {"connect", guarded<l_fleet_connect>},
+      {"preflight", guarded<l_fleet_preflight>},
+      {"transfer", guarded<l_fleet_transfer>},
+      {"install", guarded<l_fleet_install>},
+      {"rollback", guarded<l_fleet_rollback>},
+      {"drain", guarded<l_fleet_drain>},
+      {"undrain", guarded<l_fleet_undrain>},
+      {"toolchain", guarded<l_fleet_toolchain>},
+      {"probe_agent", guarded<l_fleet_probe_agent>},
+      {"fault", guarded<l_fleet_fault>},
+      {"inspect", guarded<l_fleet_inspect>},
+      {"exec", guarded<l_fleet_exec>},
+      {nullptr, nullptr},
   };
   register_type(L, kFleetMeta, l_fleet_gc, methods);
   static const luaL_Reg functions[] = {{"open", guarded<l_sim_open>}, {nullptr, nullptr}};

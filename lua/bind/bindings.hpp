@@ -19,6 +19,7 @@ int luaopen_rch_store(lua_State* L);
 int luaopen_rch_resolver(lua_State* L);
 int luaopen_rch_sim(lua_State* L);
 int luaopen_rch_net(lua_State* L);
+int luaopen_rch_http(lua_State* L);
 int luaopen_rch_archive(lua_State* L);
 int luaopen_rch_daemon(lua_State* L);
 int luaopen_rch_install(lua_State* L);

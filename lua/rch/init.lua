@@ -14,6 +14,7 @@ local M = {
   ssh = require "rch.ssh",
   sys = require "rch.sys",
   store = require "rch.store",
+  http = require "rch.http",
 }
 
 M.sleep = sched.sleep

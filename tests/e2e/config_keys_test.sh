@@ -142,6 +142,9 @@ case_canary_wait() {
   expect_exit 0 "$RCH" fleet deploy --no-toolchain --dry-run --strategy canary
   contains "$OUT" "wait 7s"
 }
+case_canary_interval() { elsewhere canary_policy_test.sh interval; }
+case_http_timeout() { elsewhere canary_policy_test.sh timeout; }
+case_http_max_body_mb() { elsewhere canary_policy_test.sh max_body_mb; }
 case_update_url() { elsewhere update_test.sh url; }
 case_update_channel() { elsewhere update_test.sh channel; }
 case_update_minisign_pubkey() { elsewhere update_test.sh minisign_pubkey; }

@@ -9,7 +9,10 @@ Binds 127.0.0.1 on a free port and writes it to PORT_FILE once listening.
 /redirect?to=URL answers 302 to URL. /chunked/NAME sends NAME chunked, with
 no Content-Length and ignoring Range (a server that cannot resume). --drop NAME: the first request for
 /NAME gets the full Content-Length but only half the bytes, then the
-connection is closed.
+connection is closed. /slow?secs=N waits N seconds before answering;
+/status?code=N answers N with a short text body. A POST (or PUT, …) to any
+path answers 200 with JSON {method, path, headers, body} of the request
+(and is logged with its body).
 """
 import argparse
 import http.server
@@ -17,7 +20,9 @@ import os
 import re
 import ssl
 import sys
+import json
 import threading
+import time
 import urllib.parse
 
 
@@ -42,17 +47,44 @@ def main():
         def log_message(self, fmt, *a):
             pass
 
+        def answer(self, status, body, content_type):
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            if args.log:
+                with lock, open(args.log, "a") as f:
+                    f.write("%s %s %s\n" % (self.command, self.path, body.decode("utf-8", "replace")))
+            echo = {"method": self.command, "path": self.path,
+                    "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body.decode("utf-8", "replace")}
+            self.answer(200, json.dumps(echo).encode(), "application/json")
+
+        do_PUT = do_POST
+
         def do_GET(self):
             if args.log:
                 with lock, open(args.log, "a") as f:
                     f.write("%s %s range=%s\n" % (self.command, self.path, self.headers.get("Range", "-")))
             url = urllib.parse.urlsplit(self.path)
+            query = urllib.parse.parse_qs(url.query)
+            if url.path == "/slow":
+                time.sleep(float(query["secs"][0]))
+            if url.path == "/status":
+                self.answer(int(query["code"][0]), b"status %s\n" % query["code"][0].encode(), "text/plain")
+                return
             if url.path == "/redirect":
                 target = urllib.parse.parse_qs(url.query)["to"][0]
                 self.send_response(302)
                 self.send_header("Location", target)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
+                return
+            if url.path == "/slow":
+                self.answer(200, b"slow\n", "text/plain")
                 return
             chunked = url.path.startswith("/chunked/")
             if chunked:

@@ -83,7 +83,10 @@ function M.run(opts)
   io.stdout:write(("config.toml and workers.toml in %s are valid (%d worker%s)\n"):format(paths.config_dir,
     #workers, #workers == 1 and "" or "s"))
   local rows = {}
-  for _, e in ipairs(effective) do rows[#rows + 1] = { e.key, tostring(e.value), e.origin } end
+  for _, e in ipairs(effective) do
+    -- [policy] values may be tables (arrays, sub-tables): shown as JSON.
+    rows[#rows + 1] = { e.key, type(e.value) == "table" and rch.json.encode(e.value) or tostring(e.value), e.origin }
+  end
   for _, d in ipairs(dirs) do rows[#rows + 1] = { "paths." .. d.key, d.value, d.origin } end
   ui.table({ "SETTING", "VALUE", "FROM" }, rows)
   for _, s in ipairs(checked) do io.stdout:write(("script %s: %s (loads, keeps its contract)\n"):format(s.name,

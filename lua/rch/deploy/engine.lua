@@ -34,7 +34,8 @@ end
 -- The spec's DeploymentStrategy, as recorded in plan.json.
 local function strategy_record(name, o)
   if name == "canary" then
-    return { type = "Canary", percent = o.canary, wait_secs = o.canary_wait, auto_promote = true, script = name }
+    return { type = "Canary", percent = o.canary, wait_secs = o.canary_wait, interval_secs = o.canary_interval,
+      auto_promote = true, script = name }
   elseif name == "rolling" then
     return { type = "Rolling", batch_size = o.rolling_batch, wait_between = o.rolling_wait,
       max_fail_percent = o.max_fail_percent, script = name }
@@ -86,6 +87,7 @@ end
 local function resolve_options(opts, settings)
   opts.parallel = opts.parallel or settings.defaults.parallel
   opts.canary_wait = opts.canary_wait or settings.canary.wait
+  opts.canary_interval = opts.canary_interval or settings.canary.interval
   local name = M.strategy_name_for(opts)
   if name == "canary" then opts.canary = opts.canary or settings.canary.percent end
   if opts.canary and opts.rolling_batch and opts.rolling_batch > 0 then

@@ -80,17 +80,21 @@ function Deploy:abort(list, reason)
   self.state:barrier() -- one group commit for however many workers were aborted
 end
 
---- Asks the canary_health hook about `list` (re-probing each worker).
+--- Asks the canary_health hook about `list` (re-probing each worker) and
+-- audits each measurement it returns (CanaryMeasurement).
+-- @param round which analysis of the canary wait this is (1, 2, …)
 -- @return true, or false, reason
-function Deploy:canary_health(list)
+function Deploy:canary_health(list, round)
+  round = round or 1
   local canaries = {}
   for _, ws in ipairs(list) do
     if ws.status == "Completed" then canaries[#canaries + 1] = ws.worker end
   end
   local by_id = {}
   for _, ws in ipairs(list) do by_id[ws.id] = ws end
-  local ok, verdict, reason = hooks.call("canary_health", {
-    canaries = canaries, target_version = self.target_version, log = rch.log,
+  local ok, verdict, reason, measured = hooks.call("canary_health", {
+    canaries = canaries, target_version = self.target_version, round = round, settings = self.settings,
+    log = rch.log,
     probe = function(worker) return pipeline.probe(self, by_id[worker.id]) end,
     exec = function(worker, argv, opts)
       local conn, err = require("rch.transport").get(worker, self.settings)
@@ -99,8 +103,29 @@ function Deploy:canary_health(list)
     end,
   })
   if not ok then return false, verdict end
-  if verdict ~= true then return false, reason or "canary_health returned false" end
+  local healthy = verdict == true
+  if not healthy then reason = reason or "canary_health returned false" end
+  self:audit_measurements(measured, round, healthy, reason)
+  if not healthy then return false, reason end
   return true
+end
+
+-- One CanaryMeasurement audit entry per measurement the hook returned (a
+-- table, or a list of them), plain values only; the verdict defaults to the hook's.
+function Deploy:audit_measurements(measured, round, healthy, reason)
+  if type(measured) ~= "table" then return end
+  for _, m in ipairs(measured[1] ~= nil and measured or { measured }) do
+    if type(m) == "table" then
+      local details = { round = round, verdict = healthy and "pass" or "fail", reason = reason or rch.json.null }
+      for k, v in pairs(m) do
+        local t = type(v)
+        if type(k) == "string" and (t == "string" or t == "number" or t == "boolean") then details[k] = v end
+      end
+      rch.log.info(("canary analysis %d: %s %s, threshold %s: %s"):format(round, tostring(m.name or "value"),
+        tostring(details.value), tostring(details.threshold), tostring(details.verdict)))
+      self.audit:log("CanaryMeasurement", nil, details)
+    end
+  end
 end
 
 --- Records a deployment-level event in the journal (replayed by --resume).

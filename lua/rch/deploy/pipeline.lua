@@ -117,7 +117,7 @@ local function fail(d, ws, message, at)
   d.progress:finished(ws)
   local hook_ok, hook_err = hooks.call("on_failure", {
     worker = ws.worker, deployment_id = d.id, target_version = d.target_version, step = step_name,
-    error = message, rolled_back = rolled_back, log = rch.log,
+    error = message, rolled_back = rolled_back, log = rch.log, settings = d.settings,
   })
   if not hook_ok then rch.log.warn(hook_err) end
   return false
@@ -172,7 +172,7 @@ end
 local function hook_ctx(d, ws)
   return {
     worker = ws.worker, root = ws.root, deployment_id = d.id, target_version = d.target_version,
-    current_version = ws.current_version, step = ws.step, log = rch.log,
+    current_version = ws.current_version, step = ws.step, log = rch.log, settings = d.settings,
     exec = function(argv, opts) return ws.conn:exec(argv, opts) end,
   }
 end

@@ -83,11 +83,18 @@ function Handle:put(_, dest)
   return nil, ("simulated worker %s cannot store files (%s)"):format(self.worker.id, dest)
 end
 
-function Handle:exec(argv)
-  return nil, ("simulated worker %s cannot run commands (%s)"):format(self.worker.id, tostring(argv[1]))
+--- Answered by the RCH_SIM_EXEC rules (worker and command globs: exit code,
+-- stdout, stderr, delay); a command no rule matches is an error naming it.
+function Handle:exec(argv, opts)
+  if type(argv) ~= "table" then
+    return nil, ("simulated worker %s runs only argument lists, not shell lines"):format(self.worker.id)
+  end
+  return self.fleet:exec(self.worker.id, argv, opts and opts.timeout or 300)
 end
 
-Handle.exec_stream = Handle.exec
+function Handle:exec_stream(argv)
+  return nil, ("simulated worker %s cannot stream commands (%s)"):format(self.worker.id, tostring(argv[1]))
+end
 Handle.compare = Handle.put
 
 -- One process simulates the whole fleet: no other controller to exclude.
