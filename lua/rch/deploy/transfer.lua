@@ -7,6 +7,7 @@
 -- cache entry can fail an upload but never install other bytes.
 local rch = require "rch"
 local sched = require "rch.sched"
+local archive = require "rch.archive"
 local util = require "rch.util"
 
 local M = {}
@@ -28,9 +29,9 @@ end
 -- Runs make() once per key in this process; every caller gets its results.
 local function once(key, make)
   if not jobs[key] then jobs[key] = sched.spawn(make) end
-  local res = { sched.join(jobs[key]) }
+  local res = (function(...) return { n = select("#", ...), ... } end)(sched.join(jobs[key]))
   if not res[1] then error(res[2], 0) end
-  return unpack(res, 2)
+  return unpack(res, 2, res.n) -- (nil, why) too
 end
 
 -- The oldest entries beyond KEEP go: the cache holds recent builds only.
@@ -52,7 +53,7 @@ function M.compressed(artifact)
     local zst, plain = ("%s/%s.zst"):format(dir, artifact.sha256), ("%s/%s.plain"):format(dir, artifact.sha256)
     if rch.fs.exists(zst) then return zst, rch.fs.size(zst) end
     if rch.fs.exists(plain) then return nil, "it does not compress (measured earlier)" end
-    local size, ratio = rch.archive.zstd_compress({ src = artifact.path, sha256 = artifact.sha256, out = zst,
+    local size, ratio = archive.zstd_compress({ src = artifact.path, sha256 = artifact.sha256, out = zst,
       level = M.LEVEL, max_ratio = M.MAX_RATIO })
     prune(dir)
     if size == false then
@@ -90,7 +91,7 @@ function M.patch(artifact, base_sha256, base_version)
         :format(base_version or "unknown version", base_sha256:sub(1, 12))
     end
     local size
-    size, err = rch.archive.zstd_patch({ base = base.path, base_zst = base.zst, base_sha256 = base_sha256,
+    size, err = archive.zstd_patch({ base = base.path, base_zst = base.zst, base_sha256 = base_sha256,
       target = artifact.path, target_sha256 = artifact.sha256, out = out, level = M.LEVEL })
     prune(dir)
     if not size then return nil, err end
