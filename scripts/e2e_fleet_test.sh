@@ -372,7 +372,9 @@ assert all(w["current_version"] == os.environ["OWN"] for w in d["workers"]), d["
 DEPLOY10=$(result_id)
 [[ $DEPLOY10 =~ ^[0-9a-f-]{36}$ ]] || fail "no deployment id in the result: $OUT"
 versions_are "$NEXT" "$NEXT" "$NEXT" "$NEXT"
-sim_state() { cat "$SIM" "$SIM.journal" 2>/dev/null || true; }
+# The simulated workers as the snapshot and its journal replay (a command may fold one into the other).
+sim_state() { python3 -c "$PY_PRELUDE
+print(json.dumps(sim(), sort_keys=True))"; }
 sim_state >"$TEST_DIR/sim.before"
 cp "$RCH_STATE_DIR/history.jsonl" "$TEST_DIR/history.before"
 before=$(deployments)
