@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build ccache pkg-config git
   libluajit-5.1-dev luajit libssh-dev libasio-dev libspdlog-dev libfmt-dev
-  nlohmann-json3-dev libssl-dev libcurl4-openssl-dev libarchive-dev
+  nlohmann-json3-dev libssl-dev libcurl4-openssl-dev libarchive-dev libzstd-dev
   catch2 libtomlplusplus-dev libcli11-dev
   openssh-server openssh-client minisign lua-check
   python3 python3-pyte rsync zstd procps clang-format

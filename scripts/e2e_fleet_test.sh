@@ -3,7 +3,7 @@
 # that every check can fail: each test runs the command under test, checks its
 # exit code and asserts the real outcome (output, --json fields, state files,
 # what the simulated workers run afterwards). RCH_MOCK_SSH=1: the workers are
-# the in-memory simulated fleet, persisted in $RCH_STATE_DIR/sim-fleet.json
+# the in-memory simulated fleet, persisted in $RCH_STATE_DIR/sim-fleet.json (+ .journal)
 # between commands. The tests build on each other (7 deploys what 8 verifies,
 # 12 counts the deployments of 7-11), so they run in order and the script
 # stops at the first failure.
@@ -91,7 +91,12 @@ PY_PRELUDE='
 import json, sys, os, re, hashlib
 def lines(p): return [json.loads(l) for l in open(p) if l.strip()]
 def sim():
-    return json.load(open(os.environ["SIM"]))["workers"] if os.path.exists(os.environ["SIM"]) else {}
+    # The snapshot, then the journal of changes since (the last line of a worker wins).
+    p = os.environ["SIM"]
+    w = json.load(open(p))["workers"] if os.path.exists(p) else {}
+    for r in (lines(p + ".journal") if os.path.exists(p + ".journal") else []):
+        w[r.pop("id")] = r
+    return w
 '
 # py 'PYTHON': runs PYTHON with d = the JSON of $OUT (None if it is not JSON); an exception fails the test.
 py() {
@@ -367,7 +372,10 @@ assert all(w["current_version"] == os.environ["OWN"] for w in d["workers"]), d["
 DEPLOY10=$(result_id)
 [[ $DEPLOY10 =~ ^[0-9a-f-]{36}$ ]] || fail "no deployment id in the result: $OUT"
 versions_are "$NEXT" "$NEXT" "$NEXT" "$NEXT"
-cp "$SIM" "$TEST_DIR/sim.before"
+# The simulated workers as the snapshot and its journal replay (a command may fold one into the other).
+sim_state() { python3 -c "$PY_PRELUDE
+print(json.dumps(sim(), sort_keys=True))"; }
+sim_state >"$TEST_DIR/sim.before"
 cp "$RCH_STATE_DIR/history.jsonl" "$TEST_DIR/history.before"
 before=$(deployments)
 run 0 fleet rollback --dry-run
@@ -379,7 +387,7 @@ assert d["dry_run"] is True and d["counts"] == {"rolled_back": 4, "failed": 0, "
 for w in d["workers"]:
     assert w["status"] == "WouldRollBack" and w["from_version"] == os.environ["NEXT"], w
     assert w["to_version"] == os.environ["OWN"] and w["error"] is None, w'
-cmp -s "$SIM" "$TEST_DIR/sim.before" || fail "the rollback dry run changed the simulated workers"
+sim_state | cmp -s - "$TEST_DIR/sim.before" || fail "the rollback dry run changed the simulated workers"
 cmp -s "$RCH_STATE_DIR/history.jsonl" "$TEST_DIR/history.before" || fail "the rollback dry run wrote history"
 [[ $(deployments) == "$before" ]] || fail "the rollback dry run created a deployment"
 versions_are "$NEXT" "$NEXT" "$NEXT" "$NEXT"

@@ -54,6 +54,8 @@ struct Config {
 
   struct Deploy {
     int keep_versions = 3;  // versions/ kept on each worker (current and previous always)
+    bool compress = true;   // "auto": zstd-compressed uploads to workers that have zstd; "never"
+    bool delta = true;      // "auto": zstd patches against the agent a worker runs; "never"
   } deploy;
 
   struct Canary {

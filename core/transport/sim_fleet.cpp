@@ -1,14 +1,20 @@
 // SimFleet: the worker model, fault assignment (named, or by rate from the
-// seed so a run is reproducible), and JSON persistence for multi-command
-// scripts (the spec's E2E script deploys in one rch process and checks in the next).
+// seed so a run is reproducible), and JSON persistence (a snapshot and a
+// journal of changes) for multi-command scripts (the spec's E2E script
+// deploys in one rch process and checks in the next).
 #include "core/transport/sim_fleet.hpp"
 
+#include <fcntl.h>
+
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "core/store/atomic_file.hpp"
+#include "core/store/jsonl.hpp"
 
 namespace rch {
 
@@ -108,35 +114,90 @@ Result<SimConfig> SimConfig::from_env(std::filesystem::path default_state_file) 
 SimFleet::SimFleet(SimConfig config) : config_(std::move(config)) {}
 SimFleet::~SimFleet() = default;
 
+namespace {
+
+// The persisted part of a worker (the rest is configuration or per process).
+nlohmann::json saved_state(const std::string& current, bool bin_link, bool draining,
+                           const std::map<std::string, std::string>& versions) {
+  return {{"current", current}, {"bin_link", bin_link}, {"draining", draining}, {"versions", versions}};
+}
+
+}  // namespace
+
 Result<std::unique_ptr<SimFleet>> SimFleet::open(SimConfig config) {
   std::unique_ptr<SimFleet> fleet(new SimFleet(std::move(config)));
-  const auto& file = fleet->config_.state_file;
+  if (fleet->config_.state_file.empty()) return fleet;
+  auto loaded = fleet->load();
+  if (!loaded) return Error{loaded.error()};
+  return fleet;
+}
+
+std::filesystem::path SimFleet::journal_path() const { return config_.state_file.string() + ".journal"; }
+
+Result<void> SimFleet::load() {
+  const auto& file = config_.state_file;
+  auto apply = [this](const std::string& id, const nlohmann::json& w) {
+    auto& state = worker(id);
+    state.current = w.value("current", "");
+    state.bin_link = w.value("bin_link", false);
+    state.draining = w.value("draining", false);
+    state.versions = w.value("versions", std::map<std::string, std::string>{});
+  };
   std::error_code ec;
-  if (!file.empty() && std::filesystem::exists(file, ec)) {
+  if (std::filesystem::exists(file, ec)) {
     auto text = read_file(file);
     if (!text) return Error{text.error()};
     const auto doc = nlohmann::json::parse(*text, nullptr, false);
     if (doc.is_discarded() || !doc.contains("workers")) return make_error(file.string() + ": not a simulated fleet");
-    for (const auto& [id, w] : doc["workers"].items()) {
-      auto& state = fleet->worker(id);
-      state.current = w.value("current", "");
-      state.bin_link = w.value("bin_link", false);
-      state.draining = w.value("draining", false);
-      state.versions = w.value("versions", std::map<std::string, std::string>{});
-    }
+    for (const auto& [id, w] : doc["workers"].items()) apply(id, w);
   }
-  return fleet;
+  const auto journal = journal_path();
+  if (!std::filesystem::exists(journal, ec)) return {};
+  auto lines = read_jsonl_lines(journal);  // a torn last line (a killed run) is dropped
+  if (!lines) return Error{lines.error()};
+  for (std::size_t i = 0; i < lines->size(); ++i) {
+    const auto line = nlohmann::json::parse((*lines)[i], nullptr, false);
+    if (line.is_discarded() || !line.is_object() || !line.contains("id") || !line["id"].is_string()) {
+      return make_error(journal.string() + ":" + std::to_string(i + 1) + ": not a simulated fleet change");
+    }
+    apply(line["id"].get<std::string>(), line);
+  }
+  if (lines->size() > workers_.size()) return save();
+  return {};
 }
 
-Result<void> SimFleet::save() const {
+Result<void> SimFleet::record(const std::string& id) {
+  if (config_.state_file.empty()) return {};
+  if (!journal_.valid()) {
+    std::error_code ec;
+    std::filesystem::create_directories(config_.state_file.parent_path(), ec);
+    journal_.reset(::open(journal_path().c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644));
+    if (!journal_.valid()) return make_error(journal_path().string() + ": " + std::strerror(errno));
+  }
+  const Worker& w = worker(id);
+  nlohmann::json line = saved_state(w.current, w.bin_link, w.draining, w.versions);
+  line["id"] = id;
+  const std::string text = line.dump() + "\n";
+  // One write(2) per line: lines of concurrent appenders do not interleave.
+  if (::write(journal_.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size())) {
+    return make_error(journal_path().string() + ": " + std::strerror(errno));
+  }
+  return {};
+}
+
+Result<void> SimFleet::save() {
   if (config_.state_file.empty()) return {};
   nlohmann::json doc = {{"workers", nlohmann::json::object()}};
-  for (const auto& [id, w] : workers_) {
-    doc["workers"][id] = {
-        {"current", w->current}, {"bin_link", w->bin_link}, {"draining", w->draining}, {"versions", w->versions}};
-  }
+  for (const auto& [id, w] : workers_)
+    doc["workers"][id] = saved_state(w->current, w->bin_link, w->draining, w->versions);
   std::filesystem::create_directories(config_.state_file.parent_path());
-  return write_file_atomic(config_.state_file, doc.dump() + "\n");
+  auto written = write_file_atomic(config_.state_file, doc.dump() + "\n");
+  if (!written) return written;
+  // The snapshot now holds every change: the journal starts over. A crash
+  // before this leaves lines that replay to the same state.
+  journal_.reset(::open(journal_path().c_str(), O_WRONLY | O_APPEND | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (!journal_.valid()) return make_error(journal_path().string() + ": " + std::strerror(errno));
+  return {};
 }
 
 SimFleet::Worker& SimFleet::worker(const std::string& id) {

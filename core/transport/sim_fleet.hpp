@@ -16,6 +16,7 @@
 
 #include "core/transport/sim_exec.hpp"
 #include "core/util/result.hpp"
+#include "core/util/unique_fd.hpp"
 
 namespace rch {
 
@@ -70,8 +71,16 @@ class SimFleet {
   // {code, out, err, timed_out} after its delay (cut at the timeout, as a real one).
   SimOp exec(const std::string& worker, const std::vector<std::string>& argv, int timeout_s);
 
-  // Writes the fleet to the state file (atomic), if one is configured.
-  Result<void> save() const;
+  // Persistence, if a state file is configured: the file holds a snapshot
+  // of the fleet and <state file>.journal one line per change since, each
+  // the whole state of one worker (the last line of a worker wins). record()
+  // appends the worker's line: a change costs one write(2), whatever the
+  // fleet's size. open() replays the journal and folds it into a new
+  // snapshot once it has more lines than the fleet has workers, so loading
+  // stays linear in the work done.
+  Result<void> record(const std::string& worker);
+  // Writes the whole fleet to the state file (atomic) and empties the journal.
+  Result<void> save();
   const SimConfig& config() const { return config_; }
   SimFault fault_of(const std::string& worker) const;
 
@@ -81,8 +90,12 @@ class SimFleet {
   Worker& worker(const std::string& id);
   SimOp fail_if(const std::string& id, const std::string& step, int delay_ms);
 
+  std::filesystem::path journal_path() const;
+  Result<void> load();
+
   SimConfig config_;
   std::map<std::string, std::unique_ptr<Worker>> workers_;
+  UniqueFd journal_;  // open for append once the first change is recorded
 };
 
 }  // namespace rch

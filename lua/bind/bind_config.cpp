@@ -98,8 +98,10 @@ int l_config_settings(lua_State* L) {
   lua_setfield(L, -2, "update");
   lua_setfield(L, -2, "toolchain");
 
-  lua_createtable(L, 0, 1);
+  lua_createtable(L, 0, 3);
   push_number_field(L, "keep_versions", c.deploy.keep_versions);
+  push_string_field(L, "compress", c.deploy.compress ? "auto" : "never");
+  push_string_field(L, "delta", c.deploy.delta ? "auto" : "never");
   lua_setfield(L, -2, "deploy");
 
   lua_createtable(L, 0, 3);

@@ -23,9 +23,10 @@ struct FleetBox {
 FleetBox& check_fleet(lua_State* L) { return *static_cast<FleetBox*>(luaL_checkudata(L, 1, kFleetMeta)); }
 
 // Sleeps the task for op.delay_ms, then resumes it with true | value | nil, err.
+// A change (`mutates`) to the worker named by argument 2 goes to the journal first.
 int finish(lua_State* L, const char* api, FleetBox& box, SimOp op, bool mutates) {
   if (mutates && op.ok && box.persist) {
-    auto saved = box.fleet->save();
+    auto saved = box.fleet->record(check_std_string(L, 2));
     if (!saved.ok()) {
       op.ok = false;
       op.error = "simulated fleet state: " + saved.error();

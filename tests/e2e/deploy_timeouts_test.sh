@@ -30,7 +30,8 @@ big=$TMP/big-rch-wkr
 cp "$RCH_WKR" "$big"
 head -c 200000000 /dev/zero >>"$big" # an ELF runs with data appended; 200 MB takes a while to stream
 stage "$OWN" "$big"
-write_config $'command_timeout = 20\nstall_timeout = 3\n'
+# Sent as it is ([deploy] compress = never): zeros would compress to almost nothing.
+write_config $'command_timeout = 20\nstall_timeout = 3\n[deploy]\ncompress = "never"\n'
 "$RCH" fleet deploy --no-toolchain --json --worker w2 >"$TMP/out" 2>"$TMP/err" &
 dep_pid=$!
 BACKGROUND+=("$dep_pid")

@@ -17,6 +17,7 @@ big=$TMP/big-rch-wkr
 cp "$RCH_WKR" "$big"
 head -c 24000000 /dev/zero >>"$big" # an ELF runs with data appended
 stage "$OWN" "$big"
+write_config $'[deploy]\ncompress = "never"\n' # sent as it is: zeros would compress to almost nothing
 
 for k in 1 2; do
   python3 "$HERE/slow_proxy.py" "$TMP/proxy$k" "$(<"$TB/w$k/port")" 6000000 &

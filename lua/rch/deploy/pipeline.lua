@@ -9,6 +9,7 @@ local rch = require "rch"
 local transport = require "rch.transport"
 local hooks = require "rch.hooks"
 local lease = require "rch.deploy.lease"
+local transfer = require "rch.deploy.transfer"
 local ui = require "rch.ui"
 
 local M = {}
@@ -299,15 +300,16 @@ function M.run(d, ws)
   local t0 = rch.monotonic()
   -- What install records in the manifest: the file as it was read back and hashed.
   local verified = { sha256 = facts.target_sha256, size = facts.target_size, mtime = facts.target_mtime }
+  local sent = { method = "none", size = 0 }
   if not present then
-    local err
-    verified, err = ws.conn:transfer(ws.root, d.target_version, d.artifact, d.transfer_timeout,
-      d.progress:transfer(ws))
-    if not verified then return fail(d, ws, err) end
+    verified, sent = transfer.send(d, ws, d.progress:transfer(ws))
+    if not verified then return fail(d, ws, sent) end
   end
   local secs = rch.monotonic() - t0
-  end_step(d, ws, { bytes = present and 0 or d.artifact.size, seconds = secs, already_present = present },
-    present and "already present, sha256 matches" or ("%.1f MB in %.2fs"):format(d.artifact.size / 1e6, secs))
+  end_step(d, ws, { bytes = present and 0 or d.artifact.size, seconds = secs, already_present = present,
+    sent_as = sent.method, bytes_sent = sent.size },
+    present and "already present, sha256 matches"
+      or ("%.1f MB in %.2fs, sent as %s"):format(d.artifact.size / 1e6, secs, transfer.describe(sent)))
 
   if not d.options.no_toolchain then
     local tc = d.settings.toolchain

@@ -154,6 +154,9 @@ if [ -w "$d" ]; then echo writable=1; else echo writable=0; fi
 for t in rsync zstd; do
   if command -v "$t" >/dev/null 2>&1; then echo "$t=1"; else echo "$t=0"; fi
 done
+if command -v zstd >/dev/null 2>&1; then
+  echo "zstd_version=$(zstd --version 2>/dev/null | sed -n 's/.*v\([0-9]*\.[0-9]*\.[0-9]*\).*/\1/p')"
+fi
 if command -v rustup >/dev/null 2>&1 || [ -x "$HOME/.cargo/bin/rustup" ]; then echo rustup=1; else echo rustup=0; fi
 if [ "$d" = "$root" ]; then why=$(root_unsafe "$root"); else why=$(unsafe pending "$d"); fi || why=
 [ -z "$why" ] || echo "root_unsafe=$why"
@@ -161,26 +164,37 @@ if [ -e "$root/bin/rch-wkr" ] || [ -L "$root/bin/rch-wkr" ]; then
   echo "agent_present=1"
   if [ -z "$why" ]; then v=$("$root/bin/rch-wkr" --version 2>/dev/null | head -n 1) && echo "current_version=$v"; fi
 fi
-if [ -L "$root/current" ]; then echo "current_link=$(readlink "$root/current")"; fi
+cur=$(readlink "$root/current" 2>/dev/null) || cur=""
+[ -z "$cur" ] || echo "current_link=$cur"
 if [ -d "$root/versions" ]; then echo "versions=$(ls -1 "$root/versions" | tr '\n' ' ')"; fi
+# manifest_of DIR: msha and mst (size and mtime) as DIR/manifest.json recorded them.
+manifest_of() {
+  msha=""; mst=""
+  [ -f "$1/manifest.json" ] || return 0
+  msha=$(sed -n 's/.*"sha256":"\([0-9a-f]\{64\}\)".*/\1/p' "$1/manifest.json")
+  mst=$(sed -n 's/.*"size":\([0-9]*\),"mtime":"\([0-9.]*\)".*/\1 \2/p' "$1/manifest.json")
+}
 f="$root/versions/v$target/rch-wkr"
-m="$root/versions/v$target/manifest.json"
 if [ -f "$f" ]; then
   st=$(stat -c '%s %.9Y' -- "$f")
   echo "target_size=${st% *}"
   echo "target_mtime=${st#* }"
   h=""
-  if [ -f "$m" ]; then
-    msha=$(sed -n 's/.*"sha256":"\([0-9a-f]\{64\}\)".*/\1/p' "$m")
-    mst=$(sed -n 's/.*"size":\([0-9]*\),"mtime":"\([0-9.]*\)".*/\1 \2/p' "$m")
-    echo "manifest_sha256=$msha"
-    if [ "$trust_manifest" = 1 ] && [ -n "$msha" ] && [ "$mst" = "$st" ] &&
-      [ "$(readlink "$root/current" 2>/dev/null)" = "versions/v$target" ]; then
-      h=$msha
-    fi
+  manifest_of "${f%/*}"
+  [ -z "$msha" ] || echo "manifest_sha256=$msha"
+  if [ "$trust_manifest" = 1 ] && [ -n "$msha" ] && [ "$mst" = "$st" ] && [ "$cur" = "versions/v$target" ]; then
+    h=$msha
   fi
   [ -n "$h" ] || h=$(sha256_of "$f") || h=""
   echo "target_sha256=$h"
+fi
+if [ -n "$cur" ] && [ "$cur" != "versions/v$target" ] && [ -f "$root/$cur/rch-wkr" ]; then
+  # What a delta upload would patch: the binary the worker runs now.
+  manifest_of "$root/$cur"
+  h=""
+  [ "$trust_manifest" = 1 ] && [ -n "$msha" ] && [ "$mst" = "$(stat -c '%s %.9Y' -- "$root/$cur/rch-wkr")" ] && h=$msha
+  [ -n "$h" ] || h=$(sha256_of "$root/$cur/rch-wkr") || h=""
+  echo "current_sha256=$h"
 fi
 if [ -e "$root/state/drain" ]; then echo draining=1; fi
 ]]
@@ -204,19 +218,21 @@ function M.preflight(session, root, target_version, timeout, trust_manifest)
     facts.current_version = require("rch.version").extract(facts.current_version)
   end
   facts.target_size = tonumber(facts.target_size)
-  for _, k in ipairs({ "root_unsafe", "manifest_sha256", "target_sha256" }) do
+  for _, k in ipairs({ "root_unsafe", "manifest_sha256", "target_sha256", "current_sha256", "zstd_version" }) do
     if facts[k] == "" then facts[k] = nil end
   end
   return facts
 end
 
--- receive FILE SHA256 SIZE: stdin into FILE, fsync'd, then read back: the file
--- on the worker is what is verified, not the stream (a full disk truncates
--- the file while the stream still hashes right). dash has no pipefail.
+-- receive FILE SHA256 SIZE: stdin into FILE (through `fill`, which a caller
+-- may redefine to decode the stream), fsync'd, then read back: the file on
+-- the worker is what is verified, not the stream (a full disk truncates the
+-- file while the stream still hashes right). dash has no pipefail.
 local RECEIVE = [[
+fill() { write_to "$1"; }
 receive() {
   local size got
-  write_to "$1" || return 1
+  fill "$1" || return 1
   size=$(stat -c %s -- "$1") || return 1
   [ "$size" = "$3" ] || { echo "upload incomplete: $1 has $size bytes, expected $3" >&2; return 1; }
   got=$(sha256_of "$1") || return 1
@@ -246,12 +262,33 @@ end
 
 -- The upload lands in an exclusive temp name inside the version dir and is
 -- renamed to rch-wkr only once read back and verified. Leftovers of uploads
--- whose connection died before their trap ran are removed first.
+-- whose connection died before their trap ran are removed first. ENC says
+-- what the stream is: the file itself (plain), a zstd frame of it (zstd),
+-- or a zstd patch (patch) against BASE/rch-wkr, the agent the worker runs
+-- now, which must still have BASE_SHA (exit 12 otherwise: the controller
+-- then sends the whole file). Whatever came, the decoded file is what
+-- `receive` checks.
 local TRANSFER = HASH .. GUARD .. RECEIVE .. [[
-root=$1; ver=$2; want=$3; want_size=$4
+root=$1; ver=$2; want=$3; want_size=$4; enc=$5; base=$6; base_sha=$7
 dir="$root/versions/v$ver"
+if [ "$enc" = patch ]; then
+  base="$root/$base/rch-wkr"
+  got=$(sha256_of "$base" 2>/dev/null) || got="unreadable"
+  [ "$got" = "$base_sha" ] || { echo "patch base $base has sha256 $got, not $base_sha" >&2; exit 12; }
+fi
 ensure_dir "$dir" || exit 4
 rm -f -- "$root"/versions/*/.rch-wkr.part.*
+if [ "$enc" != plain ]; then
+  fill() {
+    local err
+    if [ "$enc" = patch ]; then
+      err=$(zstd -d -q -f --patch-from="$base" -o "$1" 2>&1)
+    else
+      err=$(zstd -d -q -f -o "$1" 2>&1)
+    fi || { echo "cannot decode the $enc upload into $1: ${err#zstd: }" >&2; return 1; }
+    err=$(sync -- "$1" 2>&1) || { echo "cannot sync $1: ${err#sync: }" >&2; return 1; }
+  }
+fi
 on_fail() { rmdir -- "$dir" 2>/dev/null || true; }  # an empty version dir is no version
 place "$dir/rch-wkr" "$dir/.rch-wkr.part.XXXXXX" "$want" "$want_size" 755
 stat --printf 'size=%s\nmtime=%.9Y\n' -- "$dir/rch-wkr"
@@ -268,21 +305,25 @@ end
 -- The one streamed, verified upload (deploy's transfer, fleet copy, fleet.upload):
 -- local_path into the stdin of argv, a script that ends in `place`.
 -- @param progress nil, or an rch.ssh.progress() counter the upload updates (the live view reads it)
--- @return the exec result, or nil, err naming `what`
+-- @return the exec result, or nil, err naming `what` (and the result when the command failed)
 local function upload(session, local_path, argv, what, timeout, progress)
   local r, err = session:upload(local_path, argv, { timeout = timeout, progress = progress })
   if not r then return nil, err end
-  if r.code ~= 0 or r.timed_out then return nil, M.failure(what, r, timeout) end
+  if r.code ~= 0 or r.timed_out then return nil, M.failure(what, r, timeout), r end
   return r
 end
 
 --- Uploads the artifact into <root>/versions/v<ver>/rch-wkr.
 -- @param progress nil, or an rch.ssh.progress() counter the upload updates (the live view reads it)
--- @return {sha256, size, mtime} of the file as verified on the worker, or nil, err
-function M.transfer(session, root, version, artifact, timeout, progress)
-  local r, err = upload(session, artifact.path, script(TRANSFER, root, version, artifact.sha256, artifact.size),
-    "transfer", timeout, progress)
-  if not r then return nil, err end
+-- @param enc nil (the file itself), or what rch.deploy.transfer chose to send instead:
+--   {method = "zstd" | "patch", path = the file sent, base_link = "versions/v…", base_sha256 = …}
+-- @return {sha256, size, mtime} of the file as verified on the worker, or nil, err, and
+--   "base" when the patch base on the worker is not the expected one (nothing was written)
+function M.transfer(session, root, version, artifact, timeout, progress, enc)
+  enc = enc or {}
+  local r, err, failed = upload(session, enc.path or artifact.path, script(TRANSFER, root, version, artifact.sha256,
+    artifact.size, enc.method or "plain", enc.base_link or "", enc.base_sha256 or ""), "transfer", timeout, progress)
+  if not r then return nil, err, failed and failed.code == 12 and not failed.timed_out and "base" or nil end
   return verified_facts(r.out)
 end
 

@@ -2,7 +2,8 @@
 -- simulated fleet when RCH_MOCK_SSH=1 (the spec's E2E script, stress mode).
 -- Both offer the same operations per worker handle:
 --   root(), preflight(root, target, timeout, trust_manifest),
---   transfer(root, version, artifact, timeout) -> verified {sha256, size, mtime},
+--   transfer(root, version, artifact, timeout, progress, enc) -> verified {sha256, size, mtime}
+--   (enc: a compressed or patch upload, where encoded_uploads is true),
 --   install(root, version, verified, deployment_id, now, timeout), rollback(root, previous_link, timeout),
 --   drain(root, timeout_s), undrain(root, timeout), toolchain(name, update, timeout) -> what it did,
 --   prune(root, keep, current_dir, previous_dir, timeout) -> removed version dirs,

@@ -1,7 +1,7 @@
 --- The simulated transport (RCH_MOCK_SSH=1): the same operations against the
 -- in-memory fleet of rch.sim, which sleeps each task for as long as the real
 -- operation would take. State persists in $RCH_STATE_DIR/sim-fleet.json
--- between commands, except in stress mode.
+-- (and its .journal of changes) between commands, except in stress mode.
 local sim = require "rch.sim"
 
 local M = {}

@@ -46,6 +46,8 @@ function M.open(worker, settings)
   end
 end
 
+-- transfer() takes an encoded upload (rch.deploy.transfer); the simulated fleet does not.
+Handle.encoded_uploads = true
 function Handle:root() return remote.root(self.session, self.worker) end
 function Handle:preflight(...) return steps.preflight(self.session, ...) end
 function Handle:transfer(...) return steps.transfer(self.session, ...) end
