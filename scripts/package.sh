@@ -9,18 +9,21 @@
 #   --build-dir  the CMake build to package (default $RCH_BUILD_DIR, else build/)
 #   --out        where the .deb files go (default dist/)
 #   --no-build   package the build as it is (the tests do: no rebuild)
+#   --no-lintian do not run lintian even when it is installed
 # Prints the paths of the packages it wrote.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${RCH_BUILD_DIR:-$root/build}"
 out="$root/dist"
 no_build=0
+lint=1
 while (($#)); do
   case $1 in
     --build-dir) build=${2:?--build-dir needs a directory}; shift 2 ;;
     --out) out=${2:?--out needs a directory}; shift 2 ;;
     --no-build) no_build=1; shift ;;
-    -h | --help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --no-lintian) lint=0; shift ;;
+    -h | --help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "package.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -37,7 +40,7 @@ fi
 version=$("$build/rch" --version)
 version=${version#rch }
 arch=$(dpkg --print-architecture)
-maintainer="rch developers <rch@localhost>"
+maintainer="rch developers <rch-dev@example.org>"
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 work=$(mktemp -d)
@@ -45,6 +48,9 @@ trap 'rm -rf "$work"' EXIT
 
 # One install of the whole tree under /usr, stripped, split into the packages below.
 DESTDIR="$work/install" cmake --install "$build" --prefix /usr --strip >/dev/null
+
+# Dates from the last commit, so that the same tree gives the same packages.
+epoch=${SOURCE_DATE_EPOCH:-$(git -C "$root" log -1 --format=%ct 2>/dev/null || date +%s)}
 
 # pkg_dir NAME: an empty package tree with its copyright and changelog (Debian policy 12.5, 12.7).
 pkg_dir() {
@@ -56,13 +62,13 @@ Upstream-Name: rch
 Comment: built from the rch source tree by scripts/package.sh
 
 Files: *
-Copyright: the rch developers
+Copyright: $(date -u +%Y -d @"$epoch") the rch developers
 License: rch
  Distributed with the rch source tree under the terms stated there.
 EOF
+  # A native package (no Debian revision): its changelog is changelog.gz.
   printf '%s (%s) unstable; urgency=medium\n\n  * Package built from the source tree by scripts/package.sh.\n\n -- %s  %s\n' \
-    "$name" "$version" "$maintainer" "$(date -R -d @"${SOURCE_DATE_EPOCH:-$(git -C "$root" log -1 --format=%ct 2>/dev/null || date +%s)}")" |
-    gzip -9n >"$dir/usr/share/doc/$name/changelog.Debian.gz"
+    "$name" "$version" "$maintainer" "$(date -R -d @"$epoch")" | gzip -9n >"$dir/usr/share/doc/$name/changelog.gz"
   echo "$dir"
 }
 
@@ -132,10 +138,8 @@ debs+=("$(finish rch "deploy and update the rch worker agent across an SSH fleet
  systemd (user or system unit). Man pages and bash/zsh completion included." \
   "rch-wkr (= $version)")")
 
-if command -v lintian >/dev/null; then
+if ((lint)) && command -v lintian >/dev/null; then
   # A local package has no upload target, no source package, no ITP bug.
-  lintian --no-tag-display-limit --suppress-tags \
-    no-manual-page,initial-upload-closes-no-bugs,changelog-not-compressed-with-max-compression,no-copyright-file,unknown-copyright-format-uri \
-    "${debs[@]}" >&2 || { echo "package.sh: lintian found problems (above)" >&2; exit 1; }
+  lintian --tag-display-limit 0 "${debs[@]}" >&2 || { echo "package.sh: lintian found problems (above)" >&2; exit 1; }
 fi
 printf '%s\n' "${debs[@]}"

@@ -69,12 +69,12 @@ ValueKind kind_of(const CLI::Option& o, const std::vector<std::string>& choices)
       o.nonpositional() ? o.get_lnames().empty() ? "" : "--" + o.get_lnames().front() : o.get_name(true);
   if (auto it = by_name.find(name); it != by_name.end()) return it->second;
   if (!choices.empty()) return ValueKind::choices;
-  return o.get_type_size() == 0 ? ValueKind::none : ValueKind::text;
+  return o.get_expected_max() == 0 ? ValueKind::none : ValueKind::text;
 }
 
 Arg arg_of(const CLI::Option& o) {
   Arg a;
-  const bool flag = o.get_type_size() == 0;
+  const bool flag = o.get_expected_max() == 0;
   for (const auto& s : o.get_snames()) a.flags.push_back("-" + s);
   for (const auto& l : o.get_lnames()) a.flags.push_back("--" + l);
   a.name = o.nonpositional() ? join(a.flags, ", ") : o.get_name(true);

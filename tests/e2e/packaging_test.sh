@@ -2,7 +2,8 @@
 # E2E test of rch as a package: scripts/package.sh --no-build packages the
 # build dir's binaries (no rebuild) into rch and rch-wkr .debs; they are
 # unpacked into a temporary root with dpkg-deb -x and checked there:
-#   Depends named from the real shared libraries; the binaries run;
+#   Depends named from the real shared libraries; lintian clean (when
+#   installed); the binaries run;
 #   every man page renders with man -l, without warnings, and rch(1) names
 #   every command and flag that --help shows; the bash completion function
 #   itself (COMP_WORDS/COMP_CWORD) and the zsh one give commands, flags,
@@ -43,7 +44,7 @@ alive() { kill -0 "$1" 2>/dev/null && [[ $(ps -o stat= -p "$1" 2>/dev/null) != Z
 
 echo "--- scripts/package.sh builds rch and rch-wkr from the build dir"
 t0=$SECONDS
-expect_exit 0 bash "$RCH_SOURCE_DIR/scripts/package.sh" --build-dir "$BUILD" --out "$T/dist" --no-build
+expect_exit 0 bash "$RCH_SOURCE_DIR/scripts/package.sh" --build-dir "$BUILD" --out "$T/dist" --no-build --no-lintian
 version=$("$RCH" --version)
 version=${version#rch }
 arch=$(dpkg --print-architecture)
@@ -52,6 +53,12 @@ WKR_DEB=$T/dist/rch-wkr_${version}_${arch}.deb
 [[ $OUT == "$RCH_DEB"*"$WKR_DEB"* || $OUT == "$WKR_DEB"*"$RCH_DEB"* ]] || fail "package.sh printed: $OUT"
 [[ -f $RCH_DEB && -f $WKR_DEB ]] || fail "no packages in $T/dist: $(ls "$T/dist")"
 echo "    packaged in $((SECONDS - t0)) s"
+# lintian (package.sh runs it too) when installed: slow, so beside the rest of the test.
+LINTIAN=
+if command -v lintian >/dev/null; then
+  lintian --tag-display-limit 0 "$RCH_DEB" "$WKR_DEB" >"$T/lintian.out" 2>&1 &
+  LINTIAN=$!
+fi
 
 echo "--- control: Depends from the real shared libraries"
 deps=$(dpkg-deb -f "$RCH_DEB" Depends)
@@ -262,21 +269,22 @@ run_unit() {
   grep -qx "READY=1 answering" "$T/notify.$scope" || fail "READY=1 before the socket answered: $(cat "$T/notify.$scope")"
   grep -q "^STATUS=listening on $sock" "$T/notify.$scope" || fail "no STATUS: $(cat "$T/notify.$scope")"
   [[ $(field "$(rchd_request "$sock" '{"cmd":"status"}')" pid) == "$main" ]] || fail "the main process is not rchd"
-  # A build that runs 2 s: stop must wait for it, refuse new ones meanwhile, then exit.
+  # A build that runs until the test creates release.$scope: stop must wait
+  # for it, refuse new builds meanwhile, then exit.
   local reply
-  reply=$(rchd_request "$sock" '{"cmd":"build","argv":["sh","-c","sleep 2; echo done > build.out"],"cwd":"'"$T"'"}')
+  reply=$(rchd_request "$sock" '{"cmd":"build","argv":["sh","-c","while [ ! -e release.'"$scope"' ]; do sleep 0.05; done; echo done > build.'"$scope"'"],"cwd":"'"$T"'"}')
   [[ $(field "$reply" ok) == true ]] || fail "build not started: $reply"
-  rm -f "$T/build.out"
-  local t0=$SECONDS
   RCH_HOME=$T/home "${stop[@]}" 2>"$T/stop.$scope.err" &
   local stopper=$!
-  wait_until 5 grep -q "draining rchd (pid $main): 1 build running" "$T/stop.$scope.err"
+  wait_until 20 grep -q "draining rchd (pid $main): 1 build running" "$T/stop.$scope.err"
   reply=$(rchd_request "$sock" '{"cmd":"build","argv":["true"]}')
   [[ $reply == *'"error":"draining"'* ]] || fail "a build was accepted while stopping: $reply"
-  alive "$main" || fail "rchd exited before its build ended"
+  sleep 1
+  alive "$stopper" || fail "ExecStop returned while the build still ran: $(cat "$T/stop.$scope.err")"
+  alive "$main" || fail "rchd exited while its build still ran"
+  touch "$T/release.$scope"
   wait "$stopper" || fail "ExecStop exited $?: $(cat "$T/stop.$scope.err")"
-  [[ -f $T/build.out ]] || fail "ExecStop returned before the build ended"
-  ((SECONDS - t0 >= 1)) || fail "ExecStop did not wait for the build"
+  [[ -f $T/build.$scope ]] || fail "ExecStop returned before the build ended"
   wait "$main" || fail "rchd exited $? after ExecStop: $(cat "$T/rchd.$scope.log")"
   wait "$LISTENER" || true
   grep -qx "STOPPING=1" "$T/notify.$scope" || fail "no STOPPING=1: $(cat "$T/notify.$scope")"
@@ -329,4 +337,11 @@ PATH=$T/shim:$PATH expect_exit 1 "$R/usr/bin/rch" update --user-install --yes
 contains "$ERR" "127.0.0.1:9"
 expect_exit 1 "$R/usr/bin/rch" update --yes
 [[ $ERR != *"belongs to the Debian package"* ]] || fail "an rch no package owns was refused: $ERR"
+if [[ -n $LINTIAN ]]; then
+  echo "--- lintian finds nothing"
+  wait "$LINTIAN" || fail "lintian: $(cat "$T/lintian.out")"
+  ! grep -qE '^[EW]: ' "$T/lintian.out" || fail "lintian: $(cat "$T/lintian.out")"
+else
+  echo "--- (lintian is not installed: not run)"
+fi
 echo "packaging_test: all passed"
