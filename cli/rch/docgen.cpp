@@ -336,7 +336,7 @@ int man_config(std::ostream& out) {
     }
     out << ".TP\n"
         << bold(k.key) << " = " << roff_inline(k.default_value) << "\n"
-        << roff(meanings.at(k.section + "." + k.key)) << roff_inline(k.type) << ".\n";
+        << roff(meanings.at(k.section + "." + k.key)) << ".br\nType: " << roff_inline(k.type) << ".\n";
   }
   out << ".SH WORKERS.TOML\n"
       << roff("One [[workers]] table per SSH host:") << ".TP\n.B id\n"
