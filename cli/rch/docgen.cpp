@@ -176,7 +176,7 @@ void man_args(std::ostream& out, const std::vector<Arg>& args) {
 std::string synopsis(const Command& c) {
   std::string s = bold(join(c.path, " "));
   if (!c.options.empty()) s += " [" + italic("OPTIONS") + "]";
-  if (!c.subcommands.empty()) s += " " + italic("COMMAND");
+  if (!c.subcommands.empty()) s += c.runs ? " [" + italic("COMMAND") + "]" : " " + italic("COMMAND");
   for (const auto& p : c.positionals) {
     const std::string word = italic(p.name) + (p.many ? "..." : "");
     s += p.required ? " " + word : " [" + word + "]";

@@ -100,7 +100,7 @@ for page in man1/rch.1 man1/rch-wkr.1 man5/rch-config.5 man8/rchd.8; do
   [[ ! -s $T/page.err ]] || fail "man -l $page warns: $(cat "$T/page.err")"
   [[ $(wc -l <"$T/page.txt") -gt 20 ]] || fail "$page is nearly empty: $(cat "$T/page.txt")"
 done
-MANWIDTH=200 man -l "$R/usr/share/man/man1/rch.1.gz" 2>/dev/null | col -b >"$T/rch.txt"
+MANWIDTH=200 man -l "$R/usr/share/man/man1/rch.1.gz" 2>/dev/null >"$T/rch.txt"
 # Every command and every flag that --help shows is in rch(1).
 cmds=("" fleet "fleet deploy" "fleet rollback" "fleet status" "fleet verify" "fleet drain" "fleet undrain"
   "fleet exec" "fleet copy" "fleet history" "fleet history show" "fleet audit" "fleet audit verify" "fleet stress"
@@ -115,7 +115,7 @@ for c in "${cmds[@]}"; do
 done
 grep -qF -- "--user-install" "$T/rch.txt" || fail "rch(1) lacks update --user-install"
 ! grep -q "__man\|__complet" "$T/rch.txt" || fail "rch(1) shows the hidden commands"
-man -l "$R/usr/share/man/man5/rch-config.5.gz" 2>/dev/null | col -b >"$T/config.txt"
+man -l "$R/usr/share/man/man5/rch-config.5.gz" 2>/dev/null >"$T/config.txt"
 # Every key config.toml accepts, with its default (from the parser's own table).
 for key in parallel connect_timeout host_key_policy min_disk_mb keep_versions percent minisign_pubkey rotate_mb \
   keep_deployments connect_retry_delay; do
