@@ -140,6 +140,6 @@ debs+=("$(finish rch "deploy and update the rch worker agent across an SSH fleet
 
 if ((lint)) && command -v lintian >/dev/null; then
   # A local package has no upload target, no source package, no ITP bug.
-  lintian --tag-display-limit 0 "${debs[@]}" >&2 || { echo "package.sh: lintian found problems (above)" >&2; exit 1; }
+  lintian --tag-display-limit 0 --fail-on error,warning "${debs[@]}" >&2 || { echo "package.sh: lintian found problems (above)" >&2; exit 1; }
 fi
 printf '%s\n' "${debs[@]}"
