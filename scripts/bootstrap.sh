@@ -10,7 +10,10 @@ packages=(
   catch2 libtomlplusplus-dev libcli11-dev
   openssh-server openssh-client minisign lua-check
   python3 python3-pyte rsync zstd procps clang-format
+  dpkg-dev fakeroot man-db groff-base systemd zsh file
 )
+# (scripts/package.sh needs dpkg-dev and fakeroot; the packaging test man-db,
+# systemd-analyze and zsh. lintian, heavy, is used when present, not installed.)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/rch/docgen.hpp"
 #include "core/config/paths.hpp"
 #include "core/log/log.hpp"
 #include "core/util/text.hpp"
@@ -99,7 +100,7 @@ struct StressOptions {
 
 struct UpdateOptions {
   bool check = false, fleet = false, rollback = false, verify = false, yes = false;
-  bool dry_run = false, no_restart = false, force = false, json = false;
+  bool dry_run = false, no_restart = false, force = false, json = false, user_install = false;
   std::string version, channel = "stable";
   int drain_timeout = 60;
 };
@@ -389,6 +390,9 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   update_cmd->add_flag("--force", update.force, "Skip version check, reinstall current version");
   update_cmd->add_flag("--json", update.json, "Output results as JSON");
+  update_cmd->add_flag("--user-install", update.user_install,
+                       "When this rch belongs to a package: install a copy for this user under $RCH_HOME anyway "
+                       "(put $RCH_HOME/bin first on PATH to use it)");
 
   // ---- rch scripts
   // ---- rch config
@@ -418,12 +422,16 @@ int main(int argc, char** argv) {
   run_cmd->add_option("FILE", run_file, "Lua script")->required();
   run_cmd->add_option("ARGS", run_args, "Arguments passed to the script as ...");
 
+  // Last: the man pages and completions walk every command defined above.
+  rch::cli::DocCommands docs(app);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     const int code = app.exit(e);
     return code == 0 ? 0 : 2;
   }
+  if (auto code = docs.run()) return *code;
   if (auto r = rch::log::init(g.verbosity, g.log_file); !r) {
     print_error(r.error());
     return 2;
@@ -546,7 +554,8 @@ int main(int argc, char** argv) {
                             {"no_restart", update.no_restart},
                             {"drain_timeout", update.drain_timeout},
                             {"force", update.force},
-                            {"json", update.json}});
+                            {"json", update.json},
+                            {"user_install", update.user_install}});
   }
   if (*config_check_cmd) return run_lua_command(g, "config_check", {{"json", config_json}});
   if (*scripts_cmd) {

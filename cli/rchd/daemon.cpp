@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "cli/rchd/job.hpp"
+#include "cli/rchd/notify.hpp"
 #include "cli/rchd/pidfile.hpp"
 #include "core/agent/agent.hpp"
 #include "core/agent/daemon_protocol.hpp"
@@ -267,6 +268,7 @@ void Daemon::begin_stop(const std::string& why) {
   stopping_ = true;
   stop_deadline_ = steady::now() + k_exit_grace;
   close_listener();
+  (void)notify_systemd("STOPPING=1");  // under systemd (Type=notify): the stop is ours, not a crash
   const int active = agent_.active_leases();
   log_line(
       "shutting down (" + why + ")" +
@@ -596,6 +598,10 @@ int run_foreground(const DaemonOptions& options, const sigset_t& handled) {
   if (!daemon) {
     std::fprintf(stderr, "rchd: %s\n", daemon.error().c_str());
     return 1;
+  }
+  // systemd's Type=notify: ready once the socket accepts connections.
+  if (auto r = notify_systemd("READY=1\nSTATUS=listening on " + options.socket.string()); !r) {
+    log_line("warning: " + r.error());
   }
   return (*daemon)->serve();
 }

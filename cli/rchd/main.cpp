@@ -12,6 +12,7 @@
 
 #include "cli/rchd/daemon.hpp"
 #include "cli/rchd/job.hpp"
+#include "cli/rchd/stop.hpp"
 #include "core/agent/daemon_client.hpp"
 #include "core/util/user.hpp"
 #include "core/version/build_info.hpp"
@@ -25,6 +26,7 @@ constexpr int k_exit_usage = 2;
 
 constexpr const char* k_help =
     R"(usage: rchd run [--root DIR] [--socket PATH] [--pidfile PATH] [--log PATH] [--foreground]
+       rchd stop [--root DIR] [--socket PATH] [--timeout S]
        rchd --version | --help
 
 The rch local daemon: runs builds under leases (the worker agent's lease
@@ -38,7 +40,15 @@ run options:
                     a second daemon on it is refused)
   --log PATH        daemon log when not in the foreground (default <root>/rchd.log)
   --foreground      stay attached and log to stderr; otherwise rchd detaches
-                    and `rchd run` returns once the socket accepts connections
+                    and `rchd run` returns once the socket accepts connections;
+                    in the foreground under systemd (Type=notify), rchd sends
+                    READY=1 to $NOTIFY_SOCKET once the socket accepts them
+
+stop options (drain, wait for running builds, then shut down; systemd's ExecStop):
+  --root DIR        as for run; the daemon is found at <root>/rchd.sock
+  --socket PATH     the daemon's socket, if not there
+  --timeout S       wait up to S seconds for running builds (default 300); then
+                    stop anyway, the builds keeping their leases
 
 protocol: one JSON object per line, one reply line per request:
   {"cmd":"status"}                     pid, version, draining, active_builds, root
@@ -57,6 +67,14 @@ removed; running builds keep their leases until they end).
 int usage_error(const std::string& message) {
   std::fprintf(stderr, "rchd: %s (see rchd --help)\n", message.c_str());
   return k_exit_usage;
+}
+
+// $RCH_HOME, else ~/.rch (as rch reads RCH_HOME).
+fs::path default_root() {
+  if (const char* env = std::getenv("RCH_HOME"); env != nullptr && *env != '\0') {
+    return fs::absolute(expand_user(env)).lexically_normal();
+  }
+  return (home_dir() / ".rch").lexically_normal();
 }
 
 int cmd_run(int argc, char** argv) {
@@ -93,19 +111,44 @@ int cmd_run(int argc, char** argv) {
   }
 
   DaemonOptions options;
-  if (root) {
-    options.root = *root;
-  } else if (const char* env = std::getenv("RCH_HOME"); env != nullptr && *env != '\0') {
-    options.root = fs::absolute(expand_user(env));  // as rch reads RCH_HOME
-  } else {
-    options.root = home_dir() / ".rch";
-  }
-  options.root = options.root.lexically_normal();
+  options.root = root ? root->lexically_normal() : default_root();
   options.socket = socket ? *socket : daemon_socket_path(options.root);
   options.pidfile = pidfile ? *pidfile : options.root / "rchd.pid";
   options.log = log ? *log : options.root / "rchd.log";
   options.foreground = foreground;
   return run_daemon(options);
+}
+
+int cmd_stop(int argc, char** argv) {
+  std::optional<fs::path> root, socket;
+  long long timeout = 300;
+  for (int i = 2; i < argc; ++i) {
+    std::string a = argv[i], value;
+    const auto eq = a.find('=');
+    if (a.rfind("--", 0) == 0 && eq != std::string::npos) {
+      value = a.substr(eq + 1);
+      a.resize(eq);
+    } else if (a == "--root" || a == "--socket" || a == "--timeout") {
+      if (i + 1 >= argc) return usage_error("stop: " + a + " needs a value");
+      value = argv[++i];
+    } else {
+      return usage_error("stop: unknown argument '" + a + "'");
+    }
+    if (value.empty()) return usage_error("stop: " + a + " needs a value");
+    if (a == "--root") {
+      root = fs::absolute(value);
+    } else if (a == "--socket") {
+      socket = fs::absolute(value);
+    } else if (a == "--timeout") {
+      char* end = nullptr;
+      timeout = std::strtoll(value.c_str(), &end, 10);
+      if (*end != '\0' || timeout < 0) return usage_error("stop: --timeout needs a whole number of seconds");
+    } else {
+      return usage_error("stop: unknown argument '" + a + "'");
+    }
+  }
+  const fs::path sock = socket ? *socket : daemon_socket_path(root ? root->lexically_normal() : default_root());
+  return stop_daemon(sock, std::chrono::seconds(timeout));
 }
 
 int run(int argc, char** argv) {
@@ -124,6 +167,7 @@ int run(int argc, char** argv) {
     return 0;
   }
   if (command == "run") return cmd_run(argc, argv);
+  if (command == "stop") return cmd_stop(argc, argv);
   if (command == k_job_shim_command) return job_shim_main(argc, argv);
   return usage_error("unknown command '" + command + "'");
 }

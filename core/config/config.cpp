@@ -37,6 +37,23 @@ std::string_view name_of(const Choices<E>& choices, E value) {
   return "?";
 }
 
+template <class E>
+std::string choices_text(const Choices<E>& choices) {
+  std::string listed;
+  for (const auto& [name, v] : choices) listed += (listed.empty() ? "\"" : ", \"") + std::string(name) + "\"";
+  return listed;
+}
+
+std::string toml_string(std::string_view s) { return "\"" + std::string(s) + "\""; }
+
+// 64, 0.5: as a person writes it in config.toml.
+std::string number_text(double v) {
+  std::string t = std::to_string(v);
+  t.erase(t.find_last_not_of('0') + 1);
+  if (t.back() == '.') t.pop_back();
+  return t;
+}
+
 constexpr std::int64_t kDay = 86400;
 
 bool toolchain_char(char c) {
@@ -66,6 +83,13 @@ bool acceptable_url(std::string_view url) {
 struct Field {
   std::string_view key;
   std::function<Result<void>(const toml::node&)> apply;
+  std::string type;           // what the value may be, for rch-config(5)
+  std::string default_value;  // as written in config.toml
+};
+
+struct Section {
+  std::string_view name;
+  std::vector<Field> fields;
 };
 
 class Parser {
@@ -83,21 +107,29 @@ class Parser {
       return at(e.source(), std::string(e.description()));
     }
     Config c = default_config();
-    std::vector<Field> sections{
-        {"defaults", [&](const toml::node& n) { return section("defaults", n, defaults_fields(c.defaults)); }},
-        {"preflight", [&](const toml::node& n) { return section("preflight", n, preflight_fields(c.preflight)); }},
-        {"toolchain", [&](const toml::node& n) { return section("toolchain", n, toolchain_fields(c.toolchain)); }},
-        {"deploy", [&](const toml::node& n) { return section("deploy", n, deploy_fields(c.deploy)); }},
-        {"canary", [&](const toml::node& n) { return section("canary", n, canary_fields(c.canary)); }},
-        {"update", [&](const toml::node& n) { return section("update", n, update_fields(c.update)); }},
-        {"audit", [&](const toml::node& n) { return section("audit", n, audit_fields(c.audit)); }},
-        {"state", [&](const toml::node& n) { return section("state", n, state_fields(c.state)); }},
-        {"http", [&](const toml::node& n) { return section("http", n, http_fields(c.http)); }},
-        {"policy", [&](const toml::node& n) { return policy(n, c.policy_json); }},
-    };
-    if (auto r = apply_fields(root, "", sections); !r) return Error{r.error()};
+    std::vector<Field> tables;
+    for (auto& s : sections(c)) {
+      tables.push_back({s.name, [this, s](const toml::node& n) { return section(s.name, n, s.fields); }, {}, {}});
+    }
+    // [policy] is free-form: whatever the site's hooks read through ctx.settings.
+    tables.push_back({"policy", [&](const toml::node& n) { return policy(n, c.policy_json); }, {}, {}});
+    if (auto r = apply_fields(root, "", tables); !r) return Error{r.error()};
     c.origins = std::move(origins_);
     return c;
+  }
+
+  // Every section and its keys, storing into `c` (made once a field is built,
+  // the fields' default_value is what `c` holds then).
+  std::vector<Section> sections(Config& c) const {
+    return {{"defaults", defaults_fields(c.defaults)},
+            {"preflight", preflight_fields(c.preflight)},
+            {"toolchain", toolchain_fields(c.toolchain)},
+            {"deploy", deploy_fields(c.deploy)},
+            {"canary", canary_fields(c.canary)},
+            {"update", update_fields(c.update)},
+            {"audit", audit_fields(c.audit)},
+            {"state", state_fields(c.state)},
+            {"http", http_fields(c.http)}};
   }
 
  private:
@@ -147,7 +179,8 @@ class Parser {
   // Field makers: each validates one value and stores it.
 
   Field integer(std::string_view section, std::string_view key, int& out, std::int64_t lo, std::int64_t hi) const {
-    return {key, [=, this, &out](const toml::node& n) -> Result<void> {
+    return {key,
+            [=, this, &out](const toml::node& n) -> Result<void> {
               const auto* i = n.as_integer();
               if (i == nullptr || i->get() < lo || i->get() > hi) {
                 return at(n.source(), std::string(key) + where(section) + " must be an integer between " +
@@ -155,12 +188,14 @@ class Parser {
               }
               out = static_cast<int>(i->get());
               return {};
-            }};
+            },
+            "integer, " + std::to_string(lo) + " to " + std::to_string(hi), std::to_string(out)};
   }
 
   Field seconds(std::string_view section, std::string_view key, std::chrono::seconds& out, std::int64_t lo,
                 std::int64_t hi) const {
-    return {key, [=, this, &out](const toml::node& n) -> Result<void> {
+    return {key,
+            [=, this, &out](const toml::node& n) -> Result<void> {
               const auto* i = n.as_integer();
               if (i == nullptr || i->get() < lo || i->get() > hi) {
                 return at(n.source(), std::string(key) + where(section) +
@@ -169,24 +204,28 @@ class Parser {
               }
               out = std::chrono::seconds(i->get());
               return {};
-            }};
+            },
+            "seconds (integer), " + std::to_string(lo) + " to " + std::to_string(hi), std::to_string(out.count())};
   }
 
   // A size in MB, integer or fractional (0.5 = 512 KiB), above 0.
   Field megabytes(std::string_view section, std::string_view key, double& out) const {
-    return {key, [=, this, &out](const toml::node& n) -> Result<void> {
+    return {key,
+            [=, this, &out](const toml::node& n) -> Result<void> {
               const auto v = n.value<double>();
               if (!v || !(*v > 0) || *v > 1e6) {
                 return at(n.source(), std::string(key) + where(section) + " must be a number of MB above 0");
               }
               out = *v;
               return {};
-            }};
+            },
+            "MB (a number above 0, fractions allowed)", number_text(out)};
   }
 
   // A delay in seconds, integer or fractional, 0 to one hour.
   Field delay_seconds(std::string_view section, std::string_view key, double& out) const {
-    return {key, [=, this, &out](const toml::node& n) -> Result<void> {
+    return {key,
+            [=, this, &out](const toml::node& n) -> Result<void> {
               const auto v = n.value<double>();
               if (!v || !(*v >= 0) || *v > 3600) {
                 return at(n.source(),
@@ -194,22 +233,27 @@ class Parser {
               }
               out = *v;
               return {};
-            }};
+            },
+            "seconds (a number, fractions allowed), 0 to 3600", number_text(out)};
   }
 
   Field boolean(std::string_view section, std::string_view key, bool& out) const {
-    return {key, [=, this, &out](const toml::node& n) -> Result<void> {
+    return {key,
+            [=, this, &out](const toml::node& n) -> Result<void> {
               const auto* b = n.as_boolean();
               if (b == nullptr) return at(n.source(), std::string(key) + where(section) + " must be true or false");
               out = b->get();
               return {};
-            }};
+            },
+            "true or false", out ? "true" : "false"};
   }
 
-  // A string checked by `valid`, which returns an empty string or the complaint.
-  Field string(std::string_view section, std::string_view key, std::string& out,
+  // A string checked by `valid`, which returns an empty string or the complaint;
+  // `type` says what it must be.
+  Field string(std::string_view section, std::string_view key, std::string& out, std::string type,
                std::function<std::string(const std::string&)> valid) const {
-    return {key, [=, this, &out](const toml::node& n) -> Result<void> {
+    return {key,
+            [=, this, &out](const toml::node& n) -> Result<void> {
               const auto* s = n.as_string();
               if (s == nullptr) return at(n.source(), std::string(key) + where(section) + " must be a string");
               if (const std::string why = valid(s->get()); !why.empty()) {
@@ -217,13 +261,16 @@ class Parser {
               }
               out = s->get();
               return {};
-            }};
+            },
+            std::move(type), toml_string(out)};
   }
 
-  // Empty keeps `fallback`; otherwise "~/" expanded and relative to the file.
-  Field path(std::string_view section, std::string_view key, std::filesystem::path& out,
-             std::filesystem::path fallback) const {
-    return {key, [=, this, &out](const toml::node& n) -> Result<void> {
+  // Empty keeps `fallback` (`fallback_text` describes it); otherwise "~/"
+  // expanded and relative to the file.
+  Field path(std::string_view section, std::string_view key, std::filesystem::path& out, std::filesystem::path fallback,
+             std::string_view fallback_text) const {
+    return {key,
+            [=, this, &out](const toml::node& n) -> Result<void> {
               const auto* s = n.as_string();
               if (s == nullptr) return at(n.source(), std::string(key) + where(section) + " must be a string (a path)");
               if (s->get().empty()) {
@@ -234,18 +281,17 @@ class Parser {
               if (p.is_relative() && !base_dir_.empty()) p = base_dir_ / p;
               out = p.lexically_normal();
               return {};
-            }};
+            },
+            "path (~/ expanded, relative to config.toml's directory)",
+            "\"\"" + (fallback_text.empty() ? std::string() : " (" + std::string(fallback_text) + ")")};
   }
 
   template <class E>
   Field choice(std::string_view section, std::string_view key, E& out, const Choices<E>& choices) const {
-    return {key, [=, this, &out, &choices](const toml::node& n) -> Result<void> {
+    return {key,
+            [=, this, &out, &choices](const toml::node& n) -> Result<void> {
               std::vector<std::string_view> names;
-              std::string listed;
-              for (const auto& [name, v] : choices) {
-                names.push_back(name);
-                listed += (listed.empty() ? "\"" : ", \"") + std::string(name) + "\"";
-              }
+              for (const auto& [name, v] : choices) names.push_back(name);
               const auto* s = n.as_string();
               if (s != nullptr) {
                 for (const auto& [name, v] : choices) {
@@ -255,10 +301,11 @@ class Parser {
                   }
                 }
               }
-              std::string msg = std::string(key) + where(section) + " must be one of " + listed;
+              std::string msg = std::string(key) + where(section) + " must be one of " + choices_text(choices);
               if (s != nullptr) msg += " (got \"" + s->get() + "\")" + did_you_mean(s->get(), names);
               return at(n.source(), msg);
-            }};
+            },
+            "one of " + choices_text(choices), toml_string(name_of(choices, out))};
   }
 
   std::vector<Field> defaults_fields(Config::Defaults& d) const {
@@ -267,8 +314,8 @@ class Parser {
             seconds(s, "connect_timeout", d.connect_timeout, 1, kDay),
             seconds(s, "command_timeout", d.command_timeout, 1, 7 * kDay),
             choice(s, "host_key_policy", d.host_key_policy, kHostKeyPolicies),
-            path(s, "known_hosts", d.known_hosts, d.known_hosts),
-            path(s, "ssh_config", d.ssh_config, d.ssh_config),
+            path(s, "known_hosts", d.known_hosts, d.known_hosts, "~/.ssh/known_hosts"),
+            path(s, "ssh_config", d.ssh_config, d.ssh_config, "~/.ssh/config if it exists"),
             integer(s, "max_output_bytes", d.max_output_bytes, 1024, 1 << 30),
             integer(s, "min_transfer_mbps", d.min_transfer_mbps, 1, 1'000'000),
             seconds(s, "stall_timeout", d.stall_timeout, 1, kDay),
@@ -285,7 +332,7 @@ class Parser {
   std::vector<Field> toolchain_fields(Config::Toolchain& t) const {
     // The name reaches a remote `rustup` command line.
     return {
-        string("toolchain", "rust", t.rust,
+        string("toolchain", "rust", t.rust, "rustup toolchain name",
                [](const std::string& v) -> std::string {
                  if (v.empty() || v[0] == '-' || !std::all_of(v.begin(), v.end(), toolchain_char)) {
                    return "must be a rustup toolchain name (letters, digits, '.', '_' and '-', not starting with '-')";
@@ -309,12 +356,13 @@ class Parser {
 
   std::vector<Field> update_fields(Config::Update& u) const {
     const std::string_view s = "update";
-    return {string(s, "url", u.url,
+    return {string(s, "url", u.url, "https:// URL (http:// only to localhost)",
                    [](const std::string& v) -> std::string {
                      return acceptable_url(v) ? std::string() : "must be an https:// URL (http:// only to localhost)";
                    }),
             choice(s, "channel", u.channel, kChannels),
             string(s, "minisign_pubkey", u.minisign_pubkey,
+                   "minisign public key line (RW…, 56 characters); empty: no signature required",
                    [](const std::string& v) -> std::string {
                      // Ed25519 public key: base64 of "Ed" + 8-byte key id + 32 bytes.
                      if (v.empty()) return {};
@@ -324,7 +372,7 @@ class Parser {
                      return "must be the key line of a minisign public key (56 base64 characters "
                             "starting with 'RW'), not its comment line";
                    }),
-            path(s, "ca_file", u.ca_file, {}),
+            path(s, "ca_file", u.ca_file, {}, "the system CA store"),
             integer(s, "keep", u.keep, 1, 1000),
             seconds(s, "connect_timeout", u.connect_timeout, 1, kDay),
             seconds(s, "transfer_timeout", u.transfer_timeout, 1, 7 * kDay)};
@@ -332,7 +380,7 @@ class Parser {
 
   std::vector<Field> audit_fields(Config::Audit& a) const {
     const std::string_view s = "audit";
-    return {boolean(s, "syslog", a.syslog), path(s, "syslog_socket", a.syslog_socket, a.syslog_socket),
+    return {boolean(s, "syslog", a.syslog), path(s, "syslog_socket", a.syslog_socket, a.syslog_socket, "/dev/log"),
             megabytes(s, "rotate_mb", a.rotate_mb), integer(s, "keep_files", a.keep_files, 1, 1000)};
   }
 
@@ -372,6 +420,15 @@ Config default_config() {
   Config c;
   c.defaults.known_hosts = expand_user("~/.ssh/known_hosts");
   return c;
+}
+
+std::vector<ConfigKeyDoc> config_key_docs() {
+  Config c = default_config();
+  std::vector<ConfigKeyDoc> docs;
+  for (const auto& s : Parser("config.toml").sections(c)) {
+    for (const auto& f : s.fields) docs.push_back({std::string(s.name), std::string(f.key), f.type, f.default_value});
+  }
+  return docs;
 }
 
 Result<Config> parse_config(std::string_view text, std::string_view source_name) {

@@ -9,6 +9,7 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/ssh/host_key_policy.hpp"
 #include "core/util/result.hpp"
@@ -102,6 +103,14 @@ struct Config {
 Config default_config();
 
 Result<Config> load_config(const std::filesystem::path& path);
+
+// One key of config.toml as the parser checks it (rch-config(5) is made from these).
+struct ConfigKeyDoc {
+  std::string section, key;
+  std::string type;           // "integer, 1 to 10000", "one of \"strict\", \"accept-new\""
+  std::string default_value;  // as written in config.toml
+};
+std::vector<ConfigKeyDoc> config_key_docs();
 // `source_name` prefixes errors and, if it has a directory, anchors relative paths.
 Result<Config> parse_config(std::string_view text, std::string_view source_name);
 

@@ -13,7 +13,9 @@
 #   new pid at 0.2.0), a concurrent update refused (a running one and a lock
 #   held with flock); --verify; --rollback; --json; downgrade rules; --force
 #   without a key; pruning; kill -9 at a drain and at random moments; --fleet
-#   against the testbed's workers.
+#   against the testbed's workers; an rchd that systemd runs is started again
+#   through systemctl (a stand-in on PATH), and a note names the rch first on
+#   PATH when it is not $RCH_HOME/bin/rch.
 set -euo pipefail
 : "${RCH_SOURCE_DIR:?set RCH_SOURCE_DIR to the rch source tree}"
 : "${RCH_TESTBED_DIR:?set RCH_TESTBED_DIR to a testbed (scripts/testbed.sh up 4 DIR)}"
@@ -709,6 +711,35 @@ publish "$BD"
 RCH_RELEASE_URL=$BASE/bad/sig-only/release.json expect_exit 0 "$U" update --yes --force --json
 jcheck "$OUT" 'assert d["ok"] and d["signature"] == "verified" and d["to_version"] == "0.2.0", d'
 is_installed 0.2.0
+
+echo "--- rchd run by systemd is started again through systemctl; the rch first on PATH is named"
+# As the units set it (packaging/systemd): INVOCATION_ID from systemd, RCHD_UNIT and its scope from the unit.
+"$RCH_HOME/bin/rchd" stop --root "$RCH_HOME" 2>/dev/null || fail "rchd stop failed"
+INVOCATION_ID=first RCHD_UNIT=rchd.service RCHD_UNIT_SCOPE=user start_rchd
+P7=$(rchd_pid)
+# systemd is not PID 1 here: a systemctl stand-in records its arguments and
+# starts the unit's daemon as systemd would, with the unit's environment.
+mkdir -p "$W/sysbin" "$W/otherbin"
+cat >"$W/sysbin/systemctl" <<EOF
+#!/bin/sh
+echo "\$*" >>"$W/systemctl.log"
+[ "\$*" = "--user start rchd.service" ] || exit 1
+INVOCATION_ID=second RCHD_UNIT=rchd.service RCHD_UNIT_SCOPE=user exec "$RCH_HOME/bin/rchd" run --root "$RCH_HOME"
+EOF
+printf '#!/bin/sh\necho another rch\n' >"$W/otherbin/rch"
+chmod +x "$W/sysbin/systemctl" "$W/otherbin/rch"
+PATH=$W/otherbin:$W/sysbin:$PATH expect_exit 0 "$U" update --yes --force
+contains "$OUT" "stopped rchd 0.2.0 (pid $P7) of systemd unit rchd.service (user)"
+[[ $(cat "$W/systemctl.log") == "--user start rchd.service" ]] || fail "systemctl calls: $(cat "$W/systemctl.log")"
+P8=$(rchd_pid)
+[[ $P8 != "$P7" ]] || fail "rchd was not restarted"
+rchd_is "$P8" 0.2.0
+tr '\0' '\n' <"/proc/$P8/environ" | grep -qx INVOCATION_ID=second || fail "rchd $P8 was not started through systemctl"
+[[ $(grep -c "the rch first on PATH is" <<<"$ERR") == 1 ]] || fail "no single PATH note: $ERR"
+contains "$ERR" "the rch first on PATH is $W/otherbin/rch, not the one rch update installs ($RCH_HOME/bin/rch): put $RCH_HOME/bin first on PATH"
+PATH=$RCH_HOME/bin:$W/otherbin:$W/sysbin:$PATH expect_exit 0 "$U" update --yes --force
+[[ $ERR != *"on PATH"* ]] || fail "a PATH note although $RCH_HOME/bin/rch comes first: $ERR"
+rchd_is "$(rchd_pid)" 0.2.0
 
 echo "--- usage errors"
 expect_exit 2 "$U" update --check --rollback

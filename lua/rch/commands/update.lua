@@ -16,6 +16,7 @@ local verify = require "rch.update.verify"
 local install = require "rch.update.install"
 local daemon = require "rch.update.daemon"
 local tree = require "rch.install"
+local placement = require "rch.update.placement"
 
 local M = {}
 
@@ -228,7 +229,7 @@ end
 -- Starts rchd again if stop_daemon stopped it (or an interrupted run did).
 local function restart_daemon(home, report, version, out)
   if not report.restart then return true end
-  local st, err = daemon.start(home, version)
+  local st, err = daemon.start(home, version, report.unit)
   if not st then return nil, err end
   report.restarted, report.new_pid, report.new_version = true, st.pid, st.version
   local state = install.read_state(home)
@@ -342,6 +343,10 @@ local function run_install(opts, settings, out)
   if not lock then return out.fail(1, held and "another update is running: " .. err or err, base) end
   local code = install_locked(release, found, opts, settings, out, base, home)
   lock:release()
+  if code == 0 then
+    local note = placement.path_note(home)
+    if note then out.warn(note) end
+  end
   if code ~= 0 or not opts.fleet then return code end
   local fcode, result = fleet_deploy(target, settings, out)
   base.fleet = { exit_code = fcode, result = result or null }
@@ -588,6 +593,9 @@ function M.run(opts)
 
   if opts.verify then return run_verify(out) end
   if opts.check then return run_check(opts, settings, out) end
+  -- Installing and rolling back are the package manager's when a package owns this rch.
+  local refusal = placement.refusal(opts, rch.config.paths().home)
+  if refusal then return out.fail(1, refusal) end
   if opts.rollback then return run_rollback(opts, settings, out) end
   return run_install(opts, settings, out)
 end

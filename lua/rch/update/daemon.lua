@@ -1,10 +1,12 @@
 --- rchd coordination for rch update: drain the running daemon, wait for its
 -- builds (up to --drain-timeout), stop it through its socket (never by
--- process name), and start the installed one again afterwards. The daemon is
--- found at its default socket, $RCH_HOME/rchd.sock.
+-- process name), and start the installed one again afterwards: through
+-- systemctl when systemd ran it (rch.update.systemd), else `rchd run`. The
+-- daemon is found at its default socket, $RCH_HOME/rchd.sock.
 local rch = require "rch"
 local daemon = require "rch.daemon"
 local install_mod = require "rch.update.install"
+local systemd = require "rch.update.systemd"
 
 local M = {}
 
@@ -18,7 +20,8 @@ function M.status(home) return daemon.status(M.socket(home)) end
 
 --- Drains and stops a running rchd.
 -- @param opts {drain_timeout (s), say = function(text), warn = function(text)}
--- @return report {was_running, pid, version, active_builds, remaining_builds, waited}, or nil, err
+-- @return report {was_running, pid, version, active_builds, remaining_builds, waited, unit}, or nil, err
+--   (unit: the systemd unit that ran it, see rch.update.systemd.unit_of)
 --   (on error a drained daemon is undrained again)
 function M.stop(home, opts)
   local sock = M.socket(home)
@@ -27,6 +30,7 @@ function M.stop(home, opts)
   local report = { was_running = st.running, pid = st.pid, version = st.version, active_builds = st.active_builds,
     remaining_builds = 0, waited = 0 }
   if not st.running then return report end
+  report.unit = systemd.unit_of(st.pid)
 
   local ok
   ok, err = daemon.drain(sock)
@@ -62,26 +66,39 @@ function M.stop(home, opts)
     daemon.undrain(sock)
     return nil, ("cannot stop rchd (pid %d): %s"):format(st.pid, err)
   end
-  opts.say(("stopped rchd %s (pid %d)"):format(st.version, st.pid))
+  opts.say(("stopped rchd %s (pid %d)%s"):format(st.version, st.pid,
+    report.unit and (" of systemd unit %s (%s)"):format(report.unit.unit, report.unit.scope) or ""))
   return report
 end
 
---- Starts $RCH_HOME/bin/rchd (the installed current version) and checks that
--- it answers with the expected version.
+--- Starts rchd again, $RCH_HOME/bin/rchd (the installed current version) or,
+-- when systemd ran the daemon that was stopped, its unit, and checks that it
+-- answers with the expected version.
+-- @param unit the stopped daemon's systemd unit (the report of M.stop), or nil
 -- @return status, or nil, err
-function M.start(home, expect_version)
+function M.start(home, expect_version, unit)
   local exe = home .. "/bin/rchd"
-  local run, err = rch.sys.run({ exe, "run", "--root", home }, 30)
-  if not run then return nil, ("cannot start %s: %s"):format(exe, err) end
-  if run.code ~= 0 then
-    return nil, ("%s run exited %d: %s"):format(exe, run.code, (run.err .. run.out):gsub("%s+$", ""))
+  local err
+  local started_by = exe .. " run"
+  if unit then
+    local ok, serr = systemd.start(unit)
+    if not ok then return nil, serr end
+    started_by = table.concat(systemd.argv(unit, "start"), " ")
+  else
+    local run, rerr = rch.sys.run({ exe, "run", "--root", home }, 30)
+    if not run then return nil, ("cannot start %s: %s"):format(exe, rerr) end
+    if run.code ~= 0 then
+      return nil, ("%s run exited %d: %s"):format(exe, run.code, (run.err .. run.out):gsub("%s+$", ""))
+    end
   end
   local st
   st, err = daemon.status(M.socket(home))
   if not st then return nil, ("rchd started but %s: %s"):format(M.socket(home), err) end
-  if not st.running then return nil, ("%s run returned but nothing answers on %s"):format(exe, M.socket(home)) end
+  if not st.running then return nil, ("%s returned but nothing answers on %s"):format(started_by, M.socket(home)) end
   if expect_version and st.version ~= expect_version then
-    return nil, ("the restarted rchd (pid %d) reports version %s, expected %s"):format(st.pid, st.version, expect_version)
+    return nil, ("the restarted rchd (pid %d) reports version %s, expected %s%s"):format(st.pid, st.version,
+      expect_version, unit and (" (the unit %s runs another rchd than %s: point its ExecStart there)"):format(
+        unit.unit, home .. "/bin/rchd") or "")
   end
   if st.draining then daemon.undrain(M.socket(home)) end
   return st
