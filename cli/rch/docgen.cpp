@@ -344,8 +344,9 @@ int man_config(std::ostream& out) {
         << roff(meanings.at(k.section + "." + k.key)) << ".br\nType: " << roff_inline(k.type) << ".\n";
   }
   out << ".SS [policy]\n"
-      << roff("Free-form: any keys and values, for site hooks and canary policies, which read them as "
-              "ctx.settings.policy (thresholds, URLs) instead of having them edited into the Lua.");
+      << roff(
+             "Free-form: any keys and values, for site hooks and canary policies, which read them as "
+             "ctx.settings.policy (thresholds, URLs) instead of having them edited into the Lua.");
   out << ".SH WORKERS.TOML\n"
       << roff("One [[workers]] table per SSH host:") << ".TP\n.B id\n"
       << roff("The worker's name: letters, digits, '.', '_' and '-', unique.") << ".TP\n.B host\n"
