@@ -73,6 +73,7 @@ class SimFleet {
   struct Worker;
   Worker& worker(const std::string& id);
   SimOp fail_if(const std::string& id, const std::string& step, int delay_ms);
+  SimOp run_agent(const std::string& id, const std::string& command, int delay_ms);
 
   SimConfig config_;
   std::map<std::string, std::unique_ptr<Worker>> workers_;

@@ -23,9 +23,9 @@ zstd = "ignore"
 rustup = "ignore"
 '
 
-# transcript.py DIR: the steps recorded in DIR (NN.cmd, NN.kind, NN.out: the --json document,
-# NN.layout) as one text: each document and layout without what legitimately differs between the two
-# transports (ids, times, hosts, roots, what a worker's shell or agent said in its own words).
+# transcript.py DIR AUDIT: the steps recorded in DIR (NN.cmd, NN.kind, NN.out: the --json document,
+# NN.layout) and the events of the audit log AUDIT as one text, without what legitimately differs
+# between the two transports (ids, times, hosts, roots, what a worker's shell or agent said).
 cat >"$TMP/transcript.py" <<'EOF_PY'
 import glob, json, os, re, sys
 LABEL = {os.environ["OWN_SHA"]: "own", os.environ["NEXT_SHA"]: "next", os.environ["UNHEALTHY_SHA"]: "unhealthy"}
@@ -110,6 +110,14 @@ for cmd in sorted(glob.glob(sys.argv[1] + "/*.cmd")):
             print(show(KINDS[open(base + ".kind").read().strip()](d)))
     print("## layout after it")
     print(show(layout(open(base + ".layout").read())))
+# The audit log: per deployment (or rollback), each worker's events in order (workers run in parallel,
+# so their events interleave in any order).
+runs = {}
+for line in open(sys.argv[2]):
+    e = json.loads(line)
+    runs.setdefault(e["deployment_id"], {}).setdefault(e["worker_id"] or "-", []).append(e["event_type"])
+print("## audit events")
+print(show(list(runs.values())))
 EOF_PY
 
 # The simulator's layout of every worker, through rch.transport.sim: inspect (the model's own state,
@@ -217,7 +225,7 @@ export RCH_MOCK_SSH=1 RCH_STATE_DIR=$TMP/sim/state RCH_DATA_DIR=$TMP/sim/data
 mkdir -p "$TMP/sim"
 scenario
 unset RCH_MOCK_SSH
-for side in real sim; do python3 "$TMP/transcript.py" "$TMP/$side" >"$TMP/$side.txt"; done
+for side in real sim; do python3 "$TMP/transcript.py" "$TMP/$side" "$TMP/$side/state/audit.jsonl" >"$TMP/$side.txt"; done
 diff -u --label real --label simulated "$TMP/real.txt" "$TMP/sim.txt" >"$TMP/diff" ||
   fail "the simulated fleet does not do what the real remote scripts do (real $real_secs s):
 $(cat "$TMP/diff")"

@@ -73,7 +73,7 @@ function Handle:probe_agent(_, with_health) return self.fleet:probe_agent(self.w
 function Handle:installed_version()
   local probe, err = self.fleet:probe_agent(self.worker.id, false)
   if probe then return probe.version end
-  if err == "rch-wkr is not installed" then return false end
+  if tostring(err):find("(exit 127)", 1, true) then return false end -- as rch.remote: no agent to run
   return nil, err
 end
 
