@@ -65,7 +65,9 @@ function Handle:toolchain(name)
   if not ok then return nil, err end
   return "already installed"
 end
--- The simulated fleet keeps no version directories: nothing to prune.
+-- Not modelled: a simulated worker keeps every version it was sent, where a real one keeps
+-- [deploy] keep_versions (at least 2, so the two versions of tests/e2e/sim_conformance_test.sh
+-- never tell them apart).
 function Handle.prune() return {} end
 function Handle:probe_agent(_, with_health) return self.fleet:probe_agent(self.worker.id, with_health) end
 
