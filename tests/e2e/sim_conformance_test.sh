@@ -5,8 +5,9 @@
 #   install on fresh workers, a dry run, an upgrade with --drain-first, a redeploy that is skipped,
 #   a failure after install (--verify and an unhealthy agent: rolled back to the previous version, and to
 #   no agent on a fresh worker; a different build of the running version refused at preflight),
-#   rch fleet verify, rch fleet rollback (and its dry run), drain and undrain with and without an agent,
-#   a deploy while draining, a reinstall of a version already on the worker.
+#   rch fleet verify, rch fleet rollback (to the recorded version, --to-version on a worker without an
+#   agent, --dry-run), a downgrade over the failed build's directory, drain and undrain with and without
+#   an agent, a deploy while draining, a reinstall of a version already on the worker.
 # After each command its --json document (ids, times, hosts and the worker's own words masked) and every
 # worker's layout (current, bin/rch-wkr, versions/ with the bytes of each rch-wkr, the current
 # manifest's version and sha256, the drain marker) go to one transcript per side. The real layout is
@@ -23,9 +24,11 @@ zstd = "ignore"
 rustup = "ignore"
 '
 
-# transcript.py DIR AUDIT: the steps recorded in DIR (NN.cmd, NN.kind, NN.out: the --json document,
-# NN.layout) and the events of the audit log AUDIT as one text, without what legitimately differs
-# between the two transports (ids, times, hosts, roots, what a worker's shell or agent said).
+# transcript.py DIR AUDIT [check]: the steps recorded in DIR (NN.cmd, NN.kind, NN.out: the --json
+# document, NN.layout, NN.expect) and the events of the audit log AUDIT as one text, without what
+# legitimately differs between the two transports (ids, times, hosts, roots, what a worker's shell or
+# agent said). With `check`, each step's workers must end as NN.expect says (the scenario does what it
+# claims to).
 cat >"$TMP/transcript.py" <<'EOF_PY'
 import glob, json, os, re, sys
 LABEL = {os.environ["OWN_SHA"]: "own", os.environ["NEXT_SHA"]: "next", os.environ["UNHEALTHY_SHA"]: "unhealthy"}
@@ -95,6 +98,9 @@ def layout(text):
                     "draining": w.get("draining") in (True, "1")}
     return out
 def show(x): return json.dumps(x, indent=1, sort_keys=True)
+def outcome(w):
+    if "status" in w: return w["status"]
+    return "drained" if w.get("drained") else "undrained" if w.get("undrained") else "error"
 for cmd in sorted(glob.glob(sys.argv[1] + "/*.cmd")):
     base = cmd[:-4]
     print("## " + open(cmd).read().strip())
@@ -104,6 +110,10 @@ for cmd in sorted(glob.glob(sys.argv[1] + "/*.cmd")):
     except ValueError:
         print("not JSON: " + text)
     else:
+        want = open(base + ".expect").read().split()
+        if sys.argv[3:] == ["check"] and want:
+            got = ["%s=%s" % (w["worker_id"], outcome(w)) for w in d["workers"]]
+            if got != want: raise SystemExit("%s: workers ended %s, the scenario wants %s" % (cmd, got, want))
         if isinstance(d, dict) and d.get("ok") is False and "exit_code" in d:  # the command's failure document
             print(show({"error": words(d.get("error")), "exit_code": d.get("exit_code")}))
         else:
@@ -161,7 +171,8 @@ real_layout() {
 
 # step NAME KIND WANT_EXIT ARGS…: runs `rch fleet ARGS… --json` on this side and records the command,
 # its exit code, its document and the layout after it in $TMP/$SIDE. SIM_FAULTS (the simulator's model
-# of what the real agent does in this step) applies to the simulated side only.
+# of what the real agent does in this step) applies to the simulated side only; EXPECT lists how the
+# step's workers end ("w1=Completed w2=RolledBack", drained, undrained, error).
 N=0
 step() {
   local name=$1 kind=$2 want=$3 got f; shift 3
@@ -178,6 +189,7 @@ step() {
     fail "step '$name': exit $got (want $want) from rch fleet $* | stdout: $(cat "$f.out") | stderr: $(cat "$TMP/err")"
   echo "$name: rch fleet $* (exit $got)" >"$f.cmd"
   echo "$kind" >"$f.kind"
+  echo "${EXPECT:-}" >"$f.expect"
   if [[ $SIDE == sim ]]; then
     "$RCH" run "$TMP/sim_layout.lua" >"$f.layout" 2>"$TMP/err" || fail "sim layout: $(cat "$TMP/err")"
   else
@@ -188,28 +200,29 @@ step() {
 scenario() {
   stage "$NEXT" "$RCH_WKR_NEXT"
   step "fresh fleet" status 0 status
-  step "drain a worker without an agent" drain 1 drain --worker w4 --timeout 5
-  step "install on fresh workers" deploy 0 deploy --no-toolchain --worker w1,w2
+  EXPECT="w4=error" step "drain a worker without an agent" drain 1 drain --worker w4 --timeout 5
+  EXPECT="w1=Completed w2=Completed" step "install on fresh workers" deploy 0 deploy --no-toolchain --worker w1,w2
   step "dry run of the upgrade" dry-run 0 deploy --no-toolchain --dry-run --version "$NEXT"
-  step "upgrade (drained first) and a fresh install" deploy 0 deploy --no-toolchain --version "$NEXT" \
-    --worker w1,w3 --drain-first
-  step "redeploy: nothing to do" deploy 0 deploy --no-toolchain --version "$NEXT" --worker w1
+  EXPECT="w1=Completed w3=Completed" step "upgrade (drained first) and a fresh install" deploy 0 \
+    deploy --no-toolchain --version "$NEXT" --worker w1,w3 --drain-first
+  EXPECT="w1=Skipped" step "redeploy: nothing to do" deploy 0 deploy --no-toolchain --version "$NEXT" --worker w1
   # The next build of $OWN fails its health check: on the simulator, its workers' agents are unhealthy.
   stage "$OWN" "$RCH_WKR_UNHEALTHY"
-  SIM_FAULTS=w2:unhealthy,w3:unhealthy,w4:unhealthy step "verify fails after install" deploy 1 \
-    deploy --no-toolchain --verify --worker w2,w3,w4
+  EXPECT="w2=Failed w3=RolledBack w4=RolledBack" SIM_FAULTS=w2:unhealthy,w3:unhealthy,w4:unhealthy \
+    step "verify fails after install" deploy 1 deploy --no-toolchain --verify --worker w2,w3,w4
   unstage "$OWN"
   step "status after the failure" status 0 status
   step "verify" verify 1 verify
-  step "rollback" rollback 1 rollback --worker w1,w2,w4
-  step "rollback to a version kept on a worker without an agent" rollback 1 rollback --worker w4 --to-version "$OWN"
-  step "downgrade over the failed build's directory" deploy 0 deploy --no-toolchain --worker w3
+  EXPECT="w1=RolledBack w2=Failed w4=Failed" step "rollback" rollback 1 rollback --worker w1,w2,w4
+  EXPECT="w4=Failed" step "rollback to a version kept on a worker without an agent" rollback 1 \
+    rollback --worker w4 --to-version "$OWN"
+  EXPECT="w3=Completed" step "downgrade over the failed build's directory" deploy 0 deploy --no-toolchain --worker w3
   step "rollback dry run" rollback 1 rollback --dry-run
-  step "drain every worker" drain 1 drain --timeout 5
+  EXPECT="w1=drained w2=drained w3=drained w4=error" step "drain every worker" drain 1 drain --timeout 5
   step "status while draining" status 0 status
-  step "deploy while draining, and a version already present" deploy 0 deploy --no-toolchain --version "$NEXT" \
-    --worker w1,w2
-  step "undrain every worker" drain 1 undrain
+  EXPECT="w1=Completed w2=Completed" step "deploy while draining, and a version already present" deploy 0 \
+    deploy --no-toolchain --version "$NEXT" --worker w1,w2
+  EXPECT="w1=undrained w2=undrained w3=undrained w4=error" step "undrain every worker" drain 1 undrain
   step "final status" status 0 status
   step "final verify" verify 1 verify
 }
@@ -225,7 +238,9 @@ export RCH_MOCK_SSH=1 RCH_STATE_DIR=$TMP/sim/state RCH_DATA_DIR=$TMP/sim/data
 mkdir -p "$TMP/sim"
 scenario
 unset RCH_MOCK_SSH
-for side in real sim; do python3 "$TMP/transcript.py" "$TMP/$side" "$TMP/$side/state/audit.jsonl" >"$TMP/$side.txt"; done
+python3 "$TMP/transcript.py" "$TMP/real" "$TMP/real/state/audit.jsonl" check >"$TMP/real.txt" ||
+  fail "the scenario went otherwise on the real workers than it intends"
+python3 "$TMP/transcript.py" "$TMP/sim" "$TMP/sim/state/audit.jsonl" >"$TMP/sim.txt"
 diff -u --label real --label simulated "$TMP/real.txt" "$TMP/sim.txt" >"$TMP/diff" ||
   fail "the simulated fleet does not do what the real remote scripts do (real $real_secs s):
 $(cat "$TMP/diff")"
