@@ -224,6 +224,14 @@ SimFault SimFleet::fault_of(const std::string& id) const {
   }
 }
 
+// Whether an agent command (`rch-wkr COMMAND…`) can run: the real ones exec <root>/bin/rch-wkr from sh
+// (remote_steps.lua), which fails with exit 127 where no agent is installed; so does the simulated one.
+SimOp SimFleet::run_agent(const std::string& id, const std::string& command, int delay_ms) {
+  const Worker& w = worker(id);
+  if (w.bin_link && !w.current.empty()) return {true, "", delay_ms, ""};
+  return {false, command + " failed (exit 127): rch-wkr is not installed on " + id, delay_ms, ""};
+}
+
 SimOp SimFleet::fail_if(const std::string& id, const std::string& step, int delay_ms) {
   const SimFault f = fault_of(id);
   if (f.kind == SimFaultKind::fail_at_step && f.step == step) {
@@ -252,10 +260,9 @@ SimOp SimFleet::preflight(const std::string& id, const std::string& target) {
                           {"rustup", w.rustup},
                           {"agent_present", w.bin_link},
                           {"draining", w.draining}};
-  if (w.bin_link && !w.current.empty()) {
-    facts["current_version"] = w.current;
-    facts["current_link"] = "versions/v" + w.current;
-  }
+  if (w.bin_link && !w.current.empty()) facts["current_version"] = w.current;
+  // The link is reported whether or not an agent runs from it (rollback --to-version reads it).
+  if (!w.current.empty()) facts["current_link"] = "versions/v" + w.current;
   std::string versions;
   for (const auto& [v, sha] : w.versions) versions += "v" + v + " ";
   facts["versions"] = versions;
@@ -308,6 +315,7 @@ SimOp SimFleet::rollback(const std::string& id, const std::string& previous_link
 
 SimOp SimFleet::drain(const std::string& id, int timeout_s) {
   SimOp op = fail_if(id, "drain", config_.latency_ms);
+  if (op.ok) op = run_agent(id, "rch-wkr drain", op.delay_ms);
   if (!op.ok) return op;
   Worker& w = worker(id);
   w.draining = true;
@@ -318,8 +326,9 @@ SimOp SimFleet::drain(const std::string& id, int timeout_s) {
 }
 
 SimOp SimFleet::undrain(const std::string& id) {
-  worker(id).draining = false;
-  return {true, "", config_.latency_ms, ""};
+  SimOp op = run_agent(id, "rch-wkr undrain", config_.latency_ms);
+  if (op.ok) worker(id).draining = false;
+  return op;
 }
 
 SimOp SimFleet::toolchain(const std::string& id, const std::string&) {
@@ -332,8 +341,9 @@ SimOp SimFleet::probe_agent(const std::string& id, bool with_health) {
   if (f.kind == SimFaultKind::slow_health && with_health) delay += 2000;
   SimOp op = fail_if(id, "verify", delay);
   if (!op.ok) return op;
+  op = run_agent(id, "rch-wkr --version", delay);
+  if (!op.ok) return op;
   const Worker& w = worker(id);
-  if (!w.bin_link || w.current.empty()) return {false, "rch-wkr is not installed", delay, ""};
   nlohmann::json out = {{"version", w.current}};
   if (with_health) {
     const bool ok = f.kind != SimFaultKind::unhealthy;

@@ -89,6 +89,7 @@ class SimFleet {
   struct Worker;
   Worker& worker(const std::string& id);
   SimOp fail_if(const std::string& id, const std::string& step, int delay_ms);
+  SimOp run_agent(const std::string& id, const std::string& command, int delay_ms);
 
   std::filesystem::path journal_path() const;
   Result<void> load();

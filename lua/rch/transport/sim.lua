@@ -65,7 +65,9 @@ function Handle:toolchain(name)
   if not ok then return nil, err end
   return "already installed"
 end
--- The simulated fleet keeps no version directories: nothing to prune.
+-- Not modelled: a simulated worker keeps every version it was sent, where a real one keeps
+-- [deploy] keep_versions (at least 2, so the two versions of tests/e2e/sim_conformance_test.sh
+-- never tell them apart).
 function Handle.prune() return {} end
 function Handle:probe_agent(_, with_health) return self.fleet:probe_agent(self.worker.id, with_health) end
 
@@ -73,7 +75,7 @@ function Handle:probe_agent(_, with_health) return self.fleet:probe_agent(self.w
 function Handle:installed_version()
   local probe, err = self.fleet:probe_agent(self.worker.id, false)
   if probe then return probe.version end
-  if err == "rch-wkr is not installed" then return false end
+  if tostring(err):find("(exit 127)", 1, true) then return false end -- as rch.remote: no agent to run
   return nil, err
 end
 
