@@ -15,6 +15,16 @@ expect_exit() {
   [[ $got == "$want" ]] || fail "exit $got (want $want) from: $* | stdout: $OUT | stderr: $ERR"
 }
 contains() { [[ $1 == *"$2"* ]] || fail "expected '$2' in: $1"; }
+# wait_until SECONDS CMD…: polls CMD every 50 ms.
+wait_until() {
+  local limit=$1 i
+  shift
+  for ((i = 0; i < limit * 20; i++)); do
+    "$@" && return 0
+    sleep 0.05
+  done
+  fail "timed out after ${limit}s waiting for: $*"
+}
 # Testbed helpers (tests that talk to workers share the fixture's testbed).
 TB=${RCH_TESTBED_DIR:-}
 # reset_workers: every testbed worker back to an empty root (nothing left in it), sshd running.

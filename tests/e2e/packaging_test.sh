@@ -30,16 +30,6 @@ cleanup() {
   rm -rf "$T" "$TMP"
 }
 trap cleanup EXIT
-# wait_until SECONDS CMD…: polls CMD every 50 ms.
-wait_until() {
-  local limit=$1 i
-  shift
-  for ((i = 0; i < limit * 20; i++)); do
-    "$@" && return 0
-    sleep 0.05
-  done
-  fail "timed out after ${limit}s waiting for: $*"
-}
 alive() { kill -0 "$1" 2>/dev/null && [[ $(ps -o stat= -p "$1" 2>/dev/null) != Z* ]]; }
 
 echo "--- scripts/package.sh builds rch and rch-wkr from the build dir"

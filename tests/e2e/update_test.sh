@@ -43,16 +43,6 @@ trap cleanup EXIT
 
 # ------------------------------------------------------------------ helpers
 
-# wait_until SECONDS CMD…: polls CMD every 50 ms.
-wait_until() {
-  local limit=$1 i
-  shift
-  for ((i = 0; i < limit * 20; i++)); do
-    "$@" && return 0
-    sleep 0.05
-  done
-  fail "timed out after ${limit}s waiting for: $*"
-}
 
 # shellcheck source=tests/e2e/rchd_lib.sh
 source "$(dirname "$0")/rchd_lib.sh"
