@@ -431,16 +431,21 @@ void assoc(std::ostream& out, const char* name, const std::vector<std::pair<std:
   out << "  )\n";
 }
 
+// The four lookup tables both completion scripts start with.
+void assoc_tables(std::ostream& out, const Tables& t, bool zsh) {
+  assoc(out, "subs", t.subs, zsh);
+  assoc(out, "opts", t.opts, zsh);
+  assoc(out, "values", t.values, zsh);
+  assoc(out, "args", t.args, zsh);
+}
+
 void completion_bash(std::ostream& out, const Command& root) {
   const Tables t = tables_of(root);
   out << "# bash completion for rch, made by `rch __completion bash` from rch's own command definitions.\n"
          "_rch() {\n"
          "  local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}\n"
          "  local -A subs opts values args\n";
-  assoc(out, "subs", t.subs, false);
-  assoc(out, "opts", t.opts, false);
-  assoc(out, "values", t.values, false);
-  assoc(out, "args", t.args, false);
+  assoc_tables(out, t, false);
   out << R"bash(  # The command path so far; an option's value is not a command.
   local cmd=rch i w
   for ((i = 1; i < COMP_CWORD; i++)); do
@@ -491,10 +496,7 @@ void completion_zsh(std::ostream& out, const Command& root) {
          "# zsh completion for rch, made by `rch __completion zsh` from rch's own command definitions.\n"
          "_rch() {\n"
          "  local -A subs opts values args\n";
-  assoc(out, "subs", t.subs, true);
-  assoc(out, "opts", t.opts, true);
-  assoc(out, "values", t.values, true);
-  assoc(out, "args", t.args, true);
+  assoc_tables(out, t, true);
   out << R"zsh(  local cmd=rch i w key cur=${words[CURRENT]} prev=${words[CURRENT-1]}
   for ((i = 2; i < CURRENT; i++)); do
     w=${words[i]}
