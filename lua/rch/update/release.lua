@@ -14,6 +14,13 @@ function M.target()
   return M.TARGETS[jit.arch] or (jit.arch .. "-unknown-linux-gnu")
 end
 
+--- The target triple of a worker whose `uname -m` (or ELF architecture) is `machine`.
+function M.target_for_machine(machine)
+  if machine == "amd64" then machine = "x86_64" end
+  if machine == "arm64" then machine = "aarch64" end
+  return machine .. "-unknown-linux-gnu"
+end
+
 --- Where the release list comes from: RCH_RELEASE_URL, else config update.url.
 function M.source_url(settings)
   local env = os.getenv("RCH_RELEASE_URL")
@@ -132,10 +139,10 @@ function M.downloads(found)
   return list
 end
 
---- The assets of `release` this machine installs.
+--- The assets of `release` for `target` (default: this machine's target).
 -- @return {tarball, sha256, checksums, signatures (list, may be empty), notes (may be nil)}, or nil, err
-function M.assets(release)
-  local tarball_name = ("rch-v%s-%s.tar.gz"):format(release.version, M.target())
+function M.assets(release, target)
+  local tarball_name = ("rch-v%s-%s.tar.gz"):format(release.version, target or M.target())
   local by_name = {}
   for _, a in ipairs(release.assets) do by_name[a.name] = a end
   local want = {
