@@ -7,17 +7,19 @@
 # costs: rch's own (user+sys, with its children) and the workers' sshd (the
 # CPU their sshd masters reaped from the connections' processes).
 #
-#   bash scripts/bench/probe_latency.sh [--workers 32] [--widths "8 16 32 64"] [--parallel 8] [--runs 5] [--build DIR] [--dir DIR]
+# [defaults] parallel is 1 throughout, so the probe width is exactly the one
+# named (probe work never runs narrower than --parallel).
+#
+#   bash scripts/bench/probe_latency.sh [--workers 32] [--widths "4 8 16 32 64"] [--runs 5] [--build DIR] [--dir DIR]
 set -euo pipefail
 bench_name=probe_latency
 # shellcheck source=scripts/bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-n=32 widths="8 16 32 64" parallel=8 runs=5 build=$repo/build dir=/tmp/rch-bench-probe
+n=32 widths="4 8 16 32 64" runs=5 build=$repo/build dir=/tmp/rch-bench-probe
 while (($# > 0)); do
   case $1 in
     --workers) n=${2:?}; shift 2 ;;
     --widths) widths=${2:?}; shift 2 ;;
-    --parallel) parallel=${2:?}; shift 2 ;;
     --runs) runs=${2:?}; shift 2 ;;
     --build) build=${2:?}; shift 2 ;;
     --dir) dir=${2:?}; shift 2 ;;
@@ -29,9 +31,9 @@ trap 'bash "$testbed" down "$bench_dir" >/dev/null 2>&1 || true' EXIT
 hosts=$(bench_hosts_file "$n")
 cp "$bench_dir/bin/rch-wkr" "$payload" # the real agent: this benchmark is not about bytes
 base_config=$(cat "$bench_dir/config.toml")
-with_width() { printf '%s\nparallel = %s\nprobe_parallel = %s\n' "$base_config" "$parallel" "$1" >"$bench_dir/config.toml"; }
+with_width() { printf '%s\nparallel = 1\nprobe_parallel = %s\n' "$base_config" "$1" >"$bench_dir/config.toml"; }
 with_width 64
-"$rch" fleet deploy --no-toolchain --json >"$bench_dir/first.json" || die "first deploy failed"
+"$rch" fleet deploy --no-toolchain --parallel 8 --json >"$bench_dir/first.json" || die "first deploy failed"
 bench_check_rch_result "first deploy" "$bench_dir/first.json" "$n" completed
 
 sshd_cpu_ticks() { # CPU (clock ticks) the testbed's sshd masters reaped from their children
@@ -52,7 +54,7 @@ measure() {
   t1=$EPOCHREALTIME; c1=$(sshd_cpu_ticks)
   echo "$label $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }') $(awk '{ printf "%.3f", $1 + $2 }' "$bench_dir/cpu") $(awk -v c=$((c1 - c0)) -v hz="$hz" 'BEGIN { printf "%.3f", c / hz }')"
 }
-say "$n workers, widths $widths, --parallel $parallel, $runs interleaved runs"
+say "$n workers, widths $widths, $runs interleaved runs"
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
 {
   for ((r = 1; r <= runs; r++)); do
@@ -67,17 +69,17 @@ load0=$(cut -d' ' -f1-3 /proc/loadavg)
   done
 } | tee "$bench_dir/results" >&2
 load1=$(cut -d' ' -f1-3 /proc/loadavg)
-python3 - "$bench_dir/results" "$n" "$parallel" "$runs" "$load0" "$load1" "$rch_commit" "$rch_dirty" <<'PY'
+python3 - "$bench_dir/results" "$n" "$runs" "$load0" "$load1" "$rch_commit" "$rch_dirty" <<'PY'
 import statistics, sys
 from collections import defaultdict
 rows = defaultdict(list)
 for line in open(sys.argv[1]):
     *label, wall, cpu, sshd = line.split()
     rows[" ".join(label)].append((float(wall), float(cpu), float(sshd)))
-n, p, runs, load0, load1, commit, dirty = sys.argv[2:]
+n, runs, load0, load1, commit, dirty = sys.argv[2:]
 med = lambda xs: statistics.median(xs)
 peer = min(med([w for w, _, _ in rows[k]]) for k in ("clush true", "parallel-ssh true"))
-print(f"### Read-only work on {n} sshd workers: median (min–max) of {runs} interleaved runs, --parallel {p}\n")
+print(f"### Read-only work on {n} sshd workers: median (min–max) of {runs} interleaved runs\n")
 print("| command | probe_parallel | wall s | vs best bare round trip | rch CPU s | workers' sshd CPU s |")
 print("|---|---:|---:|---:|---:|---:|")
 for label, (w, c, s) in ((k, zip(*v)) for k, v in rows.items()):
@@ -88,5 +90,5 @@ for label, (w, c, s) in ((k, zip(*v)) for k, v in rows.items()):
           f" {med(c):.2f} | {med(s):.2f} |")
 print(f"\nLoad average before {load0}, after {load1}; rch at {commit}"
       + (f" with {dirty} uncommitted paths" if dirty != "0" else "") + ".")
-print("Reproduce: `bash scripts/bench/probe_latency.sh --workers", n, "--parallel", p, "--runs", runs + "`")
+print("Reproduce: `bash scripts/bench/probe_latency.sh --workers", n, "--runs", runs + "`")
 PY
