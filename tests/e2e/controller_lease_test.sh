@@ -46,10 +46,22 @@ BACKGROUND+=("$b")
 for _ in $(seq 100); do grep -q "waiting up to 60 s for the controller lease" "$TMP/b.err" && break; sleep 0.1; done
 contains "$(cat "$TMP/b.err")" "worker w3: waiting up to 60 s for the controller lease held by "
 kill -0 "$b" || fail "B did not wait: $(cat "$TMP/b.err")"
+# A third controller deploys A's version to w4: its first read (no lease) sees the old
+# agent, so it waits for the lease; what it reads under the lease is A's finished install:
+# nothing to do.
+mkdir -p "$TMP/c/state" "$TMP/c/data"
+RCH_STATE_DIR=$TMP/c/state RCH_DATA_DIR=$TMP/c/data "$RCH" fleet deploy --no-toolchain --json --worker w4 --version "$NEXT" --wait-lock 60 -v \
+  >"$TMP/b4.out" 2>"$TMP/b4.err" &
+b4=$!
+BACKGROUND+=("$b4")
+for _ in $(seq 100); do grep -q "waiting up to 60 s for the controller lease" "$TMP/b4.err" && break; sleep 0.1; done
+contains "$(cat "$TMP/b4.err")" "worker w4: waiting up to 60 s for the controller lease held by "
 touch "$TMP/marks/go"
 wait "$a" || fail "A failed: $(cat "$TMP/a.err")"
 wait "$b" || fail "B failed after waiting: $(cat "$TMP/b.err")"
 OUT=$(<"$TMP/b.out") json 'assert st["w3"]["status"] == "Completed", d'
+wait "$b4" || fail "C (w4) failed after waiting: $(cat "$TMP/b4.err")"
+OUT=$(<"$TMP/b4.out") json 'assert st["w4"]["status"] == "Skipped" and st["w4"]["error"] == "already at " + os.environ["NEXT"], d'
 installed 3 "$OWN" "$OWN_SHA"
 for k in 1 2 4; do installed "$k" "$NEXT" "$NEXT_SHA" "$A_ID"; done
 for k in 1 2 3 4; do lease_free "$k" || fail "w$k: the lease is still held after both controllers ended"; done

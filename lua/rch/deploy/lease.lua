@@ -28,16 +28,17 @@ end
 -- to `wait` seconds for another controller. A worker where no lease is
 -- possible (no flock, a root that cannot be made: preflight says so in its
 -- own words) goes on without one.
--- @return true, or nil, message naming the holder
-function M.take(conn, worker_id, root, owner, wait, timeout)
+-- @param read {target, trust_manifest}: read the preflight facts under the new lease too
+-- @return true (and with `read`, the facts when the transport read them), or nil, message naming the holder
+function M.take(conn, worker_id, root, owner, wait, timeout, read)
   if conn:has_lease() then return true end
-  local id, why = conn:lease(root, owner, 0, timeout)
+  local id, why = conn:lease(root, owner, 0, timeout, read)
   if id == false and why:sub(1, #me() + 2) == me() .. ", " then wait = math.max(wait, PREDECESSOR_WAIT) end
   if id == false and wait > 0 then
     rch.log.info(("worker %s: waiting up to %d s for the controller lease held by %s"):format(worker_id, wait, why))
-    id, why = conn:lease(root, owner, wait, timeout)
+    id, why = conn:lease(root, owner, wait, timeout, read)
   end
-  if id then return true end
+  if id then return true, why end
   if id == false then
     return nil, ("another controller is changing this worker (lease held by %s)%s"):format(why,
       wait > 0 and (", still after %d s"):format(wait) or "; wait for it, or retry with --wait-lock SECONDS")

@@ -57,9 +57,12 @@ end
 -- The controller lease on the worker, taken before preflight reads its
 -- state (what it reads stays true while we hold it) and kept until the
 -- worker's pipeline ends (the executor releases it).
-local function take_lease(d, ws, conn)
+-- With `read`, the facts are read under the new lease in the same round trip
+-- (when the transport can: otherwise the second value is nil).
+local function take_lease(d, ws, conn, read)
   d.lease_owner = d.lease_owner or lease.owner("deployment " .. d.id)
-  return lease.take(conn, ws.id, ws.root, d.lease_owner, d.options.wait_lock or 0, d.timeout)
+  return lease.take(conn, ws.id, ws.root, d.lease_owner, d.options.wait_lock or 0, d.timeout,
+    read and { target = d.target_version, trust_manifest = M.trust_manifest(d.options) } or nil)
 end
 
 local function begin_step(d, ws, name, extra)
@@ -194,11 +197,13 @@ local function skips(d, ws)
 end
 
 -- Reads the worker's facts (one command: the root it resolves, versions,
--- tools, hashes) and the preflight hook's issues on them into ws.
+-- tools, hashes; or those a lease just read) and the preflight hook's issues on them into ws.
 -- @return true, or false when the worker failed (recorded)
-local function read_facts(d, ws)
-  local facts, err = ws.conn:preflight(ws.root or ws.root_spec, d.target_version, d.timeout,
-    M.trust_manifest(d.options))
+local function read_facts(d, ws, read_under_lease)
+  local facts, err = read_under_lease, nil
+  if not facts then
+    facts, err = ws.conn:preflight(ws.root or ws.root_spec, d.target_version, d.timeout, M.trust_manifest(d.options))
+  end
   if not facts then return fail(d, ws, err) end
   ws.facts, ws.root = facts, facts.root
   ws.current_version = facts.current_version
@@ -248,10 +253,9 @@ local function preflight(d, ws)
   local blocking = blocking_issues(d, ws)
   if not skips(d, ws) and #blocking == 0 then
     d:acquire_slot(ws)
-    local leased
-    leased, err = take_lease(d, ws, conn)
-    if not leased then return fail(d, ws, err) end
-    if not read_facts(d, ws) then return false end
+    local leased, facts = take_lease(d, ws, conn, true)
+    if not leased then return fail(d, ws, facts) end
+    if not read_facts(d, ws, facts) then return false end
     blocking = blocking_issues(d, ws)
   end
   for _, issue in ipairs(ws.issues) do

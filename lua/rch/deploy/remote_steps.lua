@@ -156,7 +156,11 @@ echo "root=$root"
 -- at comes from the manifest written at install instead of re-reading 15 MB
 -- on every redeploy, if the file's size and mtime are still those the
 -- manifest recorded; --force and --verify pass 0 and hash the file for real.
-local PREFLIGHT = HASH .. GUARD .. RESOLVE_ROOT .. [[
+-- As a function (PREFLIGHT runs it; LEASE runs it once it holds the lock):
+-- facts ROOT TARGET TRUST_MANIFEST HEALTH.
+local FACTS = [[
+facts() {
+]] .. RESOLVE_ROOT .. [[
 target=$2; trust_manifest=$3; health=$4
 echo "arch=$(uname -m)"
 d=$root
@@ -212,7 +216,31 @@ fi
 if [ -e "$root/state/drain" ]; then echo draining=1; fi
 # Last, streamed: an agent that prints too much cuts only its own line.
 if [ "$health" = run ]; then printf 'health='; "$root/bin/rch-wkr" health --json 2>/dev/null | head -n 1; fi
+}
 ]]
+local PREFLIGHT = HASH .. GUARD .. FACTS .. [[
+facts "$@"
+]]
+
+-- Facts from preflight's output (also a lease's, see M.lease).
+-- @param health_cut when the cap cut the health line: why (the facts before it stand)
+local function preflight_facts(out, health_cut)
+  local facts = parse_facts(out)
+  facts.health_error = health_cut
+  facts.disk_free_mb = tonumber(facts.disk_free_mb)
+  for _, k in ipairs({ "writable", "rsync", "zstd", "rustup", "agent_present", "draining" }) do
+    facts[k] = facts[k] == "1"
+  end
+  if facts.current_version then
+    facts.current_version = require("rch.version").extract(facts.current_version)
+  end
+  facts.target_size = tonumber(facts.target_size)
+  for _, k in ipairs({ "root_unsafe", "manifest_sha256", "target_sha256", "current_sha256", "zstd_version" }) do
+    if facts[k] == "" then facts[k] = nil end
+  end
+  if facts.health then facts.health = require("rch.json").decode(facts.health) end
+  return facts
+end
 
 --- Gathers the facts preflight checks and dry run predictions are made of.
 -- @return facts table, or nil, err
@@ -230,21 +258,7 @@ function M.preflight(session, root, target_version, timeout, trust_manifest, wit
     if not at then return nil, "preflight probe printed too much" .. M.truncation(r) end
     out, health_cut = out:sub(1, at), "rch-wkr health printed too much" .. M.truncation(r)
   end
-  local facts = parse_facts(out)
-  facts.health_error = health_cut
-  facts.disk_free_mb = tonumber(facts.disk_free_mb)
-  for _, k in ipairs({ "writable", "rsync", "zstd", "rustup", "agent_present", "draining" }) do
-    facts[k] = facts[k] == "1"
-  end
-  if facts.current_version then
-    facts.current_version = require("rch.version").extract(facts.current_version)
-  end
-  facts.target_size = tonumber(facts.target_size)
-  for _, k in ipairs({ "root_unsafe", "manifest_sha256", "target_sha256", "current_sha256", "zstd_version" }) do
-    if facts[k] == "" then facts[k] = nil end
-  end
-  if facts.health then facts.health = require("rch.json").decode(facts.health) end
-  return facts
+  return preflight_facts(out, health_cut)
 end
 
 -- receive FILE SHA256 SIZE: stdin into FILE (through `fill`, which a caller
@@ -568,9 +582,11 @@ end
 -- file names the holder. Prints "held" once it holds the lock; otherwise
 -- exits 75 with the holder on stderr (busy), or 69 with why no lease is
 -- possible here (unavailable: no flock, a root that cannot be made), which
--- preflight then reports in its own words.
-local LEASE = GUARD .. [[
-root=$1; owner=$2; wait=$3
+-- preflight then reports in its own words. With read=1 it then reads the
+-- preflight facts of TARGET under the lock and prints them on the "held"
+-- line (\036 for each newline): the lease and the read in one round trip.
+local LEASE = HASH .. GUARD .. FACTS .. [[
+root=$1; owner=$2; wait=$3; read=$4; target=$5; trust_manifest=$6
 lock="$root/controller.lock"
 if [ -d "$root" ]; then
   if why=$(root_unsafe "$root"); then echo "unsafe worker root: $why" >&2; exit 69; fi
@@ -585,18 +601,27 @@ if ! flock -n 9; then
 fi
 : >"$lock"
 printf '%s\n' "$owner" >>"$lock"
-echo held
+if [ "$read" = 1 ]; then
+  printf 'held\036%s\n' "$(facts "$root" "$target" "$trust_manifest" 0 | tr '\n' '\036')"
+else
+  echo held
+fi
 while :; do sleep 3600; done
 ]]
 
 --- Takes the controller lease on the worker (see LEASE), waiting up to
 -- `wait` seconds for another controller to let go.
--- @return id of the held lease, or false, holder (another controller has it),
---   or nil, why (no lease possible on this worker), or nil, err
-function M.lease(session, root, owner, wait, timeout)
-  local r, err = session:hold(script(LEASE, root, owner, math.max(0, math.floor(wait))), { timeout = wait + timeout })
+-- @param read {target, trust_manifest}: also read the preflight facts under the lock
+-- @return id of the held lease (and with `read` its facts), or false, holder
+--   (another controller has it), or nil, why (no lease possible on this worker), or nil, err
+function M.lease(session, root, owner, wait, timeout, read)
+  local r, err = session:hold(script(LEASE, root, owner, math.max(0, math.floor(wait)), read and 1 or 0,
+    read and read.target or "", read and read.trust_manifest == false and 0 or 1), { timeout = wait + timeout })
   if not r then return nil, err end
-  if r.held then return r.id end
+  if r.held then
+    local text = read and r.line:match("^held\30(.*)$")
+    return r.id, text and preflight_facts((text:gsub("\30", "\n"))) or nil
+  end
   local said = util.clip(util.chomp(r.err))
   if r.code == 75 then return false, said ~= "" and said or "another controller" end
   if r.code == 69 then return nil, said end

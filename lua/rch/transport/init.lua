@@ -13,8 +13,9 @@
 --   inspect(root, timeout) (links, binary sha256, manifest, health: for fleet verify),
 --   put(local_path, remote_path, sha256, timeout, {mode, mkdirs}) (any file: fleet copy, rch run scripts),
 --   compare(remote_path, sha256, mode, timeout) -> "same" | "chmod" (mode fixed) | "copy",
---   lease(root, owner, wait, timeout) -> id | false, holder | nil, why (the controller
---   lease, held until release_lease() or close), has_lease(), release_lease(),
+--   lease(root, owner, wait, timeout, read) -> id[, facts] | false, holder | nil, why (the
+--   controller lease, held until release_lease() or close; with read = {target, trust_manifest}
+--   the real transport also returns the preflight facts read under it), has_lease(), release_lease(),
 --   exec(argv, opts), exec_stream(argv, opts) (output read while it runs: stream:read()),
 --   alive(), close()
 -- One handle (one SSH session) per worker, reused for every step.

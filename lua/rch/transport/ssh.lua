@@ -66,10 +66,10 @@ function Handle:exec(argv, opts) return self.session:exec(argv, opts) end
 function Handle:exec_stream(argv, opts) return self.session:exec_stream(argv, opts) end
 
 --- Takes the controller lease for this session's lifetime (remote_steps.lease).
-function Handle:lease(root, owner, wait, timeout)
-  local id, err = steps.lease(self.session, root, owner, wait, timeout)
+function Handle:lease(root, owner, wait, timeout, read)
+  local id, second = steps.lease(self.session, root, owner, wait, timeout, read)
   if id then self.lease_id = id end
-  return id, err
+  return id, second
 end
 function Handle:has_lease() return self.lease_id ~= nil and self.session:holding(self.lease_id) end
 function Handle:release_lease()
