@@ -4,15 +4,9 @@
 -- @param ctx { worker, facts = {arch, disk_free_mb, writable, rsync, zstd, rustup,
 --   current_version, current_link, versions, target_sha256, target_size, target_mtime, manifest_sha256,
 --   root_unsafe, draining}, settings (config.toml),
---   artifact = {arch, size, sha256}, options = deploy options }
+--   artifact = the build this worker gets {arch, size, sha256, version, path, source}, options = deploy options }
 -- @return list of { severity, check, message, remediation }
-local ARCH_ALIASES = {
-  x86_64 = "x86_64", amd64 = "x86_64",
-  aarch64 = "aarch64", arm64 = "aarch64",
-  armv7l = "arm", armv6l = "arm",
-  i686 = "x86", i386 = "x86",
-  riscv64 = "riscv64",
-}
+local machine_arch = require("rch.deploy.artifact").machine_arch
 
 return function(ctx)
   local issues = {}
@@ -56,7 +50,9 @@ return function(ctx)
     end
   end
 
-  local worker_arch = ARCH_ALIASES[facts.arch or ""] or facts.arch
+  -- A guard: the engine picks the build for the worker's architecture (the release's for another one than
+  -- the controller's build) and fails the worker itself when there is none.
+  local worker_arch = machine_arch(facts.arch)
   if ctx.artifact.arch and worker_arch and worker_arch ~= ctx.artifact.arch then
     add("error", "architecture", ("worker is %s, the rch-wkr artifact is built for %s"):format(
       tostring(facts.arch), ctx.artifact.arch), "deploy an artifact built for " .. tostring(facts.arch))

@@ -11,9 +11,11 @@ packages=(
   openssh-server openssh-client minisign lua-check
   python3 python3-pyte rsync zstd procps clang-format
   dpkg-dev fakeroot man-db groff-base systemd zsh file
+  g++-aarch64-linux-gnu qemu-user-static
 )
 # (scripts/package.sh needs dpkg-dev and fakeroot; the packaging test man-db,
-# systemd-analyze and zsh. lintian, heavy, is used when present, not installed.)
+# systemd-analyze and zsh; the mixed-architecture test the aarch64 cross compiler
+# and qemu-user. lintian, heavy, is used when present, not installed.)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -10,7 +10,13 @@
 #   RCH_MINISIGN_SECRET_KEY  minisign secret key file; unset = no signature
 #   RCH_RELEASE_NOTES        file with the release notes; unset = generated
 #   RCH_RELEASE_BASE_URL     download base (default https://example.invalid/releases)
-#   RCH_RELEASE_BUILD_DIR    build directory (default OUTDIR/.build)
+#   RCH_RELEASE_BUILD_DIR    build directory (default OUTDIR/.build; another target's
+#                            build goes to that path plus -<arch>)
+#   RCH_RELEASE_TARGETS      target triples, space-separated (default: this machine's,
+#                            x86_64-unknown-linux-gnu). Another one is cross-built with
+#                            cmake/<arch>-linux-gnu.cmake (scripts/bootstrap.sh installs the
+#                            aarch64 compiler); its tarball holds the agents only (rch-wkr,
+#                            rchd, static), which is what a mixed-architecture fleet deploys.
 set -euo pipefail
 
 die() {
@@ -56,10 +62,14 @@ fi
 base_url=${RCH_RELEASE_BASE_URL:-https://example.invalid/releases}
 base_url=${base_url%/}
 
-target=x86_64-unknown-linux-gnu
+native=$(uname -m)-unknown-linux-gnu
+read -ra targets <<<"${RCH_RELEASE_TARGETS:-$native}"
+((${#targets[@]} > 0)) || die "RCH_RELEASE_TARGETS is empty"
+for t in "${targets[@]}"; do
+  [[ $t == "$native" || -f $root/cmake/${t%%-*}-linux-gnu.cmake ]] ||
+    die "no toolchain file cmake/${t%%-*}-linux-gnu.cmake to cross-build target $t"
+done
 tag="v$version"
-tarball="rch-$tag-$target.tar.gz"
-bins=(rch rchd rch-wkr)
 
 # Build with the same flags as scripts/build.sh (RelWithDebInfo; the binaries
 # are stripped below). A base_dir at the build directory makes its absolute
@@ -67,26 +77,44 @@ bins=(rch rchd rch-wkr)
 # directory out of the hash, so every build dir — the main one and each
 # release — shares one ccache entry per source file: a new version recompiles
 # only build_info.cpp.
-say "building rch $version in $build"
-log="$build/make-release.log"
-export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$build} CCACHE_NOHASHDIR=1
-if ! {
-  cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRCH_VERSION="$version" -DBUILD_TESTING=OFF &&
-    cmake --build "$build" --target "${bins[@]}"
-} >"$log" 2>&1; then
-  tail -n 40 "$log" >&2
-  die "build failed (full log: $log)"
-fi
-
+export CCACHE_NOHASHDIR=1
 stage="$outdir/.stage"
 rm -rf "$stage"
 mkdir -p "$stage"
-for b in "${bins[@]}"; do
-  # The binary must say the version it is released as.
-  got=$("$build/$b" --version) || die "$b --version failed"
-  [[ $got == "$b $version" ]] || die "$build/$b --version printed '$got', expected '$b $version'"
-  strip -o "$stage/$b" "$build/$b"
-done
+
+# build_target TARGET: builds TARGET's binaries, stripped, into $stage/TARGET/ and sets `bins`.
+build_target() {
+  local t=$1 arch=${1%%-*} dir=$build flags=() strip=strip b got
+  bins=(rch rchd rch-wkr)
+  if [[ $t != "$native" ]]; then
+    dir=$build-$arch bins=(rchd rch-wkr) strip=$arch-linux-gnu-strip
+    flags=(-DCMAKE_TOOLCHAIN_FILE="$root/cmake/$arch-linux-gnu.cmake" -DRCH_AGENT_ONLY=ON)
+  fi
+  say "building rch $version for $t in $dir"
+  local log="$dir/make-release.log"
+  mkdir -p "$dir"
+  if ! {
+    CCACHE_BASEDIR=${CCACHE_BASEDIR:-$dir} cmake -S "$root" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+      -DRCH_VERSION="$version" -DBUILD_TESTING=OFF "${flags[@]}" &&
+      CCACHE_BASEDIR=${CCACHE_BASEDIR:-$dir} cmake --build "$dir" --target "${bins[@]}"
+  } >"$log" 2>&1; then
+    tail -n 40 "$log" >&2
+    die "build for $t failed (full log: $log)"
+  fi
+  mkdir -p "$stage/$t"
+  for b in "${bins[@]}"; do
+    if [[ $t == "$native" ]]; then
+      # The binary must say the version it is released as.
+      got=$("$dir/$b" --version) || die "$b --version failed"
+      [[ $got == "$b $version" ]] || die "$dir/$b --version printed '$got', expected '$b $version'"
+    else
+      # It may not run here: its ELF header must name the target's machine.
+      got=$(file -b "$dir/$b")
+      [[ $got == *"${arch/aarch64/ARM aarch64}"* ]] || die "$dir/$b is not an ELF for $arch: $got"
+    fi
+    "$strip" -o "$stage/$t/$b" "$dir/$b"
+  done
+}
 
 if [[ -n $notes_src ]]; then
   cp "$notes_src" "$stage/RELEASE_NOTES.md"
@@ -97,18 +125,27 @@ else
   fi
   printf '# rch %s\n\nBuilt from git commit %s.\n' "$version" "$commit" >"$stage/RELEASE_NOTES.md"
 fi
-chmod 0755 "${bins[@]/#/$stage/}"
 chmod 0644 "$stage/RELEASE_NOTES.md"
 
-# Deterministic tarball: sorted names, fixed times, owners and modes, no gzip name/time.
-mapfile -t entries < <(printf '%s\n' "${bins[@]}" RELEASE_NOTES.md | LC_ALL=C sort)
-tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner --format=gnu \
-  -C "$stage" -cf - "${entries[@]}" | gzip -n -9 >"$stage/$tarball"
+tarballs=()
+for t in "${targets[@]}"; do
+  build_target "$t"
+  tarball="rch-$tag-$t.tar.gz"
+  cp "$stage/RELEASE_NOTES.md" "$stage/$t/"
+  chmod 0755 "${bins[@]/#/$stage/$t/}"
+  # Deterministic tarball: sorted names, fixed times, owners and modes, no gzip name/time.
+  mapfile -t entries < <(printf '%s\n' "${bins[@]}" RELEASE_NOTES.md | LC_ALL=C sort)
+  tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner --format=gnu \
+    -C "$stage/$t" -cf - "${entries[@]}" | gzip -n -9 >"$stage/$tarball"
+  (cd "$stage" && sha256sum "$tarball" >"$tarball.sha256")
+  tarballs+=("$tarball")
+done
 
 cd "$stage"
-sha256sum "$tarball" >"$tarball.sha256"
-sha256sum RELEASE_NOTES.md "$tarball" >checksums.txt
-assets=("$tarball" "$tarball.sha256" checksums.txt)
+sha256sum RELEASE_NOTES.md "${tarballs[@]}" >checksums.txt
+assets=()
+for tarball in "${tarballs[@]}"; do assets+=("$tarball" "$tarball.sha256"); done
+assets+=(checksums.txt)
 if [[ -n $key ]]; then
   minisign -S -s "$key" -m checksums.txt -x checksums.txt.minisig -t "rch $version" </dev/null >/dev/null ||
     die "minisign could not sign checksums.txt with $key (it must be an unencrypted key: minisign -G -W)"

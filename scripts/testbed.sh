@@ -176,6 +176,9 @@ write_sshd_config() {
     echo "X11Forwarding no"
     echo "UseDNS no"
     echo "# No AcceptEnv: remote commands see the same environment on every run."
+    echo "# Commands put in $w/shim shadow the system's in this worker's sessions (empty but for"
+    echo "# tests, e.g. a uname that reports another architecture; tests/e2e/lib.sh reset_workers empties it)."
+    echo "SetEnv PATH=$w/shim:/usr/local/bin:/usr/bin:/bin"
     if [[ $penalties == yes ]]; then
       echo "# Tests fail auth on purpose; OpenSSH >= 9.8 would then refuse 127.0.0.1."
       echo "PerSourcePenalties no"
@@ -377,6 +380,9 @@ cmd_up() {
     # Every `up` starts from empty worker roots: runs must not see each other's installs.
     rm -rf -- "$w/root"
     mkdir -m 755 "$w/root"
+    # Owned by whoever runs the testbed, not by the login user: only tests put commands there.
+    rm -rf -- "$w/shim"
+    mkdir -m 755 "$w/shim"
     [[ $user == "$(id -un)" ]] || chown "$user:" "$w/root"
     if [[ ! -f $w/ssh_host_ed25519_key ]]; then
       ssh-keygen -q -t ed25519 -N '' -C "rch-testbed-w$k" -f "$w/ssh_host_ed25519_key" &

@@ -53,4 +53,14 @@ function M.rotated_files(path)
   return files
 end
 
+--- Runs make() once per key of `jobs` (a table the caller keeps): the first
+-- caller starts it as a task, every caller (concurrent or later) waits for
+-- it and gets its results; an error in make() is raised in each of them.
+function M.once(jobs, key, make)
+  if not jobs[key] then jobs[key] = sched.spawn(make) end
+  local res = (function(...) return { n = select("#", ...), ... } end)(sched.join(jobs[key]))
+  if not res[1] then error(res[2], 0) end
+  return unpack(res, 2, res.n) -- (nil, why) too
+end
+
 return M

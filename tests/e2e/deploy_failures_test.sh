@@ -108,8 +108,10 @@ same_as readonly 4
 chmod 755 "$(root_of 4)"
 reset_workers
 
-# ---- An artifact built for another architecture (the ELF machine field patched) is blocked on
-# every worker by the architecture preflight check, and nothing is uploaded.
+# ---- An artifact built for another architecture than the workers' (the ELF machine field
+# patched): their own architecture's build must come from the release ([update] url, here a
+# port nothing listens on), so every worker fails at preflight naming its architecture and the
+# URL, and nothing is uploaded.
 ARTIFACT=$RCH_HOME/versions/v$NEXT/rch-wkr py '
 p = os.environ["ARTIFACT"]
 os.makedirs(os.path.dirname(p), exist_ok=True)
@@ -120,13 +122,15 @@ b[18:20] = (183 if machine != 183 else 62).to_bytes(2, "little")  # aarch64, or 
 open(p, "wb").write(b)
 os.chmod(p, 0o755)'
 snap_all arch
+write_config $'[update]\nurl = "http://127.0.0.1:9/releases.json"\n'
 deploy 1 --version "$NEXT"
 json '
 assert d["counts"]["failed"] == 4, d["counts"]
 for w in d["workers"]:
-    assert w["status"] == "Failed" and w["error"].startswith("preflight: architecture: worker is "), w
-    assert "the rch-wkr artifact is built for" in w["error"], w["error"]'
+    assert w["status"] == "Failed" and w["error"].startswith("preflight: no rch-wkr '"$NEXT"' for %s: " % os.uname().machine), w
+    assert "http://127.0.0.1:9/releases.json" in w["error"], w["error"]'
 same_as arch 1 2 3 4
+write_config
 unstage "$NEXT"
 
 # ---- A pre_install veto (hooks/ in the config dir) stops w3 with its message; the others complete.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The toolchain step against the real sshd testbed, on a worker without a
-# route to the internet: a fake rustup (first on w1's PATH, through its
-# sshd's SetEnv) answers `toolchain list` from a file, logs every call and
+# route to the internet: a fake rustup (first on w1's PATH, in the shim dir
+# the testbed's sshd puts there) answers `toolchain list` from a file, logs every call and
 # fails anything that would need the network. The step runs before install:
 # its failure leaves the previous agent running, nothing rolled back.
 source "$(dirname "$0")/lib.sh"
@@ -25,19 +25,8 @@ chmod 777 "$FAKE"
 chmod 666 "$FAKE/calls"
 chmod 755 "$TMP" # the worker's login user runs the fake
 
-# w1's sshd puts the fake first on PATH; restored (and restarted) on exit.
-W1_CFG=$TB/w1/sshd_config
-cp "$W1_CFG" "$TMP/w1_sshd_config.orig"
-restore_w1() {
-  cp "$TMP/w1_sshd_config.orig" "${W1_CFG:?}"
-  "${TESTBED[@]}" stop 1 "$TB" >/dev/null 2>&1 || true
-  "${TESTBED[@]}" start 1 "$TB" >/dev/null 2>&1 || true
-  deploy_cleanup
-}
-trap restore_w1 EXIT
-echo "SetEnv PATH=$FAKE/bin:/usr/local/bin:/usr/bin:/bin" >>"$W1_CFG"
-"${TESTBED[@]}" stop 1 "$TB" >/dev/null
-"${TESTBED[@]}" start 1 "$TB" >/dev/null
+# The fake goes into w1's shim dir, first on its sessions' PATH (reset_workers empties it).
+ln -s "$FAKE/bin/rustup" "$TB/w1/shim/rustup"
 
 # tc_deploy WANT_EXIT ARGS…: rch fleet deploy --json ARGS… on w1, with the toolchain step.
 tc_deploy() {

@@ -27,12 +27,14 @@ wait_until() {
 }
 # Testbed helpers (tests that talk to workers share the fixture's testbed).
 TB=${RCH_TESTBED_DIR:-}
-# reset_workers: every testbed worker back to an empty root (nothing left in it), sshd running.
+# reset_workers: every testbed worker back to an empty root (nothing left in it) and no command
+# shimmed (its shim dir empty), sshd running.
 reset_workers() {
   local d
   for d in "$TB"/w*/; do
     chmod 755 "$d/root"
     find "$d/root" -mindepth 1 -delete
+    if [[ -d $d/shim ]]; then find "$d/shim" -mindepth 1 -delete; fi
   done
   local k
   for k in $(seq 1 "$(ls -d "$TB"/w*/ | wc -l)"); do

@@ -4,6 +4,7 @@
 local rch = require "rch"
 local executor = require "rch.deploy.executor"
 local pipeline = require "rch.deploy.pipeline"
+local targets = require "rch.targets"
 
 local M = {}
 
@@ -62,7 +63,7 @@ local function blocked(worker, ctx, message, check, remediation)
     recommendation = remediation }
   return { worker_id = worker.id, current_version = rch.json.null, target_version = ctx.target_version,
     preflight_issues = rch.json.array({ message }), action = "Blocked", estimated_transfer_mb = 0,
-    estimated_time_secs = SETUP_SECS }
+    estimated_time_secs = SETUP_SECS, artifact = rch.json.null }
 end
 
 -- fleet.each's failed(): no connection, or no root.
@@ -79,12 +80,22 @@ local function predict(worker, conn, root, ctx)
   local facts, err = conn:preflight(root, ctx.target_version, ctx.timeout, pipeline.trust_manifest(ctx.options))
   if not facts then return blocked(worker, ctx, err, "preflight", "check the worker's shell and coreutils") end
   p.current_version = facts.current_version or rch.json.null
+  local artifact
+  artifact, err = ctx.artifacts:for_machine(facts.arch)
+  if not artifact then
+    local b = blocked(worker, ctx, err, "artifact", ("publish release %s with the %s tarball at [update] url (or"
+      .. " RCH_RELEASE_URL)"):format(ctx.target_version, tostring(facts.arch)))
+    b.current_version = p.current_version
+    return b
+  end
+  p.artifact = { arch = artifact.arch, sha256 = artifact.sha256, size = artifact.size, source = artifact.source,
+    path = artifact.path }
   local issues
   issues, err = pipeline.preflight_issues({ worker = worker, facts = facts, settings = ctx.settings,
-    artifact = ctx.artifact, options = ctx.options })
+    artifact = artifact, options = ctx.options })
   if not issues then
     local b = blocked(worker, ctx, err, "preflight", "fix the preflight hook")
-    b.current_version = p.current_version
+    b.current_version, b.artifact = p.current_version, p.artifact
     return b
   end
   local blocking = false
@@ -99,14 +110,14 @@ local function predict(worker, conn, root, ctx)
   end
   p.action = M.compute_action(facts.current_version, ctx.target_version, ctx.options.force)
   -- The same version with other bytes on disk (a damaged binary) is replaced.
-  if p.action == "Skip" and facts.target_sha256 ~= ctx.artifact.sha256 then p.action = "Reinstall" end
+  if p.action == "Skip" and facts.target_sha256 ~= artifact.sha256 then p.action = "Reinstall" end
   -- A worker already at the target needs nothing: its issues are only warnings there.
   if blocking and p.action ~= "Skip" then p.action = "Blocked" end
   if blocking and p.action == "Skip" then
     for i = first_issue, #ctx.issues do ctx.issues[i].severity = "warning" end
   end
-  local needs_upload = p.action ~= "Skip" and p.action ~= "Blocked" and facts.target_sha256 ~= ctx.artifact.sha256
-  p.estimated_transfer_mb = needs_upload and ctx.artifact.size / 1e6 or 0
+  local needs_upload = p.action ~= "Skip" and p.action ~= "Blocked" and facts.target_sha256 ~= artifact.sha256
+  p.estimated_transfer_mb = needs_upload and artifact.size / 1e6 or 0
   p.estimated_time_secs = SETUP_SECS
   if p.action ~= "Skip" and p.action ~= "Blocked" then
     p.estimated_time_secs = math.ceil(SETUP_SECS + p.estimated_transfer_mb / ASSUMED_MB_PER_SEC + FINISH_SECS
@@ -166,6 +177,29 @@ function M.display(result, strategy_description)
     out:write(("  %-11s %s %s -> %s (~%.1fMB, ~%ds)\n"):format("[" .. p.action:upper() .. "]", p.worker_id,
       p.current_version ~= rch.json.null and p.current_version or "none", p.target_version, p.estimated_transfer_mb,
       p.estimated_time_secs))
+  end
+  -- Which build each worker gets: its architecture's (another one's comes from the release).
+  local groups, order = {}, {}
+  for _, p in ipairs(result.predictions) do
+    local a = p.artifact
+    if a and a ~= rch.json.null then
+      local key = a.arch .. " " .. a.sha256
+      if not groups[key] then
+        groups[key] = { artifact = a, ids = {} }
+        order[#order + 1] = key
+      end
+      local ids = groups[key].ids
+      ids[#ids + 1] = p.worker_id
+    end
+  end
+  if #order > 0 then
+    out:write("\nArtifacts:\n")
+    for _, key in ipairs(order) do
+      local g = groups[key]
+      local a = g.artifact
+      out:write(("  %s: %s %s… (%.1fMB) from %s\n"):format(targets.fold(g.ids), a.arch, a.sha256:sub(1, 12),
+        a.size / 1e6, a.source == "local" and a.path or a.source))
+    end
   end
   if #result.potential_issues > 0 then
     out:write("\nPotential Issues:\n")

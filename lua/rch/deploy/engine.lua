@@ -13,6 +13,7 @@ local targets = require "rch.targets"
 local transport = require "rch.transport"
 local workers_mod = require "rch.workers"
 local artifact_mod = require "rch.deploy.artifact"
+local arches = require "rch.deploy.arches"
 local state_mod = require "rch.deploy.state"
 local pipeline = require "rch.deploy.pipeline"
 local executor = require "rch.deploy.executor"
@@ -78,7 +79,8 @@ local function resume_target()
   if #retry == 0 then return nil, ("--resume: %s failed, but no worker is left to retry"):format(what) end
   return { plan = {
     id = rch.sys.uuid(), created_at = util.iso_now(), resumes = plan.id, target_version = plan.target_version,
-    strategy = plan.strategy, options = plan.options, artifact = plan.artifact, workers = retry,
+    strategy = plan.strategy, options = plan.options, artifact = plan.artifact, artifacts = plan.artifacts,
+    workers = retry,
   } }
 end
 
@@ -164,12 +166,15 @@ function M.prepare(opts, given)
     return nil, ("--resume: %s changed since the deployment started (sha256 %s, plan has %s)"):format(artifact.path,
       artifact.sha256, target.plan.artifact.sha256), FAILURE
   end
+  -- Workers of other architectures get the release build of this version (fetched when first needed).
+  local artifacts = arches.new(artifact, settings, target.plan and target.plan.artifacts)
   local dirs_ok, dirs_err = state_mod.prepare_dirs()
   if not dirs_ok then return nil, dirs_err, FAILURE end
   local audit_paths = { state_mod.state_dir() .. "/audit.jsonl" }
   if (options.audit_log or "") ~= "" then audit_paths[#audit_paths + 1] = options.audit_log end
   return {
-    options = options, settings = settings, workers = workers, artifact = artifact, audit_paths = audit_paths,
+    options = options, settings = settings, workers = workers, artifact = artifact, artifacts = artifacts,
+    audit_paths = audit_paths,
     plan = target.plan or new_plan(options, strategy_name, artifact, workers), deployment = target.deployment,
     strategy = strategy, strategy_name = strategy_name,
     describe = strategy.describe and strategy.describe(options) or strategy_name, silent = given.silent,
@@ -198,7 +203,7 @@ function M.dry_run(job)
   audit:log("DeploymentStarted", nil, { dry_run = true, target_version = plan.target_version,
     worker_count = #planned, strategy = job.describe })
   local result = dry_run.compute({ workers = planned, settings = job.settings, options = job.options,
-    artifact = job.artifact, target_version = job.artifact.version, strategy_name = job.strategy_name, plan = plan,
+    artifacts = job.artifacts, target_version = job.artifact.version, strategy_name = job.strategy_name, plan = plan,
     timeout = job.settings.defaults.command_timeout })
   for _, p in ipairs(result.predictions) do
     audit:log("WorkerPreflight", p.worker_id, { dry_run = true, action = p.action,
@@ -367,10 +372,13 @@ end
 function M.execute(job)
   local run, err, code = open_run(job)
   if not run then return nil, err, code end
+  -- Another architecture's artifact goes into plan.json before any worker gets it: --resume ships the same bytes.
+  job.artifacts:on_new(function(arch, record) return run.deployment:add_artifact(arch, record) end)
   local states, pending, events = worker_states(job, run.deployment)
   local mode = progress_mod.mode_for(job.options.json or job.silent)
   local d = executor.new({
     id = job.plan.id, plan = job.plan, options = job.options, settings = job.settings, artifact = job.artifact,
+    artifacts = job.artifacts,
     target_version = job.plan.target_version, state = run.deployment, audit = run.audit,
     progress = progress_mod.new(mode, #pending),
     -- Every plan worker, in plan order, also those a resumed run finished before: the strategy

@@ -193,7 +193,7 @@ end
 local function skips(d, ws)
   local f = ws.facts
   return f.current_version == d.target_version and f.current_link == "versions/v" .. d.target_version
-    and f.target_sha256 == d.artifact.sha256 and not d.options.force and not ws.resuming
+    and f.target_sha256 == ws.artifact.sha256 and not d.options.force and not ws.resuming
 end
 
 -- Reads the worker's facts (one command: the root it resolves, versions,
@@ -208,8 +208,11 @@ local function read_facts(d, ws, read_under_lease)
   ws.facts, ws.root = facts, facts.root
   ws.current_version = facts.current_version
   if ws.previous_link == nil then ws.previous_link = facts.current_link or "" end
+  -- The build for this worker's architecture (another one's comes from the release).
+  ws.artifact, err = d.artifacts:for_machine(facts.arch)
+  if not ws.artifact then return fail(d, ws, err) end
   local issues
-  issues, err = M.preflight_issues({ worker = ws.worker, facts = facts, settings = d.settings, artifact = d.artifact,
+  issues, err = M.preflight_issues({ worker = ws.worker, facts = facts, settings = d.settings, artifact = ws.artifact,
     options = d.options })
   if not issues then return fail(d, ws, err) end
   ws.issues = issues
@@ -229,7 +232,7 @@ local function blocking_issues(d, ws)
   -- damaged, not another build: it is replaced.
   local installed_sha = facts.manifest_sha256 or facts.target_sha256
   if facts.current_link == "versions/v" .. d.target_version and facts.current_version == d.target_version
-    and installed_sha and installed_sha ~= d.artifact.sha256 then
+    and installed_sha and installed_sha ~= ws.artifact.sha256 then
     blocking[#blocking + 1] = ("same_version: the worker runs %s with other bytes (sha256 %s…); deploying a "
       .. "different build under the same version would leave nothing to roll back to: give the build a new version")
       :format(d.target_version, installed_sha:sub(1, 12))
@@ -327,9 +330,9 @@ local function run_steps(d, ws)
     if not gate(d, ws, "post_drain") then return end
   end
 
-  local facts = ws.facts
-  local present = facts.target_sha256 == d.artifact.sha256
-  begin_step(d, ws, "transfer", { bytes = present and 0 or d.artifact.size, sha256 = d.artifact.sha256 })
+  local facts, artifact = ws.facts, ws.artifact
+  local present = facts.target_sha256 == artifact.sha256
+  begin_step(d, ws, "transfer", { bytes = present and 0 or artifact.size, sha256 = artifact.sha256 })
   local t0 = rch.monotonic()
   -- What install records in the manifest: the file as it was read back and hashed.
   local verified = { sha256 = facts.target_sha256, size = facts.target_size, mtime = facts.target_mtime }
@@ -339,10 +342,10 @@ local function run_steps(d, ws)
     if not verified then return fail(d, ws, sent) end
   end
   local secs = rch.monotonic() - t0
-  end_step(d, ws, { bytes = present and 0 or d.artifact.size, seconds = secs, already_present = present,
+  end_step(d, ws, { bytes = present and 0 or artifact.size, seconds = secs, already_present = present,
     sent_as = sent.method, bytes_sent = sent.size },
     present and "already present, sha256 matches"
-      or ("%.1f MB in %.2fs, sent as %s"):format(d.artifact.size / 1e6, secs, transfer.describe(sent)))
+      or ("%.1f MB in %.2fs, sent as %s"):format(artifact.size / 1e6, secs, transfer.describe(sent)))
 
   if not d.options.no_toolchain then
     local tc = d.settings.toolchain

@@ -1,5 +1,6 @@
 --- Durable deployment state under $RCH_STATE_DIR: deployments/<id>/plan.json
--- (written once, atomically), journal.jsonl (one fsync'd line per worker step
+-- (written atomically: once, and again only to add another architecture's
+-- artifact), journal.jsonl (one fsync'd line per worker step
 -- transition, group-committed), result.json (the compaction written when the
 -- deployment ends), and history.jsonl (one record per deployment).
 local rch = require "rch"
@@ -237,6 +238,16 @@ function Deployment:replay()
     end
   end
   return workers, events
+end
+
+--- Adds the artifact workers of another architecture get to plan.json
+-- (its `artifacts`, by architecture), rewritten atomically before the first
+-- of them gets it, so that a --resume ships the same bytes.
+-- @return true, or nil, err
+function Deployment:add_artifact(arch, record)
+  self.plan.artifacts = self.plan.artifacts or {}
+  self.plan.artifacts[arch] = record
+  return rch.fs.write_atomic(self.dir .. "/plan.json", rch.json.encode(self.plan, { pretty = true }) .. "\n")
 end
 
 --- Writes result.json and the history record: the deployment is finished.

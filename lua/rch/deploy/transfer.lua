@@ -6,7 +6,6 @@
 -- checks the sha256 of the file it rebuilt (remote_steps TRANSFER), so a bad
 -- cache entry can fail an upload but never install other bytes.
 local rch = require "rch"
-local sched = require "rch.sched"
 local archive = require "rch.archive"
 local util = require "rch.util"
 
@@ -27,12 +26,7 @@ local function cache_dir()
 end
 
 -- Runs make() once per key in this process; every caller gets its results.
-local function once(key, make)
-  if not jobs[key] then jobs[key] = sched.spawn(make) end
-  local res = (function(...) return { n = select("#", ...), ... } end)(sched.join(jobs[key]))
-  if not res[1] then error(res[2], 0) end
-  return unpack(res, 2, res.n) -- (nil, why) too
-end
+local function once(key, make) return util.once(jobs, key, make) end
 
 -- The oldest entries beyond KEEP go: the cache holds recent builds only.
 local function prune(dir)
@@ -163,7 +157,10 @@ end
 -- followed by the compressed or whole file. Logs how, and why not smaller.
 -- @return verified facts, enc (what was sent); or nil, err
 function M.send(d, ws, progress)
-  local artifact = d.artifact
+  local artifact = ws.artifact
+  -- Another architecture's build has its own size to scale the timeout with.
+  local timeout = artifact == d.artifact and d.transfer_timeout
+    or require("rch.deploy.remote_steps").upload_timeout(artifact.size, d.settings.defaults)
   local enc, why = { method = "plain", path = artifact.path, size = artifact.size }, {}
   if ws.conn.encoded_uploads then enc, why = M.choose(d.settings, ws.facts, artifact) end
   local function log_choice(level)
@@ -171,13 +168,12 @@ function M.send(d, ws, progress)
       #why > 0 and " (" .. table.concat(why, "; ") .. ")" or ""))
   end
   log_choice("info")
-  local verified, err, failed = ws.conn:transfer(ws.root, d.target_version, artifact, d.transfer_timeout, progress,
-    enc)
+  local verified, err, failed = ws.conn:transfer(ws.root, d.target_version, artifact, timeout, progress, enc)
   if not verified and failed == "base" then
     -- Its agent changed since preflight read the manifest: patch nothing, send it all.
     enc, why = M.choose(d.settings, ws.facts, artifact, err)
     log_choice("warn")
-    verified, err = ws.conn:transfer(ws.root, d.target_version, artifact, d.transfer_timeout, progress, enc)
+    verified, err = ws.conn:transfer(ws.root, d.target_version, artifact, timeout, progress, enc)
   end
   if not verified then
     M.discard(enc)
