@@ -4,6 +4,7 @@
 local rch = require "rch"
 local executor = require "rch.deploy.executor"
 local pipeline = require "rch.deploy.pipeline"
+local pull = require "rch.deploy.pull"
 
 local M = {}
 
@@ -79,9 +80,15 @@ local function predict(worker, conn, root, ctx)
   local facts, err = conn:preflight(root, ctx.target_version, ctx.timeout, pipeline.trust_manifest(ctx.options))
   if not facts then return blocked(worker, ctx, err, "preflight", "check the worker's shell and coreutils") end
   p.current_version = facts.current_version or rch.json.null
+  local artifact = ctx.artifact
+  if artifact.release then
+    artifact, err = pull.preflight(artifact.release, conn, facts, ctx.settings, ctx.timeout)
+    if not artifact then return blocked(worker, ctx, err, "preflight", "check the worker's shell and coreutils") end
+    p.source = artifact.pull.url or rch.json.null
+  end
   local issues
   issues, err = pipeline.preflight_issues({ worker = worker, facts = facts, settings = ctx.settings,
-    artifact = ctx.artifact, options = ctx.options })
+    artifact = artifact, options = ctx.options })
   if not issues then
     local b = blocked(worker, ctx, err, "preflight", "fix the preflight hook")
     b.current_version = p.current_version
@@ -99,14 +106,15 @@ local function predict(worker, conn, root, ctx)
   end
   p.action = M.compute_action(facts.current_version, ctx.target_version, ctx.options.force)
   -- The same version with other bytes on disk (a damaged binary) is replaced.
-  if p.action == "Skip" and facts.target_sha256 ~= ctx.artifact.sha256 then p.action = "Reinstall" end
+  local present = artifact.sha256 ~= nil and facts.target_sha256 == artifact.sha256
+  if p.action == "Skip" and not present then p.action = "Reinstall" end
   -- A worker already at the target needs nothing: its issues are only warnings there.
   if blocking and p.action ~= "Skip" then p.action = "Blocked" end
   if blocking and p.action == "Skip" then
     for i = first_issue, #ctx.issues do ctx.issues[i].severity = "warning" end
   end
-  local needs_upload = p.action ~= "Skip" and p.action ~= "Blocked" and facts.target_sha256 ~= ctx.artifact.sha256
-  p.estimated_transfer_mb = needs_upload and ctx.artifact.size / 1e6 or 0
+  local needs_upload = p.action ~= "Skip" and p.action ~= "Blocked" and not present
+  p.estimated_transfer_mb = needs_upload and artifact.size / 1e6 or 0
   p.estimated_time_secs = SETUP_SECS
   if p.action ~= "Skip" and p.action ~= "Blocked" then
     p.estimated_time_secs = math.ceil(SETUP_SECS + p.estimated_transfer_mb / ASSUMED_MB_PER_SEC + FINISH_SECS

@@ -10,6 +10,7 @@ local transport = require "rch.transport"
 local hooks = require "rch.hooks"
 local lease = require "rch.deploy.lease"
 local transfer = require "rch.deploy.transfer"
+local pull = require "rch.deploy.pull"
 local ui = require "rch.ui"
 
 local M = {}
@@ -189,7 +190,8 @@ end
 local function skips(d, ws)
   local f = ws.facts
   return f.current_version == d.target_version and f.current_link == "versions/v" .. d.target_version
-    and f.target_sha256 == d.artifact.sha256 and not d.options.force and not ws.resuming
+    and ws.artifact.sha256 ~= nil and f.target_sha256 == ws.artifact.sha256 and not d.options.force
+    and not ws.resuming
 end
 
 local function preflight(d, ws)
@@ -208,8 +210,14 @@ local function preflight(d, ws)
   ws.facts = facts
   ws.current_version = facts.current_version
   if ws.previous_link == nil then ws.previous_link = facts.current_link or "" end
+  -- Pull mode: this worker's tarball, and whether it can fetch it.
+  ws.artifact = d.artifact
+  if d.artifact.release then
+    ws.artifact, err = pull.preflight(d.artifact.release, conn, facts, d.settings, d.timeout)
+    if not ws.artifact then return fail(d, ws, err) end
+  end
   local issues
-  issues, err = M.preflight_issues({ worker = ws.worker, facts = facts, settings = d.settings, artifact = d.artifact,
+  issues, err = M.preflight_issues({ worker = ws.worker, facts = facts, settings = d.settings, artifact = ws.artifact,
     options = d.options })
   if not issues then return fail(d, ws, err) end
   ws.issues = issues
@@ -228,10 +236,11 @@ local function preflight(d, ws)
   -- Another build under the version the worker runs now would overwrite the
   -- only copy a rollback could return to: refuse, unless that copy is broken
   -- anyway. A file that no longer matches its manifest of this very build is
-  -- damaged, not another build: it is replaced.
+  -- damaged, not another build: it is replaced. (A pull whose rch-wkr is
+  -- not known yet leaves this to the worker: remote_steps PULL.)
   local installed_sha = facts.manifest_sha256 or facts.target_sha256
   if facts.current_link == "versions/v" .. d.target_version and facts.current_version == d.target_version
-    and installed_sha and installed_sha ~= d.artifact.sha256 then
+    and installed_sha and ws.artifact.sha256 and installed_sha ~= ws.artifact.sha256 then
     blocking[#blocking + 1] = ("same_version: the worker runs %s with other bytes (sha256 %s…); deploying a "
       .. "different build under the same version would leave nothing to roll back to: give the build a new version")
       :format(d.target_version, installed_sha:sub(1, 12))
@@ -294,22 +303,28 @@ function M.run(d, ws)
     if not gate(d, ws, "post_drain") then return end
   end
 
-  local facts = ws.facts
-  local present = facts.target_sha256 == d.artifact.sha256
-  begin_step(d, ws, "transfer", { bytes = present and 0 or d.artifact.size, sha256 = d.artifact.sha256 })
+  local facts, a = ws.facts, ws.artifact
+  local present = a.sha256 ~= nil and facts.target_sha256 == a.sha256
+  begin_step(d, ws, "transfer", { bytes = present and 0 or a.size, sha256 = a.sha256 or (a.pull and a.pull.sha256),
+    url = a.pull and a.pull.url })
   local t0 = rch.monotonic()
   -- What install records in the manifest: the file as it was read back and hashed.
-  local verified = { sha256 = facts.target_sha256, size = facts.target_size, mtime = facts.target_mtime }
+  local verified = { sha256 = facts.target_sha256, size = facts.target_size, mtime = facts.target_mtime,
+    tarball_sha256 = facts.manifest_tarball_sha256 }
   local sent = { method = "none", size = 0 }
   if not present then
-    verified, sent = transfer.send(d, ws, d.progress:transfer(ws))
+    if a.pull then
+      verified, sent = pull.send(d, ws)
+    else
+      verified, sent = transfer.send(d, ws, d.progress:transfer(ws))
+    end
     if not verified then return fail(d, ws, sent) end
   end
   local secs = rch.monotonic() - t0
-  end_step(d, ws, { bytes = present and 0 or d.artifact.size, seconds = secs, already_present = present,
-    sent_as = sent.method, bytes_sent = sent.size },
+  end_step(d, ws, { bytes = present and 0 or a.size, seconds = secs, already_present = present,
+    sent_as = sent.method, bytes_sent = sent.size, url = sent.url },
     present and "already present, sha256 matches"
-      or ("%.1f MB in %.2fs, sent as %s"):format(d.artifact.size / 1e6, secs, transfer.describe(sent)))
+      or ("%.1f MB in %.2fs, sent as %s"):format(a.size / 1e6, secs, transfer.describe(sent)))
 
   if not d.options.no_toolchain then
     local tc = d.settings.toolchain
