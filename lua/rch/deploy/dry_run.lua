@@ -84,7 +84,7 @@ local function predict(worker, conn, root, ctx)
   if artifact.release then
     artifact, err = pull.preflight(artifact.release, conn, facts, ctx.settings, ctx.timeout)
     if not artifact then return blocked(worker, ctx, err, "preflight", "check the worker's shell and coreutils") end
-    p.source = artifact.pull.url or rch.json.null
+    p.source_url = artifact.pull.url or rch.json.null
   end
   local issues
   issues, err = pipeline.preflight_issues({ worker = worker, facts = facts, settings = ctx.settings,
