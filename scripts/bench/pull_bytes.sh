@@ -18,7 +18,8 @@
 #
 # The release is this tree at the version of BUILD/rch-wkr, built by
 # scripts/make-release.sh, minisigned with a key made here and served over
-# HTTP on 127.0.0.1 by tests/unit/https_server.py. Each run starts from
+# HTTP on 127.0.0.1 by tests/unit/https_server.py (RCH_RELEASE_BUILD_DIR:
+# make-release's build dir, kept between benchmark runs). Each run starts from
 # empty worker roots (first install), interleaved:
 #   pull   rch fleet deploy --source pull
 #   zstd   rch fleet deploy --source push of the release's rch-wkr (compressed: the default)
@@ -82,7 +83,8 @@ for ((i = 0; i < 200; i++)); do [[ -s $dir/http.port ]] && break; sleep 0.05; do
 base=http://127.0.0.1:$(<"$dir/http.port")
 [[ -f $dir/key.sec ]] || minisign -G -W -p "$dir/key.pub" -s "$dir/key.sec" >/dev/null
 say "building release $ver (scripts/make-release.sh)"
-RCH_RELEASE_BASE_URL=$base/releases RCH_MINISIGN_SECRET_KEY=$dir/key.sec RCH_RELEASE_BUILD_DIR=$dir/release-build \
+RCH_RELEASE_BASE_URL=$base/releases RCH_MINISIGN_SECRET_KEY=$dir/key.sec \
+  RCH_RELEASE_BUILD_DIR=${RCH_RELEASE_BUILD_DIR:-$dir/release-build} \
   bash "$repo/scripts/make-release.sh" "$ver" "$dir/srv/releases/v$ver" 2>"$dir/make-release.err" ||
   die "make-release: $(tail -n 5 "$dir/make-release.err")"
 bash "$repo/scripts/make-releases-index.sh" "$dir/srv/releases" 2>/dev/null || die "make-releases-index"

@@ -27,8 +27,10 @@ BASE=http://127.0.0.1:$(cat "$TMP/http.port")
 # ---- The release of the testbed's version, signed.
 minisign -G -W -p "$TMP/key.pub" -s "$TMP/key.sec" >/dev/null
 minisign -G -W -p "$TMP/other.pub" -s "$TMP/other.sec" >/dev/null
+# (RCH_TEST_RELEASE_BUILD_DIR: a build dir kept between runs, so that a rerun compiles nothing.)
 start=$SECONDS
-RCH_RELEASE_BASE_URL=$BASE/releases RCH_MINISIGN_SECRET_KEY=$TMP/key.sec RCH_RELEASE_BUILD_DIR=$TMP/build \
+RCH_RELEASE_BASE_URL=$BASE/releases RCH_MINISIGN_SECRET_KEY=$TMP/key.sec \
+  RCH_RELEASE_BUILD_DIR=${RCH_TEST_RELEASE_BUILD_DIR:-$TMP/build} \
   bash "$RCH_SOURCE_DIR/scripts/make-release.sh" "$OWN" "$SRV/releases/v$OWN" 2>"$TMP/make-release.err" ||
   fail "make-release $OWN: $(cat "$TMP/make-release.err")"
 echo "built release $OWN in $((SECONDS - start)) s" >&2
@@ -39,7 +41,7 @@ TAR_SHA=$(sha_of "$REL/$TARBALL")
 mkdir "$TMP/rel" && tar -xzf "$REL/$TARBALL" -C "$TMP/rel" rch-wkr
 REL_SHA=$(sha_of "$TMP/rel/rch-wkr")
 [[ $REL_SHA != "$OWN_SHA" ]] || fail "the release's rch-wkr is the testbed's own build (not stripped?)"
-TAR_URL=$BASE/releases/v$OWN/$TARBALL
+export TAR_URL=$BASE/releases/v$OWN/$TARBALL
 # The workers find no rch-wkr on this controller: nothing could be pushed from here.
 [[ ! -e $RCH_HOME/versions ]] || fail "RCH_HOME has versions"
 
@@ -139,25 +141,31 @@ w = st["w4"]
 assert w["status"] == "Failed" and w["error"].startswith("preflight: release_url: the worker cannot fetch"), w'
 no_agent 4
 
+# with_env K [SETTING]: worker K's sshd restarted with SetEnv SETTING (none: as the testbed made it).
+chmod 755 "$TMP"
+for k in 1 2 3 4; do cp "$TB/w$k/sshd_config" "$TMP/w${k}_sshd_config.orig"; done
+with_env() {
+  cp "$TMP/w$1_sshd_config.orig" "$TB/w$1/sshd_config"
+  [[ -z ${2:-} ]] || echo "SetEnv $2" >>"$TB/w$1/sshd_config"
+  "${TESTBED[@]}" stop "$1" "$TB" >/dev/null 2>&1 || true
+  "${TESTBED[@]}" start "$1" "$TB" >/dev/null
+}
+restore_workers() {
+  local k
+  for k in 1 2 3 4; do cmp -s "$TMP/w${k}_sshd_config.orig" "$TB/w$k/sshd_config" || with_env "$k" || true; done
+  deploy_cleanup
+}
+trap restore_workers EXIT
+
 # ---- A worker with neither curl nor wget (its sshd sets a PATH without them).
 mkdir -p "$TMP/nofetch"
 for f in /usr/bin/* /bin/*; do
   case ${f##*/} in curl | wget) ;; *) [[ -e $TMP/nofetch/${f##*/} ]] || ln -s "$f" "$TMP/nofetch/${f##*/}" ;; esac
 done
-chmod 755 "$TMP" "$TMP/nofetch"
-W4_CFG=$TB/w4/sshd_config
-cp "$W4_CFG" "$TMP/w4_sshd_config.orig"
-restore_w4() {
-  cp "$TMP/w4_sshd_config.orig" "${W4_CFG:?}"
-  "${TESTBED[@]}" stop 4 "$TB" >/dev/null 2>&1 || true
-  "${TESTBED[@]}" start 4 "$TB" >/dev/null 2>&1 || true
-  deploy_cleanup
-}
-trap restore_w4 EXIT
-echo "SetEnv PATH=$TMP/nofetch" >>"$W4_CFG"
-"${TESTBED[@]}" stop 4 "$TB" >/dev/null
-"${TESTBED[@]}" start 4 "$TB" >/dev/null
-[[ $(on 4 'command -v curl wget sha256sum') == "$TMP/nofetch/sha256sum" ]] || fail "w4 still has curl or wget"
+chmod 755 "$TMP/nofetch"
+with_env 4 "PATH=$TMP/nofetch"
+got=$(on 4 'for t in curl wget sha256sum; do command -v $t; done' || true)
+[[ $got == "$TMP/nofetch/sha256sum" ]] || fail "w4 still has curl or wget: $got"
 deploy 0 --source pull --worker w4 --dry-run
 json '
 issue = [i for i in d["potential_issues"] if i["check"] == "fetch_tool"][0]
@@ -166,9 +174,65 @@ assert "install curl (or wget)" in issue["recommendation"], issue'
 deploy 1 --source pull --worker w4
 json 'assert st["w4"]["error"].startswith("preflight: fetch_tool: neither curl nor wget"), st["w4"]'
 no_agent 4
-cp "$TMP/w4_sshd_config.orig" "$W4_CFG"
-"${TESTBED[@]}" stop 4 "$TB" >/dev/null
-"${TESTBED[@]}" start 4 "$TB" >/dev/null
+with_env 4
+
+# ---- Over HTTPS (a test CA the controller and w3's curl trust, w2's does not): the pull
+# works on w3; w2 reports the certificate in preflight; a tarball URL that redirects to
+# plain http is refused, the release list having come over https.
+cnf=$TMP/openssl.cnf
+printf '%s\n' '[req]' 'distinguished_name = dn' 'prompt = no' '[dn]' 'CN = rch test' '[ca]' \
+  'basicConstraints = critical,CA:TRUE' 'keyUsage = critical,keyCertSign,cRLSign' '[server]' \
+  'basicConstraints = critical,CA:FALSE' 'keyUsage = critical,digitalSignature' 'extendedKeyUsage = serverAuth' \
+  'subjectAltName = IP:127.0.0.1' >"$cnf"
+ec=(-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes)
+(
+  cd "$TMP"
+  openssl req -x509 -config "$cnf" -extensions ca -days 2 -subj "/CN=rch pull test CA" "${ec[@]}" \
+    -keyout ca.key -out ca.pem
+  openssl req -new -config "$cnf" -subj /CN=127.0.0.1 "${ec[@]}" -keyout server.key -out server.csr
+  openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -set_serial 2 -days 2 -extfile "$cnf" \
+    -extensions server -out server.pem
+) >"$TMP/openssl.log" 2>&1 || fail "openssl: $(cat "$TMP/openssl.log")"
+chmod 644 "$TMP/ca.pem"
+python3 "$RCH_SOURCE_DIR/tests/unit/https_server.py" "$TMP/https.port" "$SRV" --cert "$TMP/server.pem" \
+  --key "$TMP/server.key" --log "$TMP/https.log" >"$TMP/https.out" 2>&1 &
+BACKGROUND+=($!)
+wait_until 20 test -s "$TMP/https.port"
+TLS=https://127.0.0.1:$(cat "$TMP/https.port")
+python3 - "$SRV/releases/releases.json" "$BASE" "$TLS" <<'EOF'
+import json, sys, urllib.parse
+path, http, tls = sys.argv[1:]
+rel = json.load(open(path))
+for a in rel[0]["assets"]:
+    a["browser_download_url"] = a["browser_download_url"].replace(http, tls)
+json.dump(rel, open(path.replace("releases.json", "https.json"), "w"))
+for a in rel[0]["assets"]:
+    if a["name"].endswith(".tar.gz"):
+        a["browser_download_url"] = tls + "/redirect?to=" + urllib.parse.quote(a["browser_download_url"].replace(tls, http))
+json.dump(rel, open(path.replace("releases.json", "redirect.json"), "w"))
+EOF
+pull_config "" "ca_file = \"$TMP/ca.pem\""
+with_env 3 "CURL_CA_BUNDLE=$TMP/ca.pem"
+find "$(root_of 2)" "$(root_of 3)" -mindepth 1 -delete
+RCH_RELEASE_URL=$TLS/releases/https.json deploy 1 --source pull --worker w2,w3
+installed 3 "$OWN" "$REL_SHA"
+has_tarball_in_manifest 3
+contains "$(transfer_of 3)" "fetched by the worker from $TLS/releases/v$OWN/$TARBALL"
+json '
+w = st["w2"]
+assert w["status"] == "Failed" and w["error"].startswith("preflight: release_url: the worker cannot fetch https://"), w
+assert "certificate" in w["error"], w["error"]'
+no_agent 2
+find "$(root_of 3)" -mindepth 1 -delete
+before=$(gets)
+RCH_RELEASE_URL=$TLS/releases/redirect.json deploy 1 --source pull --worker w3
+json '
+w = st["w3"]
+assert w["status"] == "Failed" and w["error"].startswith("preflight: release_url: the worker cannot fetch https://"), w'
+no_agent 3
+(($(gets) == before)) || fail "the refused redirect reached the http server: $(cat "$TMP/http.log")"
+with_env 3
+pull_config
 
 # ---- A worker running this version from other bytes (pushed from another build) keeps them.
 stage "$OWN" "$RCH_WKR"

@@ -340,7 +340,7 @@ local FETCH = [[
 fetch_tool() {
   if command -v curl >/dev/null 2>&1; then echo curl; elif command -v wget >/dev/null 2>&1; then echo wget; fi
 }
-# run_fetch head|get URL [FILE]: HEAD of URL, or URL into FILE; the tool's last words on failure.
+# run_fetch head|get URL [FILE]: HEAD of URL, or URL into FILE; the tool's first words on failure.
 run_fetch() {
   local mode=$1 url=$2 out=${3:-/dev/null} p=http,https err
   [ "$https" = 0 ] || p=https
@@ -354,7 +354,7 @@ run_fetch() {
     if [ "$mode" = head ]; then set -- "$@" --spider; else set -- "$@" -O "$out"; fi
     err=$(wget "$@" -- "$url" 2>&1) && return 0
   fi
-  printf '%s: %s\n' "$tool" "${err#"$tool: "}" | grep -v '^ *$' | tail -n 2 | tr '\n' ' ' >&2
+  printf '%s: %s\n' "$tool" "${err#"$tool: "}" | grep -v '^ *$' | head -n 1 >&2
   return 1
 }
 ]]
