@@ -6,11 +6,13 @@
 # tarball's rch-wkr, byte for byte, with the tarball's sha256 in the
 # manifest. An unchanged redeploy skips every worker without a download. A
 # bad signature is refused before any worker is touched; a tampered tarball
-# (not the signed sha256) is refused on the worker with nothing installed
-# and nothing left behind; a tarball URL the workers cannot reach, and a
+# (not the signed sha256), and a signed one whose rch-wkr is a symlink or a
+# hard link, are refused on the worker with nothing installed and nothing
+# left behind; a tarball URL the workers cannot reach, and a
 # worker with neither curl nor wget, are preflight issues with a remediation
 # (dry run and real run); a worker running this version from other bytes
-# keeps them.
+# keeps them. Over HTTPS, the workers check certificates, and a tarball URL
+# that redirects to plain http is refused.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/deploy_lib.sh"
 command -v minisign >/dev/null || fail "minisign is not installed: run scripts/bootstrap.sh"
@@ -114,6 +116,29 @@ no_agent 4
 [[ -z $(versions_of 4) ]] || fail "w4: versions after the refused tarball: $(versions_of 4)"
 no_leftovers 4
 cp "$TMP/good.tar.gz" "$REL/$TARBALL"
+
+# ---- A signed release whose rch-wkr is a symlink, or a hard link to another member:
+# the worker refuses it, with nothing installed.
+for kind in symlink hardlink; do
+  h=$SRV/releases/$kind/v$OWN
+  mkdir -p "$h" "$TMP/$kind"
+  (
+    cd "$TMP/$kind"
+    echo notes >RELEASE_NOTES.md
+    if [[ $kind == symlink ]]; then ln -s /etc/passwd rch-wkr; else ln RELEASE_NOTES.md rch-wkr; fi
+    tar --format=gnu -cf - RELEASE_NOTES.md rch-wkr | gzip -n >"$h/$TARBALL"
+  )
+  (cd "$h" && sha256sum "$TARBALL" >"$TARBALL.sha256" && cp "$TARBALL.sha256" checksums.txt &&
+    minisign -S -s "$TMP/key.sec" -m checksums.txt -x checksums.txt.minisig -t "rch $OWN" </dev/null >/dev/null)
+  sed "s|/releases/v$OWN/|/releases/$kind/v$OWN/|g" "$SRV/releases/releases.json" >"$SRV/releases/$kind.json"
+  RCH_RELEASE_URL=$BASE/releases/$kind.json deploy 1 --source pull --worker w4
+  KIND=$kind json '
+w = st["w4"]
+want = {"symlink": "l", "hardlink": "h"}[os.environ["KIND"]]
+assert w["status"] == "Failed" and ("is not a regular file (tar type '"'"'%s'"'"')" % want) in w["error"], w'
+  no_agent 4
+  no_leftovers 4
+done
 
 # ---- A tarball URL the workers cannot reach (the list names a port where nothing listens):
 # a preflight issue with a remediation, in the dry run and the real run.

@@ -412,14 +412,16 @@ run_fetch get "$url" "$work/t.tar.gz" 2>"$work/err" || { echo "could not fetch $
 got=$(sha256_of "$work/t.tar.gz") || exit 3
 [ "$got" = "$want" ] || {
   echo "$url has sha256 $got, but the release's signed checksums.txt says $want: refusing it" >&2; exit 13; }
-names=$(tar -tzf "$work/t.tar.gz") || { echo "cannot list $url" >&2; exit 13; }
+# Decompressed once: listed twice and extracted from the plain tar.
+err=$(gzip -dc <"$work/t.tar.gz" 2>&1 >"$work/t.tar") || { echo "cannot decompress $url: $err" >&2; exit 13; }
+names=$(tar -tf "$work/t.tar") || { echo "cannot list $url" >&2; exit 13; }
 n=$(printf '%s\n' "$names" | grep -cxE '(\./)*rch-wkr(/.*)?') || true
 m=$(printf '%s\n' "$names" | grep -cx 'rch-wkr') || true
 [ "$n" = 1 ] && [ "$m" = 1 ] || { echo "$url has $n entries named rch-wkr, expected one top-level file" >&2; exit 13; }
-kind=$(tar -tvzf "$work/t.tar.gz" --no-recursion -- rch-wkr | cut -c1)
+kind=$(tar -tvf "$work/t.tar" --no-recursion -- rch-wkr | cut -c1)
 [ "$kind" = - ] || { echo "rch-wkr in $url is not a regular file (tar type '$kind')" >&2; exit 13; }
 mkdir -m 700 -- "$work/x" || exit 3
-err=$(tar -xmzf "$work/t.tar.gz" -C "$work/x" --no-recursion --no-same-owner --no-same-permissions -- rch-wkr 2>&1) ||
+err=$(tar -xmf "$work/t.tar" -C "$work/x" --no-recursion --no-same-owner --no-same-permissions -- rch-wkr 2>&1) ||
   { echo "cannot extract rch-wkr from $url: $err" >&2; exit 13; }
 new="$work/x/rch-wkr"
 [ -f "$new" ] && [ ! -L "$new" ] || { echo "rch-wkr extracted from $url is not a regular file" >&2; exit 13; }
