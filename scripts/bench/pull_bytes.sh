@@ -67,7 +67,7 @@ cleanup() {
   if [[ $keep == no ]]; then bash "$testbed" down "$dir" >/dev/null 2>&1 || true; fi
 }
 trap cleanup EXIT
-rm -rf "${dir:?}"/{bin,home,state,data,cache,runs,srv,cfg-*} "$dir/results.csv"
+rm -rf "${dir:?}"/{bin,home,state,data,cache,runs,srv,cfg-*} "$dir"/{results.csv,counts.json,http.port}
 mkdir -p "$dir/bin" "$dir/runs" "$dir/srv/releases"
 cp "$build/rch" "$build/rch-wkr" "$dir/bin/"
 rch=$dir/bin/rch

@@ -123,7 +123,7 @@ for kind in symlink hardlink; do
   h=$SRV/releases/$kind/v$OWN
   mkdir -p "$h" "$TMP/$kind"
   (
-    cd "$TMP/$kind"
+    cd "$TMP/$kind" || exit 1
     echo notes >RELEASE_NOTES.md
     if [[ $kind == symlink ]]; then ln -s /etc/passwd rch-wkr; else ln RELEASE_NOTES.md rch-wkr; fi
     tar --format=gnu -cf - RELEASE_NOTES.md rch-wkr | gzip -n >"$h/$TARBALL"
@@ -189,6 +189,7 @@ for f in /usr/bin/* /bin/*; do
 done
 chmod 755 "$TMP/nofetch"
 with_env 4 "PATH=$TMP/nofetch"
+# shellcheck disable=SC2016 # (expanded on the worker)
 got=$(on 4 'for t in curl wget sha256sum; do command -v $t; done' || true)
 [[ $got == "$TMP/nofetch/sha256sum" ]] || fail "w4 still has curl or wget: $got"
 deploy 0 --source pull --worker w4 --dry-run
