@@ -102,6 +102,8 @@ pull_config "" $'[deploy]\nsource = "pull"'
 deploy 0 --worker w1,w2,w3
 json 'assert all(st[w]["status"] == "Skipped" for w in ("w1", "w2", "w3")), st'
 (($(gets) == 3)) || fail "an unchanged redeploy fetched the tarball"
+# fleet stress runs on the simulated fleet, which has no mirror to pull from: it pushes.
+expect_exit 0 "$RCH" fleet stress --workers 20 --parallel 4 --json
 pull_config
 
 # ---- A tampered tarball (not the signed sha256): refused, nothing installed, nothing left.
