@@ -293,6 +293,9 @@ grep -q -- "completed; nothing to resume" <<<"$ERR" || fail "unexpected message:
 # A pre_install hook (from a --script-dir, so only on the first run) that holds mock-worker-3
 # until the process is killed. At --parallel 1: mock-worker-1 is skipped (already at the
 # target), mock-worker-2 completes, mock-worker-3 hangs after its transfer; kill -9 then.
+# probe_parallel = 1 keeps plan order (preflight otherwise runs wide, and a worker to
+# change takes the --parallel slot in the order its preflight finished).
+printf '[defaults]\nprobe_parallel = 1\n' >"$RCH_CONFIG_DIR/config.toml"
 mkdir -p "$TEST_DIR/sd/hooks" "$TEST_DIR/marks"
 cat >"$TEST_DIR/sd/hooks/pre_install.lua" <<'EOF'
 local rch = require "rch"
@@ -358,6 +361,7 @@ assert r["id"] == os.environ["KILLED"] and r["resumed"] is True and r["counts"][
 versions_are "$OWN" "$OWN" "$OWN" "$OWN"
 run 1 fleet deploy --resume
 grep -q -- "completed; nothing to resume" <<<"$ERR" || fail "unexpected message: $ERR"
+rm "$RCH_CONFIG_DIR/config.toml"
 pass
 
 # ---------------------------------------------------------------------------

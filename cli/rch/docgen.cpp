@@ -259,6 +259,9 @@ void man_rch(std::ostream& out, const Command& root) {
 const std::map<std::string, std::string>& key_meanings() {
   static const std::map<std::string, std::string> m{
       {"defaults.parallel", "Workers deployed, rolled back or run on at once (--parallel)."},
+      {"defaults.probe_parallel",
+       "Workers probed at once by work that changes nothing: fleet status, verify, the dry run, and the "
+       "preflight of a deploy, which decides whether a worker needs a change (at least --parallel)."},
       {"defaults.connect_timeout", "Seconds to connect and authenticate to a worker."},
       {"defaults.command_timeout", "Seconds a remote command may run (exec --timeout)."},
       {"defaults.host_key_policy",

@@ -312,6 +312,7 @@ class Parser {
   std::vector<Field> defaults_fields(Config::Defaults& d) const {
     const std::string_view s = "defaults";
     return {integer(s, "parallel", d.parallel, 1, 10000),
+            integer(s, "probe_parallel", d.probe_parallel, 1, 10000),
             seconds(s, "connect_timeout", d.connect_timeout, 1, kDay),
             seconds(s, "command_timeout", d.command_timeout, 1, 7 * kDay),
             choice(s, "host_key_policy", d.host_key_policy, kHostKeyPolicies),

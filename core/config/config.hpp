@@ -29,6 +29,7 @@ std::string_view to_string(UpdateChannel channel);
 struct Config {
   struct Defaults {
     int parallel = 4;
+    int probe_parallel = 64;  // read-only probes (status, verify, dry run, deploy's preflight) at once
     std::chrono::seconds connect_timeout{10};
     std::chrono::seconds command_timeout{300};
     HostKeyPolicy host_key_policy = HostKeyPolicy::strict;

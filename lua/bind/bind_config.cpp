@@ -71,8 +71,9 @@ int l_config_settings(lua_State* L) {
   const Config& c = loaded.value();
   lua_createtable(L, 0, 5);
 
-  lua_createtable(L, 0, 11);
+  lua_createtable(L, 0, 12);
   push_number_field(L, "parallel", c.defaults.parallel);
+  push_number_field(L, "probe_parallel", c.defaults.probe_parallel);
   push_number_field(L, "connect_timeout", static_cast<lua_Number>(c.defaults.connect_timeout.count()));
   push_number_field(L, "command_timeout", static_cast<lua_Number>(c.defaults.command_timeout.count()));
   push_string_field(L, "host_key_policy", std::string(to_string(c.defaults.host_key_policy)));

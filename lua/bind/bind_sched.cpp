@@ -1,4 +1,5 @@
-// Module rch.sched: tasks (coroutines driven by the loop), join, sleep, time.
+// Module rch.sched: tasks (coroutines driven by the loop), join, sleep,
+// suspend/wake, time.
 #include <chrono>
 
 #include "lua/bind/bind_util.hpp"
@@ -45,6 +46,33 @@ int l_sched_sleep(lua_State* L) {
   return lua_yield(L, 0);
 }
 
+// current() -> the id of the calling task (a task only).
+int l_sched_current(lua_State* L) {
+  const int self = engine_of(L).task_of(L);
+  if (self == 0) return luaL_error(L, "rch.sched.current: not in a task");
+  lua_pushinteger(L, self);
+  return 1;
+}
+
+// suspend() yields the calling task until some other task calls wake(id)
+// (what rch.semaphore is built on). Yields.
+int l_sched_suspend(lua_State* L) {
+  const int self = require_task(L, "rch.sched.suspend");
+  engine_of(L).set_waiting(self, "rch.sched.suspend");
+  return lua_yield(L, 0);
+}
+
+// wake(id): resumes task `id`, suspended by suspend(), on a later loop turn.
+int l_sched_wake(lua_State* L) {
+  Engine& engine = engine_of(L);
+  const int target = static_cast<int>(luaL_checkinteger(L, 1));
+  if (target < 1 || static_cast<std::size_t>(target) > engine.task_count()) {
+    return luaL_argerror(L, 1, "not a task id");
+  }
+  engine.resume_later(target, [](lua_State*) { return 0; });
+  return 0;
+}
+
 // now() -> seconds since the epoch (float, ms resolution).
 int l_sched_now(lua_State* L) {
   const auto now = std::chrono::system_clock::now().time_since_epoch();
@@ -69,13 +97,11 @@ int l_sched_in_task(lua_State* L) {
 
 int luaopen_rch_sched(lua_State* L) {
   static const luaL_Reg functions[] = {
-      {"spawn", guarded<l_sched_spawn>},
-      {"join", guarded<l_sched_join>},
-      {"sleep", guarded<l_sched_sleep>},
-      {"now", guarded<l_sched_now>},
-      {"monotonic", guarded<l_sched_monotonic>},
-      {"in_task", guarded<l_sched_in_task>},
-      {nullptr, nullptr},
+      {"spawn", guarded<l_sched_spawn>},         {"join", guarded<l_sched_join>},
+      {"sleep", guarded<l_sched_sleep>},         {"now", guarded<l_sched_now>},
+      {"monotonic", guarded<l_sched_monotonic>}, {"in_task", guarded<l_sched_in_task>},
+      {"current", guarded<l_sched_current>},     {"suspend", guarded<l_sched_suspend>},
+      {"wake", guarded<l_sched_wake>},           {nullptr, nullptr},
   };
   lua_newtable(L);
   set_functions(L, functions);

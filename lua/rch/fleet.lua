@@ -9,6 +9,7 @@
 --   fleet.undrain(gpu)
 local rch = require "rch"
 local transport = require "rch.transport"
+local remote = require "rch.remote"
 local workers_mod = require "rch.workers"
 local audit_mod = require "rch.audit"
 local state = require "rch.deploy.state"
@@ -31,25 +32,49 @@ function M.tagged(tag, workers)
   return workers_mod.with_tag(workers or assert(workers_mod.select()), tag)
 end
 
+--- How many workers work that changes nothing probes at once: [defaults]
+-- probe_parallel, never fewer than `parallel` (the command's --parallel).
+function M.probe_width(s, parallel)
+  return math.max(parallel or s.defaults.parallel, s.defaults.probe_parallel)
+end
+
 --- The one loop over workers (also under fleet status, verify, drain and
 -- rollback): connects, resolves the worker root, runs fn(worker, conn, root),
 -- at most opts.parallel at once ([defaults] parallel); with opts.login_home
 -- the root is not resolved (fn(worker, conn): fleet exec and copy work in the
 -- login home). A worker that cannot be reached, whose root cannot be resolved,
 -- or whose fn raised gets opts.failed(worker, err, reachable) (default: {error = err}).
+-- With opts.probe (read-only work: status, verify, dry run) it runs at
+-- M.probe_width, fn gets the root as configured (remote.root_spec: the
+-- remote script resolves "~", saving a round trip), and each worker's
+-- session is parked when its fn returns: open sessions stay within the width
+-- at any fleet size (transport.cap_open).
 -- @return table worker id -> value, and the same values as a list in `workers` order
 function M.each(workers, fn, opts)
   opts = opts or {}
   local failed = opts.failed or function(_, err) return { error = err } end
   local s = opts.settings or settings()
-  local results, errors = rch.parallel(workers, opts.parallel or s.defaults.parallel, function(w)
+  local width = opts.probe and M.probe_width(s, opts.parallel) or opts.parallel or s.defaults.parallel
+  local function visit(w)
     local conn, err = transport.get(w, s)
     if not conn then return failed(w, err, false) end
     if opts.login_home then return fn(w, conn) end
     local root
-    root, err = conn:root()
+    if opts.probe then
+      root, err = remote.root_spec(w)
+    else
+      root, err = conn:root()
+    end
     if not root then return failed(w, err, true) end
     return fn(w, conn, root)
+  end
+  if opts.probe then transport.cap_open(width) end
+  local results, errors = rch.parallel(workers, width, function(w)
+    if not opts.probe then return visit(w) end
+    local ok, value = rch.pcall(visit, w)
+    transport.park(w)
+    if not ok then error(value, 0) end
+    return value
   end)
   local by_id, list = {}, {}
   for i, w in ipairs(workers) do
@@ -126,7 +151,7 @@ end
 -- @return worker id -> {path, sha256} or {error = …}
 function M.upload(workers, local_path, remote_path, opts)
   local sha = assert(rch.crypto.sha256_file(local_path))
-  local dest = assert(require("rch.remote").login_path(remote_path))
+  local dest = assert(remote.login_path(remote_path))
   local timeout = (opts and opts.timeout)
     or require("rch.deploy.remote_steps").upload_timeout(assert(rch.fs.size(local_path)), settings().defaults)
   return M.each(workers, function(_, conn)

@@ -76,4 +76,37 @@ function M.parallel(items, n, fn)
   return results, errors
 end
 
+local Semaphore = {}
+Semaphore.__index = Semaphore
+
+--- A counting semaphore for tasks: at most n holders at once; the others
+-- wait, suspended, in arrival order.
+--   local slots = rch.semaphore(4)
+--   slots:acquire() ... slots:release()
+function M.semaphore(n)
+  n = math.floor(tonumber(n) or 0)
+  if n < 1 then error("rch.semaphore: n must be >= 1", 2) end
+  return setmetatable({ free = n, waiting = {}, first = 1 }, Semaphore)
+end
+
+function Semaphore:acquire()
+  if self.free > 0 and self.first > #self.waiting then
+    self.free = self.free - 1
+    return
+  end
+  self.waiting[#self.waiting + 1] = sched.current()
+  sched.suspend() -- release() hands its slot over and wakes us
+end
+
+function Semaphore:release()
+  local id = self.waiting[self.first]
+  if id then
+    self.waiting[self.first] = false
+    self.first = self.first + 1
+    sched.wake(id)
+  else
+    self.free = self.free + 1
+  end
+end
+
 return M

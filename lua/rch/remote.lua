@@ -9,16 +9,24 @@ local M = {}
 -- @param worker worker table (root defaults to "~/.rch")
 -- @return absolute root, or nil, err
 function M.root(session, worker)
-  local root = worker.root or "~/.rch"
+  local root, err = M.root_spec(worker)
+  if not root then return nil, err end
   if root == "~" or root:sub(1, 2) == "~/" then
-    local home, err = session:home()
+    local home
+    home, err = session:home()
     if not home then return nil, err end
     root = home .. root:sub(2)
   end
-  if root:sub(1, 1) ~= "/" then
-    return nil, ("worker '%s': root '%s' must be absolute or start with ~/"):format(worker.id, root)
-  end
   return root
+end
+
+--- The worker's root as configured (default ~/.rch), "~" unresolved: what
+-- the read-only remote steps take, resolving it on the worker themselves.
+-- @return root, or nil, err for a root that is neither absolute nor under ~/
+function M.root_spec(worker)
+  local root = worker.root or "~/.rch"
+  if root == "~" or root:sub(1, 2) == "~/" or root:sub(1, 1) == "/" then return root end
+  return nil, ("worker '%s': root '%s' must be absolute or start with ~/"):format(worker.id, root)
 end
 
 --- A path as the worker's shell sees it from the login home, where every

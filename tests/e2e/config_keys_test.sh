@@ -34,6 +34,7 @@ case_defaults_parallel() {
   deploy 0 --force --parallel 3 # the flag wins
   json 'assert d["strategy"]["parallelism"] == 3, d["strategy"]'
 }
+case_defaults_probe_parallel() { elsewhere probe_parallel_test.sh probe_parallel; }
 case_defaults_connect_timeout() {
   # A port that accepts TCP and never says a word: the SSH banner wait ends at the timeout.
   python3 -c 'import socket, sys, time

@@ -16,11 +16,12 @@ def last(t, w=None): return max(i for i, e in enumerate(ev) if e['event_type'] =
 def types(): return [e['event_type'] for e in ev]
 $1"
 }
-# max_active: the most workers between their first and their last journal line at any point.
+# max_active: the most workers between their first journal line past preflight (which runs
+# wider, at probe_parallel, and changes nothing) and their last, at any point.
 max_active() {
   DEP=$(json 'print(d["id"])') py '
 lines = load(os.environ["RCH_STATE_DIR"] + "/deployments/" + os.environ["DEP"] + "/journal.jsonl")
-lines = [l for l in lines if "worker" in l]
+lines = [l for l in lines if "worker" in l and l.get("status") != "Preflight"]
 last = {l["worker"]: i for i, l in enumerate(lines)}
 active, peak = set(), 0
 for i, l in enumerate(lines):

@@ -115,3 +115,29 @@ do
   end)
   eq(table.concat(finished, ","), "10,20,30", "finish order")
 end
+
+-- 9. rch.semaphore: at most n holders inside rch.parallel's wider cap, every
+-- waiter gets its turn in arrival order, and a bad count is refused.
+do
+  local items = {}
+  for i = 1, 40 do items[i] = i end
+  local slots = rch.semaphore(3)
+  local inside, peak, order = 0, 0, {}
+  local _, errors = rch.parallel(items, 12, function(item)
+    rch.sleep((item % 4) / 1000)
+    slots:acquire()
+    inside = inside + 1
+    if inside > peak then peak = inside end
+    order[#order + 1] = item
+    rch.sleep(0.002)
+    inside = inside - 1
+    slots:release()
+  end)
+  eq(errors, nil, "errors")
+  eq(peak, 3, "peak holders")
+  eq(#order, 40, "every item got a slot")
+  eq(slots.free, 3, "slots free at the end")
+  local ok, err = pcall(rch.semaphore, 0)
+  eq(ok, false, "semaphore(0) refused")
+  assert(tostring(err):find("n must be >= 1", 1, true), err)
+end

@@ -39,14 +39,16 @@ local function endpoint(worker, settings, resolve)
   return e
 end
 
-local function probe(worker, conn, root, settings)
+-- One command per worker: the preflight facts with the agent's health.
+local function probe(worker, conn, root_spec, settings)
   local entry = endpoint(worker, settings, true)
-  entry.reachable, entry.root = true, root
-  local facts, err = conn:preflight(root, "", settings.defaults.command_timeout)
+  entry.reachable = true
+  local facts, err = conn:preflight(root_spec, "", settings.defaults.command_timeout, true, true)
   if not facts then
     entry.error = err
     return entry
   end
+  entry.root = facts.root
   entry.version = facts.current_version
   entry.versions = {}
   for v in tostring(facts.versions or ""):gmatch("v(%S+)") do entry.versions[#entry.versions + 1] = v end
@@ -59,12 +61,10 @@ local function probe(worker, conn, root, settings)
   end
   if facts.agent_present and not facts.current_version then entry.error = "rch-wkr is installed but does not run" end
   if facts.current_version then
-    local agent
-    agent, err = conn:probe_agent(root, true, settings.defaults.command_timeout)
-    if agent and agent.health then
-      entry.active_builds = agent.health.active_builds
+    if type(facts.health) == "table" then
+      entry.active_builds = facts.health.active_builds
     else
-      entry.error = err or "rch-wkr health did not answer"
+      entry.error = facts.health_error or "rch-wkr health did not answer"
     end
   end
   return entry
@@ -72,14 +72,13 @@ end
 
 local function collect(workers, settings)
   local _, results = fleet.each(workers, function(w, conn, root) return probe(w, conn, root, settings) end, {
-    settings = settings, parallel = math.max(settings.defaults.parallel, 16),
+    settings = settings, probe = true,
     failed = function(w, err, reachable)
       local entry = endpoint(w, settings, true)
       entry.error, entry.reachable = err, reachable
       return entry
     end,
   })
-  transport.close_all()
   local last = last_deployments()
   for i = 1, #workers do results[i].last_deployment = last[workers[i].id] end
   return results

@@ -42,14 +42,15 @@ local function check_audit(path)
   return true
 end
 
--- A worker is in flight from its first journal record to its terminal status, in the
+-- A worker is in flight (holds a --parallel slot) from its first record past
+-- preflight (which runs wider, at probe_parallel) to its terminal status, in the
 -- order the loop wrote them. @return number of lines, peak number of workers in flight
 local function journal_concurrency(path)
   local count, active, in_flight, peak = 0, {}, 0, 0
   for line in io.lines(path) do
     count = count + 1
     local w, status = line:match('"worker":"([^"]*)"'), line:match('"status":"(%a+)"')
-    if w and status then
+    if w and status and status ~= "Preflight" then
       local terminal = status == "Completed" or status == "Failed" or status == "Skipped" or status == "RolledBack"
       if terminal and active[w] then
         active[w], in_flight = nil, in_flight - 1

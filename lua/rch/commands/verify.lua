@@ -4,7 +4,6 @@
 -- then version consistency across the fleet (stragglers). Exit 1 on any finding.
 local rch = require "rch"
 local ui = require "rch.ui"
-local transport = require "rch.transport"
 local workers_mod = require "rch.workers"
 local fleet = require "rch.fleet"
 
@@ -14,14 +13,15 @@ local function unreachable(worker, err, reachable)
   return { worker_id = worker.id, reachable = reachable, findings = { reachable and err or "unreachable: " .. err } }
 end
 
-local function check(worker, conn, root, settings)
+local function check(worker, conn, root_spec, settings)
   local entry = { worker_id = worker.id, reachable = true, findings = {} }
   local function finding(text) entry.findings[#entry.findings + 1] = text end
-  local facts, err = conn:inspect(root, settings.defaults.command_timeout)
+  local facts, err = conn:inspect(root_spec, settings.defaults.command_timeout)
   if not facts then
     finding(err)
     return entry
   end
+  local root = facts.root
   if facts.partials then
     finding(("leftover partial upload(s): %s (the next deploy removes them)"):format(facts.partials))
   end
@@ -88,8 +88,7 @@ function M.run(opts)
     return 2
   end
   local _, results = fleet.each(workers, function(w, conn, root) return check(w, conn, root, settings) end,
-    { settings = settings, parallel = math.max(settings.defaults.parallel, 16), failed = unreachable })
-  transport.close_all()
+    { settings = settings, probe = true, failed = unreachable })
   local reference = fleet_version(results)
   local ok = true
   for i = 1, #workers do

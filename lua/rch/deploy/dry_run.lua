@@ -129,7 +129,7 @@ end
 function M.compute(ctx)
   ctx.issues = rch.json.array()
   local _, results = require("rch.fleet").each(ctx.workers, function(w, conn, root) return predict(w, conn, root, ctx) end,
-    { settings = ctx.settings, parallel = math.max(ctx.options.parallel, 16), failed = unreachable(ctx) })
+    { settings = ctx.settings, parallel = ctx.options.parallel, probe = true, failed = unreachable(ctx) })
   -- Only workers the deploy would change take a slot: skipped and blocked ones
   -- count in neither the duration nor the peak parallelism.
   local predictions, times, total_mb = {}, {}, 0

@@ -1,11 +1,12 @@
 --- The deployment object strategies drive. A strategy decides the order and
--- batching; this object runs the pipeline on a set of workers under the
--- --parallel cap, rolls workers back, asks the canary_health hook, writes
+-- batching; this object runs the pipeline on a set of workers (probing at
+-- [defaults] probe_parallel, changing under the --parallel cap), rolls workers back, asks the canary_health hook, writes
 -- audit events, and marks workers it will not touch.
 local rch = require "rch"
 local pipeline = require "rch.deploy.pipeline"
 local hooks = require "rch.hooks"
 local util = require "rch.util"
+local transport = require "rch.transport"
 
 local Deploy = {}
 Deploy.__index = Deploy
@@ -16,6 +17,11 @@ local M = {}
 function M.new(fields)
   local d = setmetatable(fields, Deploy)
   d.in_flight, d.peak_in_flight = 0, 0
+  -- Preflight probes run this wide; a worker to change waits for one of the
+  -- --parallel slots. Sessions open at once never exceed the width.
+  d.width = require("rch.fleet").probe_width(d.settings, d.options.parallel)
+  d.slots = rch.semaphore(d.options.parallel)
+  transport.cap_open(d.width)
   d.events = d.events or {}
   d.timeout = d.settings.defaults.command_timeout
   d.transfer_timeout = require("rch.deploy.remote_steps").upload_timeout(d.artifact.size, d.settings.defaults)
@@ -24,22 +30,21 @@ function M.new(fields)
   return d
 end
 
---- Runs the pipeline on every worker of `list` not yet in a terminal status,
--- at most options.parallel at once.
+--- Runs the pipeline on every worker of `list` not yet in a terminal status:
+-- preflight at most self.width at once, changes at most options.parallel.
 -- @return counts {Completed=, Failed=, Skipped=, RolledBack=} for `list`
 function Deploy:deploy(list)
   local todo = {}
   for _, ws in ipairs(list) do
     if not pipeline.TERMINAL[ws.status] then todo[#todo + 1] = ws end
   end
-  local _, errors = rch.parallel(todo, self.options.parallel, function(ws)
-    self.in_flight = self.in_flight + 1
-    if self.in_flight > self.peak_in_flight then self.peak_in_flight = self.in_flight end
+  local _, errors = rch.parallel(todo, self.width, function(ws)
     local ok, err = rch.pcall(pipeline.run, self, ws)
     -- Done with this worker: its lease goes now, so that a controller waiting
-    -- for it never waits on a whole deployment (nor two on each other).
+    -- for it never waits on a whole deployment (nor two on each other). Its
+    -- session stays for a canary re-probe or a rollback, unless the cap needs it.
     if ws.conn then ws.conn:release_lease() end
-    self.in_flight = self.in_flight - 1
+    transport.park(ws.worker)
     if not ok then error(err, 0) end
   end)
   for i, err in pairs(errors or {}) do
@@ -55,6 +60,23 @@ function Deploy:deploy(list)
     end
   end
   return M.counts(list)
+end
+
+--- Waits for one of the --parallel slots (the pipeline, before it takes
+-- the lease of a worker it will change).
+function Deploy:acquire_slot(ws)
+  if ws.has_slot then return end
+  self.slots:acquire()
+  ws.has_slot = true
+  self.in_flight = self.in_flight + 1
+  if self.in_flight > self.peak_in_flight then self.peak_in_flight = self.in_flight end
+end
+
+function Deploy:release_slot(ws)
+  if not ws.has_slot then return end
+  ws.has_slot = nil
+  self.in_flight = self.in_flight - 1
+  self.slots:release()
 end
 
 --- Rolls back workers of `list` that completed in this deployment.

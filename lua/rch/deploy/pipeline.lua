@@ -11,6 +11,7 @@ local hooks = require "rch.hooks"
 local lease = require "rch.deploy.lease"
 local transfer = require "rch.deploy.transfer"
 local pull = require "rch.deploy.pull"
+local remote = require "rch.remote"
 local ui = require "rch.ui"
 
 local M = {}
@@ -194,26 +195,20 @@ local function skips(d, ws)
     and not ws.resuming
 end
 
-local function preflight(d, ws)
-  begin_step(d, ws, "preflight")
-  local conn, err = transport.get(ws.worker, d.settings)
-  if not conn then return fail(d, ws, err) end
-  ws.conn = conn
-  ws.root, err = conn:root()
-  if not ws.root then return fail(d, ws, err) end
-  local leased
-  leased, err = take_lease(d, ws, conn)
-  if not leased then return fail(d, ws, err) end
-  local facts
-  facts, err = conn:preflight(ws.root, d.target_version, d.timeout, M.trust_manifest(d.options))
+-- Reads the worker's facts (one command: the root it resolves, versions,
+-- tools, hashes) and the preflight hook's issues on them into ws.
+-- @return true, or false when the worker failed (recorded)
+local function read_facts(d, ws)
+  local facts, err = ws.conn:preflight(ws.root or ws.root_spec, d.target_version, d.timeout,
+    M.trust_manifest(d.options))
   if not facts then return fail(d, ws, err) end
-  ws.facts = facts
+  ws.facts, ws.root = facts, facts.root
   ws.current_version = facts.current_version
   if ws.previous_link == nil then ws.previous_link = facts.current_link or "" end
   -- Pull mode: this worker's tarball, and whether it can fetch it.
   ws.artifact = d.artifact
   if d.artifact.release then
-    ws.artifact, err = pull.preflight(d.artifact.release, conn, facts, d.settings, d.timeout)
+    ws.artifact, err = pull.preflight(d.artifact.release, ws.conn, facts, d.settings, d.timeout)
     if not ws.artifact then return fail(d, ws, err) end
   end
   local issues
@@ -221,18 +216,16 @@ local function preflight(d, ws)
     options = d.options })
   if not issues then return fail(d, ws, err) end
   ws.issues = issues
-  local blocking = {}
-  for _, issue in ipairs(issues) do
+  return true
+end
+
+-- What stops a change on this worker: the hook's errors, and another build
+-- under the version the worker runs now.
+local function blocking_issues(d, ws)
+  local facts, blocking = ws.facts, {}
+  for _, issue in ipairs(ws.issues) do
     if issue.severity == "error" then blocking[#blocking + 1] = issue.check .. ": " .. issue.message end
-    if issue.severity == "warning" then
-      rch.log.warn(("worker %s: %s: %s%s"):format(ws.id, issue.check, issue.message,
-        issue.remediation and issue.remediation ~= "" and (" (" .. issue.remediation .. ")") or ""))
-    end
   end
-  local details = {
-    arch = facts.arch, disk_free_mb = facts.disk_free_mb, current_version = facts.current_version or rch.json.null,
-    issues = #issues > 0 and issues or rch.json.array(),
-  }
   -- Another build under the version the worker runs now would overwrite the
   -- only copy a rollback could return to: refuse, unless that copy is broken
   -- anyway. A file that no longer matches its manifest of this very build is
@@ -245,6 +238,42 @@ local function preflight(d, ws)
       .. "different build under the same version would leave nothing to roll back to: give the build a new version")
       :format(d.target_version, installed_sha:sub(1, 12))
   end
+  return blocking
+end
+
+-- Read-only first, at the probe width ([defaults] probe_parallel): a worker
+-- already at the target, or blocked, is decided without a lease or a
+-- --parallel slot. A worker to change then waits for a slot, takes the
+-- controller lease, and reads its facts again under it (another controller
+-- may have changed it since): what it reads then stays true while the lease is held.
+local function preflight(d, ws)
+  begin_step(d, ws, "preflight")
+  local conn, err = transport.get(ws.worker, d.settings)
+  if not conn then return fail(d, ws, err) end
+  ws.conn = conn
+  ws.root_spec, err = remote.root_spec(ws.worker)
+  if not ws.root_spec then return fail(d, ws, err) end
+  if not read_facts(d, ws) then return false end
+  local blocking = blocking_issues(d, ws)
+  if not skips(d, ws) and #blocking == 0 then
+    d:acquire_slot(ws)
+    local leased
+    leased, err = take_lease(d, ws, conn)
+    if not leased then return fail(d, ws, err) end
+    if not read_facts(d, ws) then return false end
+    blocking = blocking_issues(d, ws)
+  end
+  for _, issue in ipairs(ws.issues) do
+    if issue.severity == "warning" then
+      rch.log.warn(("worker %s: %s: %s%s"):format(ws.id, issue.check, issue.message,
+        issue.remediation and issue.remediation ~= "" and (" (" .. issue.remediation .. ")") or ""))
+    end
+  end
+  local facts = ws.facts
+  local details = {
+    arch = facts.arch, disk_free_mb = facts.disk_free_mb, current_version = facts.current_version or rch.json.null,
+    issues = #ws.issues > 0 and ws.issues or rch.json.array(),
+  }
   -- A worker that already runs the target needs nothing: what would block a
   -- change is only a warning there (run() skips it).
   if #blocking > 0 and skips(d, ws) then
@@ -274,8 +303,8 @@ local function prune(d, ws)
   end
 end
 
---- Runs the whole pipeline for one worker; leaves ws in a terminal status.
-function M.run(d, ws)
+-- Every step of one worker, up to a terminal status.
+local function run_steps(d, ws)
   ws.started_at = ws.started_at or now()
   ws.t0 = rch.monotonic()
   d.progress:started(ws)
@@ -381,12 +410,20 @@ function M.run(d, ws)
   rch.log.info(("worker %s: completed in %.2f s"):format(ws.id, rch.monotonic() - ws.t0))
 end
 
+--- Runs the whole pipeline for one worker; leaves ws in a terminal status.
+-- The --parallel slot its preflight took is given back however it ends.
+function M.run(d, ws)
+  local ok, err = rch.pcall(run_steps, d, ws)
+  d:release_slot(ws)
+  if not ok then error(err, 0) end
+end
+
 --- Re-probes an installed agent (for canary health): version and health.
 function M.probe(d, ws)
   local conn, err = transport.get(ws.worker, d.settings)
   if not conn then return nil, err end
-  local root
-  root, err = conn:root()
+  local root = ws.root -- known from preflight, unless an interrupted run finished this worker
+  if not root then root, err = conn:root() end
   if not root then return nil, err end
   return conn:probe_agent(root, true, d.timeout)
 end

@@ -138,14 +138,26 @@ switch_link() {
 }
 ]]
 
+-- root=$1 with "~" or "~/…" resolved against the worker's $HOME (saves a
+-- round trip per worker against resolving it first), echoed as root=.
+local RESOLVE_ROOT = [[
+root=$1
+case $root in
+"~" | "~/"*)
+  [ -n "$HOME" ] || { echo "cannot resolve the worker root $root: \$HOME is not set" >&2; exit 1; }
+  root=${HOME%/}${root#"~"} ;;
+esac
+echo "root=$root"
+]]
+
 -- Read-only: preflight and dry run must leave the worker byte-identical, and
 -- run no rch-wkr from a root that breaks the ownership rule.
 -- With trust_manifest=1, the sha256 of a target that `current` already points
 -- at comes from the manifest written at install instead of re-reading 15 MB
 -- on every redeploy, if the file's size and mtime are still those the
 -- manifest recorded; --force and --verify pass 0 and hash the file for real.
-local PREFLIGHT = HASH .. GUARD .. [[
-root=$1; target=$2; trust_manifest=$3
+local PREFLIGHT = HASH .. GUARD .. RESOLVE_ROOT .. [[
+target=$2; trust_manifest=$3; health=$4
 echo "arch=$(uname -m)"
 d=$root
 while [ ! -d "$d" ]; do d=$(dirname "$d"); done
@@ -163,6 +175,7 @@ if [ "$d" = "$root" ]; then why=$(root_unsafe "$root"); else why=$(unsafe pendin
 if [ -e "$root/bin/rch-wkr" ] || [ -L "$root/bin/rch-wkr" ]; then
   echo "agent_present=1"
   if [ -z "$why" ]; then v=$("$root/bin/rch-wkr" --version 2>/dev/null | head -n 1) && echo "current_version=$v"; fi
+  [ -n "$why" ] || [ -z "$v" ] || [ "$health" != 1 ] || health=run
 fi
 cur=$(readlink "$root/current" 2>/dev/null) || cur=""
 [ -z "$cur" ] || echo "current_link=$cur"
@@ -200,19 +213,28 @@ if [ -n "$cur" ] && [ "$cur" != "versions/v$target" ] && [ -f "$root/$cur/rch-wk
   echo "current_sha256=$h"
 fi
 if [ -e "$root/state/drain" ]; then echo draining=1; fi
+# Last, streamed: an agent that prints too much cuts only its own line.
+if [ "$health" = run ]; then printf 'health='; "$root/bin/rch-wkr" health --json 2>/dev/null | head -n 1; fi
 ]]
 
 --- Gathers the facts preflight checks and dry run predictions are made of.
 -- @return facts table, or nil, err
 -- @param trust_manifest false: hash the target for real (--force, --verify)
-function M.preflight(session, root, target_version, timeout, trust_manifest)
-  local r, err = session:exec(script(PREFLIGHT, root, target_version, trust_manifest == false and 0 or 1),
-    { timeout = timeout })
+function M.preflight(session, root, target_version, timeout, trust_manifest, with_health)
+  local r, err = session:exec(script(PREFLIGHT, root, target_version, trust_manifest == false and 0 or 1,
+    with_health and 1 or 0), { timeout = timeout })
   if not r then return nil, err end
   if r.code ~= 0 or r.timed_out then return nil, M.failure("preflight probe", r, timeout) end
-  -- Facts cut short cannot be trusted (a missing line reads as a missing tool or agent).
-  if r.out_truncated then return nil, "preflight probe printed too much" .. M.truncation(r) end
-  local facts = parse_facts(r.out)
+  -- Facts cut short cannot be trusted (a missing line reads as a missing tool or agent),
+  -- but the health line comes last: when it is what the cap cut, the facts before it stand.
+  local out, health_cut = r.out, nil
+  if r.out_truncated then
+    local at = with_health and out:find("\nhealth=", 1, true)
+    if not at then return nil, "preflight probe printed too much" .. M.truncation(r) end
+    out, health_cut = out:sub(1, at), "rch-wkr health printed too much" .. M.truncation(r)
+  end
+  local facts = parse_facts(out)
+  facts.health_error = health_cut
   facts.disk_free_mb = tonumber(facts.disk_free_mb)
   for _, k in ipairs({ "writable", "rsync", "zstd", "rustup", "agent_present", "draining" }) do
     facts[k] = facts[k] == "1"
@@ -225,6 +247,7 @@ function M.preflight(session, root, target_version, timeout, trust_manifest)
     "zstd_version" }) do
     if facts[k] == "" then facts[k] = nil end
   end
+  if facts.health then facts.health = require("rch.json").decode(facts.health) end
   return facts
 end
 
@@ -712,8 +735,7 @@ end
 
 -- Read-only: what `rch fleet verify` checks, in one command. The binary is
 -- hashed for real; health runs only from a root that passes the ownership rule.
-local INSPECT = HASH .. GUARD .. [[
-root=$1
+local INSPECT = HASH .. GUARD .. RESOLVE_ROOT .. [[
 link=$(readlink "$root/current" 2>/dev/null) || link=""
 echo "current_link=$link"
 bin=$(readlink "$root/bin/rch-wkr" 2>/dev/null) || bin=""

@@ -40,8 +40,16 @@ end
 
 function Handle:root() return root_of(self.worker) end
 
-function Handle:preflight(_, target)
-  return self.fleet:preflight(self.worker.id, target)
+-- As the real one: the root resolved, and with_health the agent's health.
+function Handle:preflight(_, target, _, _, with_health)
+  local facts, err = self.fleet:preflight(self.worker.id, target)
+  if not facts then return nil, err end
+  facts.root = root_of(self.worker)
+  if with_health and facts.current_version then
+    local probe = self.fleet:probe_agent(self.worker.id, true)
+    facts.health = probe and probe.health or nil
+  end
+  return facts
 end
 
 function Handle:transfer(_, version, artifact)
@@ -79,7 +87,11 @@ function Handle:installed_version()
   return nil, err
 end
 
-function Handle:inspect() return self.fleet:inspect(self.worker.id) end
+function Handle:inspect()
+  local facts, err = self.fleet:inspect(self.worker.id)
+  if facts then facts.root = root_of(self.worker) end
+  return facts, err
+end
 
 function Handle:put(_, dest)
   return nil, ("simulated worker %s cannot store files (%s)"):format(self.worker.id, dest)
