@@ -4,7 +4,11 @@
 -- @param ctx { worker, facts = {arch, disk_free_mb, writable, rsync, zstd, rustup,
 --   current_version, current_link, versions, target_sha256, target_size, target_mtime, manifest_sha256,
 --   root_unsafe, draining}, settings (config.toml),
---   artifact = the build this worker gets {arch, size, sha256, version, path, source}, options = deploy options }
+--   artifact = the build this worker gets {arch, size, sha256, version, path, source; in pull mode
+--   sha256 may be nil (not known before the pull) and pull = {url, sha256} or {missing = why}},
+--   options = deploy options }
+-- In pull mode facts also has fetch_tool ("curl", "wget" or nil), fetch_missing ("tar gzip"…),
+-- fetch_reachable and fetch_error (a HEAD of the tarball URL from the worker).
 -- @return list of { severity, check, message, remediation }
 local machine_arch = require("rch.deploy.artifact").machine_arch
 
@@ -47,6 +51,23 @@ return function(ctx)
           tool == "rustup" and "toolchain sync will be skipped; install rustup or pass --no-toolchain"
             or "install " .. tool .. " for faster builds")
       end
+    end
+  end
+
+  local pull = ctx.artifact.pull
+  if pull and pull.missing then
+    add("error", "release_tarball", pull.missing, "deploy this worker with --source push, or publish that tarball")
+  elseif pull and facts.fetch_reachable ~= nil then -- (nil: it holds the tarball's rch-wkr already, nothing to fetch)
+    if not facts.fetch_tool then
+      add("error", "fetch_tool", "neither curl nor wget is installed, so the worker cannot pull the release",
+        "install curl (or wget) on the worker, or deploy it with --source push")
+    elseif not facts.fetch_reachable then
+      add("error", "release_url", ("the worker cannot fetch %s: %s"):format(pull.url, tostring(facts.fetch_error)),
+        "let the worker reach the release mirror (DNS, proxy, firewall, CA certificates), or deploy it with --source push")
+    end
+    if facts.fetch_missing then
+      add("error", "fetch_tool", facts.fetch_missing .. " not installed, so the worker cannot unpack the release",
+        "install " .. facts.fetch_missing .. " on the worker, or deploy it with --source push")
     end
   end
 

@@ -286,6 +286,7 @@ const std::map<std::string, std::string>& key_meanings() {
       {"deploy.keep_versions", "versions/ kept on each worker (current and previous always)."},
       {"deploy.compress", "auto: zstd-compressed uploads to workers with zstd, when the artifact compresses; never."},
       {"deploy.delta", "auto: zstd patches against the agent a worker runs, when the controller holds it; never."},
+      {"deploy.source", "push: the controller uploads rch-wkr; pull: each worker fetches the release tarball itself."},
       {"canary.percent", "Percent of the workers deployed first by the canary strategy."},
       {"canary.wait", "Seconds to wait after the canaries before the health check."},
       {"canary.interval", "Seconds between canary_health checks during the wait; 0: one check, at its end."},

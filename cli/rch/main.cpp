@@ -45,7 +45,7 @@ struct DeployOptions {
   bool no_toolchain = false, force = false, verify = false, drain_first = false;
   int drain_timeout = 120;
   bool dry_run = false, resume = false, json = false;
-  std::string version, audit_log, strategy;
+  std::string version, audit_log, strategy, source;  // source "": [deploy] source
   int rolling_batch = 0, rolling_wait = 0, max_fail_percent = 0;
   int wait_lock = 0;
 };
@@ -101,7 +101,7 @@ struct StressOptions {
 struct UpdateOptions {
   bool check = false, fleet = false, rollback = false, verify = false, yes = false;
   bool dry_run = false, no_restart = false, force = false, json = false, user_install = false;
-  std::string version, channel = "stable";
+  std::string version, channel = "stable", source;
   int drain_timeout = 60;
 };
 
@@ -267,6 +267,11 @@ int main(int argc, char** argv) {
   deploy_cmd->add_flag("--dry-run", deploy.dry_run, "Show the detailed plan without executing");
   deploy_cmd->add_flag("--resume", deploy.resume, "Resume the newest unfinished deployment");
   deploy_cmd->add_option("--version", deploy.version, "Deploy specific version (default: this rch's version)");
+  deploy_cmd
+      ->add_option("--source", deploy.source,
+                   "push: upload rch-wkr from here; pull: each worker fetches the signed release's tarball "
+                   "(default: [deploy] source, push)")
+      ->check(CLI::IsMember({"push", "pull"}));
   deploy_cmd->add_flag("--json", deploy.json, "JSON output for automation");
   deploy_cmd->add_option("--audit-log", deploy.audit_log, "Also write the deployment audit log to FILE");
 
@@ -380,6 +385,11 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::IsMember({"stable", "beta", "nightly"}));
   update_cmd->add_flag("--fleet", update.fleet, "Also deploy the new rch-wkr to all configured workers");
+  update_cmd
+      ->add_option("--source", update.source,
+                   "With --fleet: push rch-wkr from here, or let each worker pull the release (default: [deploy] "
+                   "source, push)")
+      ->check(CLI::IsMember({"push", "pull"}));
   update_cmd->add_flag("--rollback", update.rollback, "Restore previous version from backup");
   update_cmd->add_flag("--verify", update.verify, "Verify current installation integrity");
   update_cmd->add_flag("--yes", update.yes, "Skip confirmation prompts");
@@ -450,6 +460,7 @@ int main(int argc, char** argv) {
                    {"resume", deploy.resume},
                    {"json", deploy.json},
                    {"version", deploy.version},
+                   {"source", deploy.source},
                    {"audit_log", deploy.audit_log},
                    {"strategy", deploy.strategy},
                    {"rolling_batch", deploy.rolling_batch},
@@ -547,6 +558,7 @@ int main(int argc, char** argv) {
                             {"version", update.version},
                             {"channel", channel_given ? update.channel : std::string()},
                             {"fleet", update.fleet},
+                            {"source", update.source},
                             {"rollback", update.rollback},
                             {"verify", update.verify},
                             {"yes", update.yes},

@@ -26,6 +26,7 @@ const Choices<HostKeyPolicy> kHostKeyPolicies{{"strict", HostKeyPolicy::strict},
 const Choices<Requirement> kRequirements{
     {"required", Requirement::required}, {"optional", Requirement::optional}, {"ignore", Requirement::ignore}};
 const Choices<bool> kAutoNever{{"auto", true}, {"never", false}};
+const Choices<bool> kSources{{"push", false}, {"pull", true}};
 const Choices<UpdateChannel> kChannels{
     {"stable", UpdateChannel::stable}, {"beta", UpdateChannel::beta}, {"nightly", UpdateChannel::nightly}};
 
@@ -346,7 +347,8 @@ class Parser {
   std::vector<Field> deploy_fields(Config::Deploy& d) const {
     // Below 2 the previous version (the rollback target) could not be kept.
     return {integer("deploy", "keep_versions", d.keep_versions, 2, 1000),
-            choice("deploy", "compress", d.compress, kAutoNever), choice("deploy", "delta", d.delta, kAutoNever)};
+            choice("deploy", "compress", d.compress, kAutoNever), choice("deploy", "delta", d.delta, kAutoNever),
+            choice("deploy", "source", d.pull, kSources)};
   }
 
   std::vector<Field> canary_fields(Config::Canary& c) const {

@@ -58,6 +58,7 @@ struct Config {
     int keep_versions = 3;  // versions/ kept on each worker (current and previous always)
     bool compress = true;   // "auto": zstd-compressed uploads to workers that have zstd; "never"
     bool delta = true;      // "auto": zstd patches against the agent a worker runs; "never"
+    bool pull = false;      // source "pull": workers fetch the release tarball themselves; "push"
   } deploy;
 
   struct Canary {

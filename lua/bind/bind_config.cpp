@@ -99,10 +99,11 @@ int l_config_settings(lua_State* L) {
   lua_setfield(L, -2, "update");
   lua_setfield(L, -2, "toolchain");
 
-  lua_createtable(L, 0, 3);
+  lua_createtable(L, 0, 4);
   push_number_field(L, "keep_versions", c.deploy.keep_versions);
   push_string_field(L, "compress", c.deploy.compress ? "auto" : "never");
   push_string_field(L, "delta", c.deploy.delta ? "auto" : "never");
+  push_string_field(L, "source", c.deploy.pull ? "pull" : "push");
   lua_setfield(L, -2, "deploy");
 
   lua_createtable(L, 0, 3);

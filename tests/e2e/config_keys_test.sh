@@ -133,6 +133,7 @@ case_toolchain_update() { elsewhere deploy_toolchain_test.sh update; }
 case_deploy_keep_versions() { elsewhere deploy_repair_prune_test.sh keep_versions; }
 case_deploy_compress() { elsewhere deploy_transfer_test.sh compress; }
 case_deploy_delta() { elsewhere deploy_transfer_test.sh delta; }
+case_deploy_source() { elsewhere deploy_pull_test.sh source; }
 case_canary_percent() {
   with $'[canary]\npercent = 50'
   expect_exit 0 "$RCH" fleet deploy --no-toolchain --dry-run --strategy canary

@@ -193,6 +193,7 @@ function M.run(opts)
     strategy = STRATEGIES[opts.strategy], canary = opts.strategy == "canary" and 10 or nil, canary_wait = 0,
     rolling_batch = opts.strategy == "rolling" and math.max(p, math.ceil(n / 10)) or 0, rolling_wait = 0,
     max_fail_percent = 100, drain_first = false, drain_timeout = 10,
+    source = "push", -- the simulated fleet has no release mirror, whatever [deploy] source says
   }
   local t0 = rch.monotonic()
   local result, d = run_deploy(deploy_opts, workers)

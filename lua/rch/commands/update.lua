@@ -84,15 +84,15 @@ end
 
 local function lock_path() return rch.config.paths().data_dir .. "/update.lock" end
 
--- Runs `rch fleet deploy --version <ver>` with the configured defaults.
-local function fleet_deploy(version, settings, out)
+-- Runs `rch fleet deploy --version <ver> [--source S]` with the configured defaults.
+local function fleet_deploy(version, settings, out, source)
   local deploy = require "rch.commands.deploy"
   local engine = require "rch.deploy.engine"
   out.say(("deploying rch-wkr %s to the fleet"):format(version))
   local job, err, code = engine.prepare({
     worker = rch.json.array(), parallel = settings.defaults.parallel, canary_wait = settings.canary.wait,
     no_toolchain = false, force = false, verify = false, drain_first = false, drain_timeout = 120,
-    dry_run = false, resume = false, json = false, version = version, audit_log = "",
+    dry_run = false, resume = false, json = false, version = version, audit_log = "", source = source,
     strategy = "", rolling_batch = 0, rolling_wait = 0, max_fail_percent = 0,
   }, { silent = out.json })
   if not job then
@@ -257,7 +257,7 @@ local install_locked -- defined below run_install
 local function up_to_date(target, opts, settings, out, base)
   base.ok, base.status = true, "up_to_date"
   if opts.fleet and not opts.dry_run then
-    local code, result = fleet_deploy(target, settings, out)
+    local code, result = fleet_deploy(target, settings, out, opts.source)
     base.ok, base.fleet = code == 0, { exit_code = code, result = result or null }
     out.result(base)
     return code
@@ -348,7 +348,7 @@ local function run_install(opts, settings, out)
     if note then out.warn(note) end
   end
   if code ~= 0 or not opts.fleet then return code end
-  local fcode, result = fleet_deploy(target, settings, out)
+  local fcode, result = fleet_deploy(target, settings, out, opts.source)
   base.fleet = { exit_code = fcode, result = result or null }
   base.ok = fcode == 0
   out.result(base)
@@ -531,7 +531,7 @@ local function run_rollback(opts, settings, out)
   base.ok = true
   if opts.fleet then
     local result
-    code, result = fleet_deploy(target, settings, out)
+    code, result = fleet_deploy(target, settings, out, opts.source)
     base.fleet = { exit_code = code, result = result or null }
     base.ok = code == 0
   end
@@ -566,8 +566,8 @@ rollback_locked = function(home, target, current, opts, out, base)
   return 0
 end
 
---- @param opts {check, version, channel, fleet, rollback, verify, yes, dry_run, no_restart,
---   drain_timeout, force, json}
+--- @param opts {check, version, channel, fleet, source (with --fleet: push | pull | "" = [deploy] source),
+--   rollback, verify, yes, dry_run, no_restart, drain_timeout, force, json}
 -- @return exit code
 function M.run(opts)
   local out = new_output(opts.json)

@@ -5,6 +5,7 @@ local rch = require "rch"
 local executor = require "rch.deploy.executor"
 local pipeline = require "rch.deploy.pipeline"
 local targets = require "rch.targets"
+local pull = require "rch.deploy.pull"
 
 local M = {}
 
@@ -81,15 +82,21 @@ local function predict(worker, conn, root, ctx)
   if not facts then return blocked(worker, ctx, err, "preflight", "check the worker's shell and coreutils") end
   p.current_version = facts.current_version or rch.json.null
   local artifact
-  artifact, err = ctx.artifacts:for_machine(facts.arch)
-  if not artifact then
-    local b = blocked(worker, ctx, err, "artifact", ("publish release %s with the %s tarball at [update] url (or"
-      .. " RCH_RELEASE_URL)"):format(ctx.target_version, tostring(facts.arch)))
-    b.current_version = p.current_version
-    return b
+  if ctx.artifact.release then -- pull mode: the tarball of the worker's architecture
+    artifact, err = pull.preflight(ctx.artifact.release, conn, facts, ctx.settings, ctx.timeout)
+    if not artifact then return blocked(worker, ctx, err, "preflight", "check the worker's shell and coreutils") end
+    p.source_url = artifact.pull.url or rch.json.null
+  else
+    artifact, err = ctx.artifacts:for_machine(facts.arch)
+    if not artifact then
+      local b = blocked(worker, ctx, err, "artifact", ("publish release %s with the %s tarball at [update] url (or"
+        .. " RCH_RELEASE_URL)"):format(ctx.target_version, tostring(facts.arch)))
+      b.current_version = p.current_version
+      return b
+    end
+    p.artifact = { arch = artifact.arch, sha256 = artifact.sha256, size = artifact.size, source = artifact.source,
+      path = artifact.path }
   end
-  p.artifact = { arch = artifact.arch, sha256 = artifact.sha256, size = artifact.size, source = artifact.source,
-    path = artifact.path }
   local issues
   issues, err = pipeline.preflight_issues({ worker = worker, facts = facts, settings = ctx.settings,
     artifact = artifact, options = ctx.options })
@@ -110,13 +117,14 @@ local function predict(worker, conn, root, ctx)
   end
   p.action = M.compute_action(facts.current_version, ctx.target_version, ctx.options.force)
   -- The same version with other bytes on disk (a damaged binary) is replaced.
-  if p.action == "Skip" and facts.target_sha256 ~= artifact.sha256 then p.action = "Reinstall" end
+  local present = artifact.sha256 ~= nil and facts.target_sha256 == artifact.sha256
+  if p.action == "Skip" and not present then p.action = "Reinstall" end
   -- A worker already at the target needs nothing: its issues are only warnings there.
   if blocking and p.action ~= "Skip" then p.action = "Blocked" end
   if blocking and p.action == "Skip" then
     for i = first_issue, #ctx.issues do ctx.issues[i].severity = "warning" end
   end
-  local needs_upload = p.action ~= "Skip" and p.action ~= "Blocked" and facts.target_sha256 ~= artifact.sha256
+  local needs_upload = p.action ~= "Skip" and p.action ~= "Blocked" and not present
   p.estimated_transfer_mb = needs_upload and artifact.size / 1e6 or 0
   p.estimated_time_secs = SETUP_SECS
   if p.action ~= "Skip" and p.action ~= "Blocked" then

@@ -14,6 +14,7 @@ local transport = require "rch.transport"
 local workers_mod = require "rch.workers"
 local artifact_mod = require "rch.deploy.artifact"
 local arches = require "rch.deploy.arches"
+local pull = require "rch.deploy.pull"
 local state_mod = require "rch.deploy.state"
 local pipeline = require "rch.deploy.pipeline"
 local executor = require "rch.deploy.executor"
@@ -132,7 +133,8 @@ local function new_plan(opts, strategy_name, artifact, workers)
   local plan = {
     id = rch.sys.uuid(), created_at = util.iso_now(), target_version = artifact.version,
     strategy = strategy_record(strategy_name, opts), options = opts, workers = {},
-    artifact = { path = artifact.path, sha256 = artifact.sha256, size = artifact.size, arch = artifact.arch },
+    artifact = { path = artifact.path, sha256 = artifact.sha256, size = artifact.size, arch = artifact.arch,
+      source = artifact.release and "pull" or "push", release_url = artifact.release and artifact.release.url },
   }
   for i, w in ipairs(workers) do plan.workers[i] = pending_worker(w.id, artifact.version) end
   return plan
@@ -159,9 +161,19 @@ function M.prepare(opts, given)
   if not strategy then return nil, err, USAGE end
   local loaded, hooks_err = hooks.load_all()
   if not loaded then return nil, hooks_err, USAGE end
-  local artifact
-  artifact, err = artifact_mod.resolve(target.plan and target.plan.target_version or options.version)
-  if not artifact then return nil, err, USAGE end
+  local source
+  source, err = pull.source(options, settings)
+  if not source then return nil, err, USAGE end
+  options.source = source
+  -- Pull mode: nothing reaches a worker before the release's signature is verified here.
+  local version, artifact = target.plan and target.plan.target_version or options.version
+  if source == "pull" then
+    artifact, err = pull.resolve(settings, version)
+    if not artifact then return nil, err, FAILURE end
+  else
+    artifact, err = artifact_mod.resolve(version)
+    if not artifact then return nil, err, USAGE end
+  end
   if target.plan and artifact.sha256 ~= target.plan.artifact.sha256 then
     return nil, ("--resume: %s changed since the deployment started (sha256 %s, plan has %s)"):format(artifact.path,
       artifact.sha256, target.plan.artifact.sha256), FAILURE
@@ -203,8 +215,8 @@ function M.dry_run(job)
   audit:log("DeploymentStarted", nil, { dry_run = true, target_version = plan.target_version,
     worker_count = #planned, strategy = job.describe })
   local result = dry_run.compute({ workers = planned, settings = job.settings, options = job.options,
-    artifacts = job.artifacts, target_version = job.artifact.version, strategy_name = job.strategy_name, plan = plan,
-    timeout = job.settings.defaults.command_timeout })
+    artifact = job.artifact, artifacts = job.artifacts, target_version = job.artifact.version,
+    strategy_name = job.strategy_name, plan = plan, timeout = job.settings.defaults.command_timeout })
   for _, p in ipairs(result.predictions) do
     audit:log("WorkerPreflight", p.worker_id, { dry_run = true, action = p.action,
       current_version = p.current_version or rch.json.null, issues = p.preflight_issues })

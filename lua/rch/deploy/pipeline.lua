@@ -10,6 +10,7 @@ local transport = require "rch.transport"
 local hooks = require "rch.hooks"
 local lease = require "rch.deploy.lease"
 local transfer = require "rch.deploy.transfer"
+local pull = require "rch.deploy.pull"
 local remote = require "rch.remote"
 local ui = require "rch.ui"
 
@@ -193,7 +194,8 @@ end
 local function skips(d, ws)
   local f = ws.facts
   return f.current_version == d.target_version and f.current_link == "versions/v" .. d.target_version
-    and f.target_sha256 == ws.artifact.sha256 and not d.options.force and not ws.resuming
+    and ws.artifact.sha256 ~= nil and f.target_sha256 == ws.artifact.sha256 and not d.options.force
+    and not ws.resuming
 end
 
 -- Reads the worker's facts (one command: the root it resolves, versions,
@@ -208,8 +210,15 @@ local function read_facts(d, ws, read_under_lease)
   ws.facts, ws.root = facts, facts.root
   ws.current_version = facts.current_version
   if ws.previous_link == nil then ws.previous_link = facts.current_link or "" end
-  -- The build for this worker's architecture (another one's comes from the release).
-  ws.artifact, err = d.artifacts:for_machine(facts.arch)
+  -- The build for this worker's architecture (another one's comes from the release); in
+  -- pull mode the tarball of its architecture, and whether it can fetch it.
+  if d.artifact.release then
+    -- (read again under the lease: whether it can fetch the tarball was probed a moment ago)
+    ws.artifact, err = pull.preflight(d.artifact.release, ws.conn, facts, d.settings, d.timeout,
+      ws.artifact and ws.artifact.probe)
+  else
+    ws.artifact, err = d.artifacts:for_machine(facts.arch)
+  end
   if not ws.artifact then return fail(d, ws, err) end
   local issues
   issues, err = M.preflight_issues({ worker = ws.worker, facts = facts, settings = d.settings, artifact = ws.artifact,
@@ -229,10 +238,11 @@ local function blocking_issues(d, ws)
   -- Another build under the version the worker runs now would overwrite the
   -- only copy a rollback could return to: refuse, unless that copy is broken
   -- anyway. A file that no longer matches its manifest of this very build is
-  -- damaged, not another build: it is replaced.
+  -- damaged, not another build: it is replaced. (A pull whose rch-wkr is
+  -- not known yet leaves this to the worker: remote_steps PULL.)
   local installed_sha = facts.manifest_sha256 or facts.target_sha256
   if facts.current_link == "versions/v" .. d.target_version and facts.current_version == d.target_version
-    and installed_sha and installed_sha ~= ws.artifact.sha256 then
+    and installed_sha and ws.artifact.sha256 and installed_sha ~= ws.artifact.sha256 then
     blocking[#blocking + 1] = ("same_version: the worker runs %s with other bytes (sha256 %s…); deploying a "
       .. "different build under the same version would leave nothing to roll back to: give the build a new version")
       :format(d.target_version, installed_sha:sub(1, 12))
@@ -330,22 +340,28 @@ local function run_steps(d, ws)
     if not gate(d, ws, "post_drain") then return end
   end
 
-  local facts, artifact = ws.facts, ws.artifact
-  local present = facts.target_sha256 == artifact.sha256
-  begin_step(d, ws, "transfer", { bytes = present and 0 or artifact.size, sha256 = artifact.sha256 })
+  local facts, a = ws.facts, ws.artifact
+  local present = a.sha256 ~= nil and facts.target_sha256 == a.sha256
+  begin_step(d, ws, "transfer", { bytes = present and 0 or a.size, sha256 = a.sha256 or (a.pull and a.pull.sha256),
+    url = a.pull and a.pull.url })
   local t0 = rch.monotonic()
   -- What install records in the manifest: the file as it was read back and hashed.
-  local verified = { sha256 = facts.target_sha256, size = facts.target_size, mtime = facts.target_mtime }
+  local verified = { sha256 = facts.target_sha256, size = facts.target_size, mtime = facts.target_mtime,
+    tarball_sha256 = facts.manifest_tarball_sha256 }
   local sent = { method = "none", size = 0 }
   if not present then
-    verified, sent = transfer.send(d, ws, d.progress:transfer(ws))
+    if a.pull then
+      verified, sent = pull.send(d, ws)
+    else
+      verified, sent = transfer.send(d, ws, d.progress:transfer(ws))
+    end
     if not verified then return fail(d, ws, sent) end
   end
   local secs = rch.monotonic() - t0
-  end_step(d, ws, { bytes = present and 0 or artifact.size, seconds = secs, already_present = present,
-    sent_as = sent.method, bytes_sent = sent.size },
+  end_step(d, ws, { bytes = present and 0 or a.size, seconds = secs, already_present = present,
+    sent_as = sent.method, bytes_sent = sent.size, url = sent.url },
     present and "already present, sha256 matches"
-      or ("%.1f MB in %.2fs, sent as %s"):format(artifact.size / 1e6, secs, transfer.describe(sent)))
+      or ("%.1f MB in %.2fs, sent as %s"):format(a.size / 1e6, secs, transfer.describe(sent)))
 
   if not d.options.no_toolchain then
     local tc = d.settings.toolchain

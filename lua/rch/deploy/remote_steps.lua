@@ -199,6 +199,9 @@ if [ -f "$f" ]; then
   h=""
   manifest_of "${f%/*}"
   [ -z "$msha" ] || echo "manifest_sha256=$msha"
+  # Set by a pull (--source pull): the release tarball this rch-wkr came from.
+  mtar=$(sed -n 's/.*"tarball_sha256":"\([0-9a-f]\{64\}\)".*/\1/p' "${f%/*}/manifest.json" 2>/dev/null)
+  [ -z "$mtar" ] || echo "manifest_tarball_sha256=$mtar"
   if [ "$trust_manifest" = 1 ] && [ -n "$msha" ] && [ "$mst" = "$st" ] && [ "$cur" = "versions/v$target" ]; then
     h=$msha
   fi
@@ -235,7 +238,8 @@ local function preflight_facts(out, health_cut)
     facts.current_version = require("rch.version").extract(facts.current_version)
   end
   facts.target_size = tonumber(facts.target_size)
-  for _, k in ipairs({ "root_unsafe", "manifest_sha256", "target_sha256", "current_sha256", "zstd_version" }) do
+  for _, k in ipairs({ "root_unsafe", "manifest_sha256", "manifest_tarball_sha256", "target_sha256", "current_sha256",
+    "zstd_version" }) do
     if facts[k] == "" then facts[k] = nil end
   end
   if facts.health then facts.health = require("rch.json").decode(facts.health) end
@@ -364,6 +368,129 @@ function M.transfer(session, root, version, artifact, timeout, progress, enc)
   return verified_facts(r.out)
 end
 
+-- Pull mode: the worker fetches a release tarball itself, with curl (else
+-- wget). fetch_opts sets "$@" to the tool's options: a connect timeout,
+-- redirects only to http(s), only to https when https=1 (curl; wget cannot
+-- limit the scheme of a redirect, the sha256 check still holds). The URL and
+-- all else are arguments; certificates are checked against the worker's own CA store.
+local FETCH = [[
+fetch_tool() {
+  if command -v curl >/dev/null 2>&1; then echo curl; elif command -v wget >/dev/null 2>&1; then echo wget; fi
+}
+# run_fetch head|get URL [FILE]: HEAD of URL, or URL into FILE; the tool's first words on failure.
+run_fetch() {
+  local mode=$1 url=$2 out=${3:-/dev/null} p=http,https err
+  [ "$https" = 0 ] || p=https
+  if [ "$tool" = curl ]; then
+    set -- -fsSL --max-redirs 5 --proto "=$p" --proto-redir "=$p" --connect-timeout "$ct"
+    if [ "$mode" = head ]; then set -- "$@" -I -o /dev/null; else set -- "$@" -o "$out"; fi
+    err=$(curl "$@" -- "$url" 2>&1) && return 0
+  else
+    set -- -nv --max-redirect=5 --timeout="$ct" --tries=1
+    [ "$https" = 0 ] || set -- "$@" --https-only
+    if [ "$mode" = head ]; then set -- "$@" --spider; else set -- "$@" -O "$out"; fi
+    err=$(wget "$@" -- "$url" 2>&1) && return 0
+  fi
+  printf '%s: %s\n' "$tool" "${err#"$tool: "}" | grep -v '^ *$' | head -n 1 >&2
+  return 1
+}
+]]
+
+-- Read-only, in preflight: which fetch tool the worker has (curl, wget or
+-- none), that tar and gzip are there, and whether the tarball URL answers a HEAD.
+local PULL_PROBE = FETCH .. [[
+url=$1; https=$2; ct=$3
+tool=$(fetch_tool)
+echo "fetch_tool=$tool"
+missing=""
+for t in tar gzip; do command -v "$t" >/dev/null 2>&1 || missing="$missing $t"; done
+[ -z "$missing" ] || echo "fetch_missing=${missing# }"
+[ -n "$tool" ] || exit 0
+if err=$(run_fetch head "$url" 2>&1); then echo fetch_reachable=1; else
+  echo fetch_reachable=0
+  echo "fetch_error=$err"
+fi
+]]
+
+--- Pull mode's preflight probe of the tarball URL (see PULL_PROBE).
+-- @param p {url, https, connect_timeout}
+-- @return {fetch_tool = "curl"|"wget"|nil, fetch_missing = "tar gzip"|…|nil, fetch_reachable = bool,
+--   fetch_error = text|nil}, or nil, err
+function M.pull_probe(session, p, timeout)
+  local r, err = session:exec(script(PULL_PROBE, p.url, p.https and 1 or 0, p.connect_timeout),
+    { timeout = timeout })
+  if not r then return nil, err end
+  if r.code ~= 0 or r.timed_out then return nil, M.failure("pull probe", r, timeout) end
+  local f = parse_facts(r.out)
+  return { fetch_tool = f.fetch_tool ~= "" and f.fetch_tool or nil, fetch_missing = f.fetch_missing,
+    fetch_reachable = f.fetch_reachable == "1", fetch_error = f.fetch_error }
+end
+
+-- The pull itself: the tarball into a private temp dir inside the version
+-- dir, its sha256 checked against the signed one before anything is read
+-- from it, then only its rch-wkr member extracted, which must be the one
+-- top-level regular file of that name (no link, device or directory; tar
+-- never extracts an absolute or ../ name, and --no-recursion keeps it to
+-- that one member). The file is then renamed to rch-wkr, as TRANSFER's
+-- `place` does; the temp dir goes on every exit. A worker that runs this
+-- version from other bytes keeps them (exit 14): replacing the only copy a
+-- rollback returns to is what preflight's same_version rule refuses.
+local PULL = HASH .. GUARD .. FETCH .. [[
+root=$1; ver=$2; url=$3; want=$4; https=$5; ct=$6
+dir="$root/versions/v$ver"
+tool=$(fetch_tool)
+[ -n "$tool" ] || { echo "neither curl nor wget is installed" >&2; exit 3; }
+ensure_dir "$dir" || exit 4
+rm -rf -- "$root"/versions/*/.rch-pull.*
+work=$(mktemp -d "$dir/.rch-pull.XXXXXX") || exit 3
+trap 'rm -rf -- "$work"; rmdir -- "$dir" 2>/dev/null || true' EXIT
+trap 'exit 129' HUP INT TERM PIPE
+run_fetch get "$url" "$work/t.tar.gz" 2>"$work/err" || { echo "could not fetch $url: $(cat "$work/err")" >&2; exit 3; }
+got=$(sha256_of "$work/t.tar.gz") || exit 3
+[ "$got" = "$want" ] || {
+  echo "$url has sha256 $got, but the release's signed checksums.txt says $want: refusing it" >&2; exit 13; }
+# Decompressed once: listed twice and extracted from the plain tar.
+err=$(gzip -dc <"$work/t.tar.gz" 2>&1 >"$work/t.tar") || { echo "cannot decompress $url: $err" >&2; exit 13; }
+names=$(tar -tf "$work/t.tar") || { echo "cannot list $url" >&2; exit 13; }
+n=$(printf '%s\n' "$names" | grep -cxE '(\./)*rch-wkr(/.*)?') || true
+m=$(printf '%s\n' "$names" | grep -cx 'rch-wkr') || true
+[ "$n" = 1 ] && [ "$m" = 1 ] || { echo "$url has $n entries named rch-wkr, expected one top-level file" >&2; exit 13; }
+kind=$(tar -tvf "$work/t.tar" --no-recursion -- rch-wkr | cut -c1)
+[ "$kind" = - ] || { echo "rch-wkr in $url is not a regular file (tar type '$kind')" >&2; exit 13; }
+mkdir -m 700 -- "$work/x" || exit 3
+err=$(tar -xmf "$work/t.tar" -C "$work/x" --no-recursion --no-same-owner --no-same-permissions -- rch-wkr 2>&1) ||
+  { echo "cannot extract rch-wkr from $url: $err" >&2; exit 13; }
+new="$work/x/rch-wkr"
+[ -f "$new" ] && [ ! -L "$new" ] || { echo "rch-wkr extracted from $url is not a regular file" >&2; exit 13; }
+chmod 755 "$new" && sync -- "$new" || exit 3
+sha=$(sha256_of "$new") || exit 3
+f="$dir/rch-wkr"
+if [ -f "$f" ] && [ "$(readlink "$root/current" 2>/dev/null)" = "versions/v$ver" ]; then
+  have=$(sha256_of "$f") || exit 3
+  [ "$have" = "$sha" ] || {
+    echo "same_version: the worker runs $ver with other bytes (sha256 $have) than the release's rch-wkr" \
+      "($sha); deploying a different build under the same version would leave nothing to roll back to" >&2
+    exit 14
+  }
+else
+  mv -f -- "$new" "$f" || exit 3
+fi
+stat --printf 'size=%s\nmtime=%.9Y\n' -- "$f"
+echo "sha256=$sha"
+]]
+
+--- Pulls the release tarball on the worker and puts its rch-wkr into
+-- <root>/versions/v<ver>/rch-wkr (see PULL).
+-- @param p {url, sha256 (the tarball's, signed), https, connect_timeout}
+-- @return {sha256, size, mtime} of the file as verified on the worker, or nil, err
+function M.pull(session, root, version, p, timeout)
+  local r, err = session:exec(script(PULL, root, version, p.url, p.sha256, p.https and 1 or 0,
+    p.connect_timeout), { timeout = timeout })
+  if not r then return nil, err end
+  if r.code ~= 0 or r.timed_out then return nil, M.failure("pull", r, timeout) end
+  return verified_facts(r.out)
+end
+
 -- A file anywhere on the worker (fleet copy, rch run scripts): the same
 -- exclusive temp name beside it, read-back check and rename. mkdirs=1
 -- creates the missing directories above it.
@@ -416,7 +543,7 @@ end
 -- once the same way, so it never points at a missing or partial file. A
 -- manifest that cannot be written stops here, before `current` moves.
 local INSTALL = GUARD .. [[
-root=$1; ver=$2; sha=$3; size=$4; mtime=$5; dep=$6; now=$7
+root=$1; ver=$2; sha=$3; size=$4; mtime=$5; dep=$6; now=$7; tar_sha=$8
 dir="$root/versions/v$ver"
 f="$dir/rch-wkr"
 [ -f "$f" ] && [ -x "$f" ] || { echo "missing $f" >&2; exit 3; }
@@ -426,8 +553,10 @@ st=$(stat -c '%s %.9Y' -- "$f")
   { echo "$f changed since it was verified (size and mtime $st, verified $size $mtime)" >&2; exit 3; }
 tmp=$(mktemp "$dir/.manifest.json.XXXXXX") || exit 3
 trap 'rm -f -- "$tmp"' EXIT
-printf '{"version":"%s","sha256":"%s","size":%s,"mtime":"%s","deployment_id":"%s","installed_at":"%s"}\n' \
-  "$ver" "$sha" "$size" "$mtime" "$dep" "$now" | write_to "$tmp" || exit 3
+extra=""
+[ -z "$tar_sha" ] || extra=$(printf ',"tarball_sha256":"%s"' "$tar_sha")
+printf '{"version":"%s","sha256":"%s","size":%s,"mtime":"%s","deployment_id":"%s","installed_at":"%s"%s}\n' \
+  "$ver" "$sha" "$size" "$mtime" "$dep" "$now" "$extra" | write_to "$tmp" || exit 3
 chmod 644 "$tmp" && mv -f -- "$tmp" "$dir/manifest.json" || exit 3
 trap - EXIT
 ensure_dir "$root/bin" || exit 4
@@ -438,10 +567,11 @@ fi
 ]]
 
 --- Records the manifest and switches `current` to the version.
--- @param verified {sha256, size, mtime} of versions/v<ver>/rch-wkr, from transfer or preflight
+-- @param verified {sha256, size, mtime[, tarball_sha256]} of versions/v<ver>/rch-wkr, from transfer, pull or
+--   preflight; tarball_sha256 (a pulled release tarball) goes into the manifest too
 function M.install(session, root, version, verified, deployment_id, now, timeout)
   local r, err = session:exec(script(INSTALL, root, version, verified.sha256, verified.size, verified.mtime,
-    deployment_id, now), { timeout = timeout })
+    deployment_id, now, verified.tarball_sha256 or ""), { timeout = timeout })
   if not r then return nil, err end
   if r.code ~= 0 or r.timed_out then return nil, M.failure("install", r, timeout) end
   return true

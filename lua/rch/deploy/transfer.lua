@@ -145,6 +145,7 @@ end
 
 --- One line on how the artifact went: "zstd patch (198 bytes) against 1.2.0".
 function M.describe(enc)
+  if enc.method == "pull" then return "release tarball fetched by the worker from " .. enc.url end
   if enc.method == "patch" then
     return ("zstd patch (%s) against %s"):format(util.bytes_text(enc.size), enc.base_version or enc.base_link)
   end

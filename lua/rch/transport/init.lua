@@ -7,6 +7,7 @@
 --   transfer(root, version, artifact, timeout, progress, enc) -> verified {sha256, size, mtime}
 --   (enc: a compressed or patch upload, where encoded_uploads is true),
 --   install(root, version, verified, deployment_id, now, timeout), rollback(root, previous_link, timeout),
+--   pull_probe(params, timeout), pull(root, version, params, timeout) -> verified (pull mode; SSH only),
 --   drain(root, timeout_s), undrain(root, timeout), toolchain(name, update, timeout) -> what it did,
 --   prune(root, keep, current_dir, previous_dir, timeout) -> removed version dirs,
 --   probe_agent(root, with_health, timeout), installed_version(root, timeout) (false: none),

@@ -52,6 +52,8 @@ function Handle:root() return remote.root(self.session, self.worker) end
 function Handle:preflight(...) return steps.preflight(self.session, ...) end
 function Handle:transfer(...) return steps.transfer(self.session, ...) end
 function Handle:install(...) return steps.install(self.session, ...) end
+function Handle:pull_probe(...) return steps.pull_probe(self.session, ...) end
+function Handle:pull(...) return steps.pull(self.session, ...) end
 function Handle:rollback(...) return steps.rollback(self.session, ...) end
 function Handle:drain(...) return steps.drain(self.session, ...) end
 function Handle:undrain(...) return steps.undrain(self.session, ...) end

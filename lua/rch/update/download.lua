@@ -80,6 +80,18 @@ local function download_with_progress(asset, dest, options, tty)
   return ok, err
 end
 
+--- Fetches a small asset (a checksum list, a signature), never from the
+-- cache, into dir/<its name>. @return its text, or nil, err
+function M.small(asset, settings, dir)
+  local body, err = net.get(asset.url, release_mod.net_options(settings, {
+    max_bytes = (asset.size > 0 and asset.size < SMALL_CAP) and asset.size or SMALL_CAP,
+  }))
+  if not body then return nil, err end
+  local ok, werr = rch.fs.write_atomic(dir .. "/" .. asset.name, body)
+  if not ok then return nil, werr end
+  return body
+end
+
 --- Fetches the assets of `release` into the cache.
 -- @param found the release's assets (release.assets())
 -- @param opts {settings, tty = draw a progress bar, expected_sha256 = function(text of .sha256) -> hex}
@@ -92,15 +104,7 @@ function M.fetch(release, found, opts)
   if not ok then return nil, err end
   local out = { dir = dir }
 
-  local function small(asset)
-    local body, gerr = net.get(asset.url, release_mod.net_options(settings, {
-      max_bytes = (asset.size > 0 and asset.size < SMALL_CAP) and asset.size or SMALL_CAP,
-    }))
-    if not body then return nil, gerr end
-    local wok, werr = rch.fs.write_atomic(dir .. "/" .. asset.name, body)
-    if not wok then return nil, werr end
-    return body
-  end
+  local function small(asset) return M.small(asset, settings, dir) end
 
   out.sha256_text, err = small(found.sha256)
   if not out.sha256_text then return nil, err end
