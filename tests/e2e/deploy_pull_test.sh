@@ -171,9 +171,23 @@ no_agent 4
 # with_env K [SETTING]: worker K's sshd restarted with SetEnv SETTING (none: as the testbed made it).
 chmod 755 "$TMP"
 for k in 1 2 3 4; do cp "$TB/w$k/sshd_config" "$TMP/w${k}_sshd_config.orig"; done
+# sshd honours only its first SetEnv line (the testbed's, with the shim dir on PATH): the
+# setting joins that line, replacing the variable's value there.
 with_env() {
   cp "$TMP/w$1_sshd_config.orig" "$TB/w$1/sshd_config"
-  [[ -z ${2:-} ]] || echo "SetEnv $2" >>"$TB/w$1/sshd_config"
+  [[ -z ${2:-} ]] || python3 - "$TB/w$1/sshd_config" "$2" <<'EOF_PY'
+import sys
+path, setting = sys.argv[1], sys.argv[2]
+name = setting.split("=", 1)[0] + "="
+lines = open(path).read().splitlines()
+for i, line in enumerate(lines):
+    if line.startswith("SetEnv "):
+        lines[i] = " ".join([w for w in line.split() if not w.startswith(name)] + [setting])
+        break
+else:
+    lines.append("SetEnv " + setting)
+open(path, "w").write("\n".join(lines) + "\n")
+EOF_PY
   "${TESTBED[@]}" stop "$1" "$TB" >/dev/null 2>&1 || true
   "${TESTBED[@]}" start "$1" "$TB" >/dev/null
 }
