@@ -17,6 +17,8 @@
 #                            cmake/<arch>-linux-gnu.cmake (scripts/bootstrap.sh installs the
 #                            aarch64 compiler); its tarball holds the agents only (rch-wkr,
 #                            rchd, static), which is what a mixed-architecture fleet deploys.
+#   RCH_RELEASE_AGENT_ONLY   1: every target's tarball holds the agents only, this machine's
+#                            too (tests that deploy rch-wkr from a release build no rch)
 set -euo pipefail
 
 die() {
@@ -86,6 +88,9 @@ mkdir -p "$stage"
 build_target() {
   local t=$1 arch=${1%%-*} dir=$build flags=() strip=strip b got
   bins=(rch rchd rch-wkr)
+  if [[ ${RCH_RELEASE_AGENT_ONLY:-} == 1 ]]; then
+    bins=(rchd rch-wkr) flags=(-DRCH_AGENT_ONLY=ON)
+  fi
   if [[ $t != "$native" ]]; then
     dir=$build-$arch bins=(rchd rch-wkr) strip=$arch-linux-gnu-strip
     flags=(-DCMAKE_TOOLCHAIN_FILE="$root/cmake/$arch-linux-gnu.cmake" -DRCH_AGENT_ONLY=ON)

@@ -29,9 +29,10 @@ BASE=http://127.0.0.1:$(cat "$TMP/http.port")
 # ---- The release of the testbed's version, signed.
 minisign -G -W -p "$TMP/key.pub" -s "$TMP/key.sec" >/dev/null
 minisign -G -W -p "$TMP/other.pub" -s "$TMP/other.sec" >/dev/null
-# (RCH_TEST_RELEASE_BUILD_DIR: a build dir kept between runs, so that a rerun compiles nothing.)
+# (RCH_TEST_RELEASE_BUILD_DIR: a build dir kept between runs, so that a rerun compiles nothing.
+# The agents only: pull mode deploys the tarball's rch-wkr.)
 start=$SECONDS
-RCH_RELEASE_BASE_URL=$BASE/releases RCH_MINISIGN_SECRET_KEY=$TMP/key.sec \
+RCH_RELEASE_BASE_URL=$BASE/releases RCH_MINISIGN_SECRET_KEY=$TMP/key.sec RCH_RELEASE_AGENT_ONLY=1 \
   RCH_RELEASE_BUILD_DIR=${RCH_TEST_RELEASE_BUILD_DIR:-$TMP/build} \
   bash "$RCH_SOURCE_DIR/scripts/make-release.sh" "$OWN" "$SRV/releases/v$OWN" 2>"$TMP/make-release.err" ||
   fail "make-release $OWN: $(cat "$TMP/make-release.err")"
