@@ -1,12 +1,14 @@
 --- The deployment object strategies drive. A strategy decides the order and
 -- batching; this object runs the pipeline on a set of workers (probing at
--- [defaults] probe_parallel, changing under the --parallel cap), rolls workers back, asks the canary_health hook, writes
--- audit events, and marks workers it will not touch.
+-- [defaults] probe_parallel, changing under the --parallel cap), rolls
+-- workers back, asks the canary_health hook, writes audit events, and marks
+-- workers it will not touch.
 local rch = require "rch"
 local pipeline = require "rch.deploy.pipeline"
 local hooks = require "rch.hooks"
 local util = require "rch.util"
 local transport = require "rch.transport"
+local fleet = require "rch.fleet"
 
 local Deploy = {}
 Deploy.__index = Deploy
@@ -19,7 +21,7 @@ function M.new(fields)
   d.in_flight, d.peak_in_flight = 0, 0
   -- Preflight probes run this wide; a worker to change waits for one of the
   -- --parallel slots. Sessions open at once never exceed the width.
-  d.width = require("rch.fleet").probe_width(d.settings, d.options.parallel)
+  d.width = fleet.probe_width(d.settings, d.options.parallel)
   d.slots = rch.semaphore(d.options.parallel)
   transport.cap_open(d.width)
   d.events = d.events or {}
