@@ -91,7 +91,8 @@ constexpr int kMaxIdleWaitMs = 200;
 // deadline (a backstop: rch closed the channel 5 s earlier). Closing our channel (a timeout here, or the connection
 // dropping) gives the channel's stdin EOF: a command reading it sees that itself; for the others, which read /dev/null,
 // a watcher reading it kills the group (SIGTERM, SIGKILL 2 s later; without a PTY sshd sends no SIGHUP). A command that
-// ends by itself stops the watcher first: what it leaves running on purpose (nohup) stays.
+// ends by itself stops the watcher first: what it leaves running on purpose (nohup) stays. The watcher reads with the
+// shell's own `read` (no process of its own: every command pays for the guard).
 constexpr const char* kGuard = R"(t=$1 in=$2 c=$3
 command -v timeout >/dev/null 2>&1 || timeout() { shift 3; "$@"; }
 exec 3<&0 </dev/null
@@ -105,7 +106,7 @@ if [ "$in" = 0 ]; then
   trap gaveup=1 USR1
   {
     trap '' HUP INT TERM
-    cat >/dev/null
+    while read -r _; do :; done
     kill -USR1 $$
     kill -TERM "-$pid" || kill -TERM "$pid" || exit 0
     for i in 1 2; do kill -0 "-$pid" || exit 0; sleep 1; done

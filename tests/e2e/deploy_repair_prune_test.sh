@@ -78,6 +78,19 @@ want=$(printf '%s\n' "v$NEXT" "v$OWN" | LC_ALL=C sort | tr '\n' ' ' | sed 's/ $/
 [[ $got == "$want" ]] || fail "w1 keeps '$got', want '$want'"
 # The previous version is still there to roll back to.
 [[ -x $r1/versions/v$NEXT/rch-wkr ]] || fail "the previous version was pruned"
+
+# ---- An old version that cannot be removed (a root-owned file in a
+# root-owned subdirectory): the install stands, the worker completes, and the
+# warning names the directory; the next version still goes in.
+mkv 0.0.4 2020-01-04 manifest
+mkdir "$r1/versions/v0.0.4/locked" && touch "$r1/versions/v0.0.4/locked/f" # (root's)
+touch -d 2019-01-01 "$r1/versions/v$OWN/manifest.json"
+RCH_LOG_LEVEL=info deploy 0 --worker w1 --version "$NEXT" --force
+installed 1 "$NEXT" "$NEXT_SHA"
+contains "$ERR" "worker w1: pruning old versions: cannot remove $r1/versions/v0.0.4: "
+[[ -d $r1/versions/v0.0.4/locked ]] || fail "the locked version dir is gone"
+rm -rf "$r1/versions/v0.0.4"
+
 # Other workers were never touched.
 [[ ! -e $(root_of 2)/versions ]] || fail "w2 has versions: $(ls "$(root_of 2)/versions")"
 echo "PASS"

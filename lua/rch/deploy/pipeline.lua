@@ -296,18 +296,14 @@ local function preflight(d, ws)
   return true
 end
 
--- After an install: old version directories beyond [deploy] keep_versions
--- go, never the current or the previous one (the rollback target). A
--- failure is only a warning: the worker runs the new version either way.
-local function prune(d, ws)
-  local previous = (ws.previous_link or ""):match("^versions/(v.+)$") or ""
-  local removed, err = ws.conn:prune(ws.root, d.settings.deploy.keep_versions, "v" .. d.target_version, previous,
-    d.timeout)
-  if not removed then
-    rch.log.warn(("worker %s: %s"):format(ws.id, err))
-  elseif #removed > 0 then
-    rch.log.info(("worker %s: removed old versions %s"):format(ws.id, table.concat(removed, ", ")))
-    audit(d, "WorkerVersionsPruned", ws.id, { removed = removed, keep_versions = d.settings.deploy.keep_versions })
+-- What install pruned: old version directories beyond [deploy]
+-- keep_versions, never the current or the previous one (the rollback
+-- target). A failure is only a warning: the worker runs the new version either way.
+local function report_pruned(d, ws, pruned)
+  if pruned.error then rch.log.warn(("worker %s: pruning old versions: %s"):format(ws.id, pruned.error)) end
+  if #pruned.removed > 0 then
+    rch.log.info(("worker %s: removed old versions %s"):format(ws.id, table.concat(pruned.removed, ", ")))
+    audit(d, "WorkerVersionsPruned", ws.id, { removed = pruned.removed, keep_versions = d.settings.deploy.keep_versions })
   end
 end
 
@@ -381,15 +377,15 @@ local function run_steps(d, ws)
   end
   begin_step(d, ws, "install", { previous_link = ws.previous_link, version = d.target_version })
   ws.installed = true
-  local ok, err = ws.conn:install(ws.root, d.target_version, verified, d.id, now(), d.timeout)
-  if not ok then return fail(d, ws, err) end
+  local installed, pruned = ws.conn:install(ws.root, d.target_version, verified, d.id, now(), d.timeout,
+    { keep = d.settings.deploy.keep_versions, previous = (ws.previous_link or ""):match("^versions/(v.+)$") or "" })
+  if not installed then return fail(d, ws, pruned) end
   end_step(d, ws, { version = d.target_version, previous_link = ws.previous_link })
-  prune(d, ws)
+  report_pruned(d, ws, pruned)
   if not gate(d, ws, "post_install") then return end
 
   begin_step(d, ws, "verify", { health = d.options.verify })
-  local probe
-  probe, err = ws.conn:probe_agent(ws.root, d.options.verify, d.timeout)
+  local probe, err = ws.conn:probe_agent(ws.root, d.options.verify, d.timeout)
   if not probe then return fail(d, ws, err) end
   if probe.version ~= d.target_version then
     return fail(d, ws, ("agent reports %s after install, expected %s"):format(tostring(probe.version),
@@ -406,6 +402,7 @@ local function run_steps(d, ws)
   if not gate(d, ws, "post_verify") then return end
 
   if ws.drained then
+    local ok
     ok, err = ws.conn:undrain(ws.root, d.timeout)
     if not ok then rch.log.warn(("worker %s: %s"):format(ws.id, err)) end
   end

@@ -62,7 +62,10 @@ sha256_of() {
 -- plant a symlink where rch writes. One readlink and one stat per check keep
 -- preflight, which runs on every deploy, cheap.
 local GUARD = [[
-me=$(id -u)
+# The effective uid, read by the shell itself (no fork) where /proc has it.
+me=
+while read -r k _ e _; do [ "$k" = Uid: ] && { me=$e; break; }; done 2>/dev/null </proc/self/status
+[ -n "$me" ] || me=$(id -u)
 # unsafe [pending] PATH...: prints why an absolute PATH or one of its parents
 # breaks the rule and succeeds; fails silently when all pass. Both the path
 # as written (a symlink: its owner, and the directory holding it) and the
@@ -120,7 +123,10 @@ ensure_dir() {
     return 1
   fi
   ensure_dir "$(dirname -- "$1")" pending || return 1
-  err=$(mkdir -m 755 -- "$1" 2>&1) || [ -d "$1" ] || { echo "$err" >&2; return 1; }
+  # Made here (0755, ours) in a parent that passed: it passes too. One that
+  # appeared meanwhile is checked.
+  err=$(mkdir -m 755 -- "$1" 2>&1) && return 0
+  [ -d "$1" ] || { echo "$err" >&2; return 1; }
   ensure_dir "$1" ${2:-}
 }
 # write_to FILE: stdin into FILE; a write error fails with the worker's own words.
@@ -133,7 +139,7 @@ write_to() {
 # with ln -s, which never follows or reuses an existing name.
 switch_link() {
   local tmp="${2%/*}/.${2##*/}.new"
-  rm -f -- "$tmp"
+  { [ -e "$tmp" ] || [ -L "$tmp" ]; } && rm -f -- "$tmp"
   ln -s -- "$1" "$tmp" && mv -Tf -- "$tmp" "$2"
 }
 ]]
@@ -165,31 +171,62 @@ target=$2; trust_manifest=$3; health=$4
 echo "arch=$(uname -m)"
 d=$root
 while [ ! -d "$d" ]; do d=$(dirname "$d"); done
-echo "disk_free_mb=$(df -Pm "$d" | awk 'NR==2 {print $4}')"
+# Parsed by the shell: each fork counts when one controller probes a whole fleet.
+free=
+if out=$(df -Pm "$d" 2>/dev/null); then set -f; set -- ${out#*"
+"}; set +f; free=${4-}; fi
+echo "disk_free_mb=$free"
 if [ -w "$d" ]; then echo writable=1; else echo writable=0; fi
 for t in rsync zstd; do
   if command -v "$t" >/dev/null 2>&1; then echo "$t=1"; else echo "$t=0"; fi
 done
 if command -v zstd >/dev/null 2>&1; then
-  echo "zstd_version=$(zstd --version 2>/dev/null | sed -n 's/.*v\([0-9]*\.[0-9]*\.[0-9]*\).*/\1/p')"
+  zv=
+  set -f
+  for w in $(zstd --version 2>/dev/null); do
+    case $w in v[0-9]*.[0-9]*.[0-9]*) zv=${w#v}; zv=${zv%%[!0-9.]*}; break ;; esac
+  done
+  set +f
+  echo "zstd_version=$zv"
 fi
 if command -v rustup >/dev/null 2>&1 || [ -x "$HOME/.cargo/bin/rustup" ]; then echo rustup=1; else echo rustup=0; fi
 if [ "$d" = "$root" ]; then why=$(root_unsafe "$root"); else why=$(unsafe pending "$d"); fi || why=
 [ -z "$why" ] || echo "root_unsafe=$why"
 if [ -e "$root/bin/rch-wkr" ] || [ -L "$root/bin/rch-wkr" ]; then
   echo "agent_present=1"
-  if [ -z "$why" ]; then v=$("$root/bin/rch-wkr" --version 2>/dev/null | head -n 1) && echo "current_version=$v"; fi
+  v=
+  if [ -z "$why" ]; then
+    v=$("$root/bin/rch-wkr" --version 2>/dev/null)
+    v=${v%%"
+"*}
+    echo "current_version=$v"
+  fi
   [ -n "$why" ] || [ -z "$v" ] || [ "$health" != 1 ] || health=run
 fi
 cur=$(readlink "$root/current" 2>/dev/null) || cur=""
 [ -z "$cur" ] || echo "current_link=$cur"
-if [ -d "$root/versions" ]; then echo "versions=$(ls -1 "$root/versions" | tr '\n' ' ')"; fi
-# manifest_of DIR: msha and mst (size and mtime) as DIR/manifest.json recorded them.
+if [ -d "$root/versions" ]; then
+  vs=
+  for p in "$root"/versions/*; do { [ -e "$p" ] || [ -L "$p" ]; } && vs="$vs${p##*/} "; done
+  echo "versions=$vs"
+fi
+# manifest_of DIR: msha, mst (size and mtime) and mtar (a pulled release
+# tarball's sha256) as DIR/manifest.json (one line) recorded them.
 manifest_of() {
-  msha=""; mst=""
+  local m= t s mt
+  msha=""; mst=""; mtar=""
   [ -f "$1/manifest.json" ] || return 0
-  msha=$(sed -n 's/.*"sha256":"\([0-9a-f]\{64\}\)".*/\1/p' "$1/manifest.json")
-  mst=$(sed -n 's/.*"size":\([0-9]*\),"mtime":"\([0-9.]*\)".*/\1 \2/p' "$1/manifest.json")
+  IFS= read -r m <"$1/manifest.json" || [ -n "$m" ] || return 0
+  t=${m#*\"sha256\":\"}; [ "$t" = "$m" ] || msha=${t%%\"*}
+  t=${m#*\"tarball_sha256\":\"}; [ "$t" = "$m" ] || mtar=${t%%\"*}
+  case $msha in *[!0-9a-f]*) msha= ;; esac
+  case $mtar in *[!0-9a-f]*) mtar= ;; esac
+  [ ${#msha} = 64 ] || msha=
+  [ ${#mtar} = 64 ] || mtar=
+  t=${m#*\"size\":}; s=; [ "$t" = "$m" ] || s=${t%%[!0-9]*}
+  t=${m#*\"mtime\":\"}; mt=; [ "$t" = "$m" ] || mt=${t%%\"*}
+  case $mt in *[!0-9.]*) mt= ;; esac
+  [ -z "$s" ] || [ -z "$mt" ] || mst="$s $mt"
 }
 f="$root/versions/v$target/rch-wkr"
 if [ -f "$f" ]; then
@@ -200,7 +237,6 @@ if [ -f "$f" ]; then
   manifest_of "${f%/*}"
   [ -z "$msha" ] || echo "manifest_sha256=$msha"
   # Set by a pull (--source pull): the release tarball this rch-wkr came from.
-  mtar=$(sed -n 's/.*"tarball_sha256":"\([0-9a-f]\{64\}\)".*/\1/p' "${f%/*}/manifest.json" 2>/dev/null)
   [ -z "$mtar" ] || echo "manifest_tarball_sha256=$mtar"
   if [ "$trust_manifest" = 1 ] && [ -n "$msha" ] && [ "$mst" = "$st" ] && [ "$cur" = "versions/v$target" ]; then
     h=$msha
@@ -271,10 +307,12 @@ end
 -- file while the stream still hashes right). dash has no pipefail.
 local RECEIVE = [[
 fill() { write_to "$1"; }
+# Sets received_stat ("SIZE MTIME", what chmod and rename keep) for the caller.
 receive() {
   local size got
   fill "$1" || return 1
-  size=$(stat -c %s -- "$1") || return 1
+  received_stat=$(stat -c '%s %.9Y' -- "$1") || return 1
+  size=${received_stat% *}
   [ "$size" = "$3" ] || { echo "upload incomplete: $1 has $size bytes, expected $3" >&2; return 1; }
   got=$(sha256_of "$1") || return 1
   [ "$got" = "$2" ] || { echo "sha256 mismatch on the worker: $1 has $got, expected $2" >&2; return 1; }
@@ -306,19 +344,18 @@ end
 -- whose connection died before their trap ran are removed first. ENC says
 -- what the stream is: the file itself (plain), a zstd frame of it (zstd),
 -- or a zstd patch (patch) against BASE/rch-wkr, the agent the worker runs
--- now, which must still have BASE_SHA (exit 12 otherwise: the controller
--- then sends the whole file). Whatever came, the decoded file is what
--- `receive` checks.
+-- now. Whatever came, the decoded file is what `receive` checks. A patch
+-- that did not rebuild the file is checked against its base only then (the
+-- frame's checksum and the read-back catch a wrong base): when the base is
+-- not BASE_SHA (the agent changed since preflight) it exits 12, and the
+-- controller sends the compressed or whole file instead.
 local TRANSFER = HASH .. GUARD .. RECEIVE .. [[
 root=$1; ver=$2; want=$3; want_size=$4; enc=$5; base=$6; base_sha=$7
 dir="$root/versions/v$ver"
-if [ "$enc" = patch ]; then
-  base="$root/$base/rch-wkr"
-  got=$(sha256_of "$base" 2>/dev/null) || got="unreadable"
-  [ "$got" = "$base_sha" ] || { echo "patch base $base has sha256 $got, not $base_sha" >&2; exit 12; }
-fi
+[ "$enc" != patch ] || base="$root/$base/rch-wkr"
 ensure_dir "$dir" || exit 4
-rm -f -- "$root"/versions/*/.rch-wkr.part.*
+set -- "$root"/versions/*/.rch-wkr.part.*
+{ [ -e "$1" ] || [ -L "$1" ]; } && rm -f -- "$@"
 if [ "$enc" != plain ]; then
   fill() {
     local err
@@ -330,10 +367,14 @@ if [ "$enc" != plain ]; then
     err=$(sync -- "$1" 2>&1) || { echo "cannot sync $1: ${err#sync: }" >&2; return 1; }
   }
 fi
-on_fail() { rmdir -- "$dir" 2>/dev/null || true; }  # an empty version dir is no version
+on_fail() {
+  rmdir -- "$dir" 2>/dev/null || true  # an empty version dir is no version
+  [ "$enc" = patch ] || return 0
+  got=$(sha256_of "$base" 2>/dev/null) || got="unreadable"
+  [ "$got" = "$base_sha" ] || { echo "patch base $base has sha256 $got, not $base_sha" >&2; exit 12; }
+}
 place "$dir/rch-wkr" "$dir/.rch-wkr.part.XXXXXX" "$want" "$want_size" 755
-stat --printf 'size=%s\nmtime=%.9Y\n' -- "$dir/rch-wkr"
-echo "sha256=$want"
+printf 'size=%s\nmtime=%s\nsha256=%s\n' "${received_stat% *}" "${received_stat#* }" "$want"
 ]]
 
 --- The time an upload of `size` bytes may take: command_timeout (hashing,
@@ -537,13 +578,45 @@ function M.compare(session, dest, sha256, mode, timeout)
   return what
 end
 
+-- prune_versions ROOT KEEP CUR PREV: keeps the KEEP most recently installed
+-- versions (by manifest, else directory, mtime), always counting CUR and
+-- PREV among them; removes the others and prints "pruned=NAME" for each.
+-- Only plain version directories are touched. The caller has checked the
+-- root (and so ROOT/versions) against the ownership rule. A directory that
+-- cannot be removed stops it, printing prune_error=.
+local PRUNE = [[
+prune_versions() {
+  local v="$1/versions" keep=$2 cur=$3 prev=$4 d name t list=""
+  [ "$prev" != "$cur" ] || prev=
+  for d in "$cur" "$prev"; do if [ -n "$d" ] && [ -d "$v/$d" ]; then keep=$((keep - 1)); fi; done
+  for d in "$v"/v*; do
+    name=${d##*/}
+    case $name in *[!A-Za-z0-9._+-]*) continue ;; esac
+    [ -d "$d" ] && [ ! -L "$d" ] && [ "$name" != "$cur" ] && [ "$name" != "$prev" ] || continue
+    if [ -f "$d/manifest.json" ]; then t=$(stat -c %.9Y -- "$d/manifest.json"); else t=$(stat -c %.9Y -- "$d"); fi
+    list="$list${t:-0} $name
+"
+  done 2>/dev/null
+  [ -n "$list" ] || return 0
+  printf '%s' "$list" | sort -rn | while read -r _ name; do
+    if [ "$keep" -gt 0 ]; then keep=$((keep - 1)); continue; fi
+    err=$(rm -rf -- "${v:?}/${name:?}" 2>&1) || { echo "prune_error=cannot remove $v/$name: ${err%%"
+"*}"; exit 3; }
+    echo "pruned=$name"
+  done
+}
+]]
+
 -- Writes the manifest from the verified facts (the file must still have the
 -- size and mtime it had when it was read back and hashed), then switches
 -- `current` with one rename; bin/rch-wkr -> ../current/rch-wkr is created
 -- once the same way, so it never points at a missing or partial file. A
 -- manifest that cannot be written stops here, before `current` moves.
-local INSTALL = GUARD .. [[
-root=$1; ver=$2; sha=$3; size=$4; mtime=$5; dep=$6; now=$7; tar_sha=$8
+-- Then, in the same round trip, old versions beyond KEEP go (never the
+-- new one or PREV, the rollback target); that failing is only reported
+-- (prune_error=): the worker runs the new version either way.
+local INSTALL = GUARD .. PRUNE .. [[
+root=$1; ver=$2; sha=$3; size=$4; mtime=$5; dep=$6; now=$7; tar_sha=$8; keep=$9; prev=${10}
 dir="$root/versions/v$ver"
 f="$dir/rch-wkr"
 [ -f "$f" ] && [ -x "$f" ] || { echo "missing $f" >&2; exit 3; }
@@ -564,17 +637,26 @@ switch_link "versions/v$ver" "$root/current" || exit 3
 if [ "$(readlink "$root/bin/rch-wkr" 2>/dev/null)" != "../current/rch-wkr" ]; then
   switch_link ../current/rch-wkr "$root/bin/rch-wkr" || exit 3
 fi
+[ "$keep" = 0 ] || prune_versions "$root" "$keep" "v$ver" "$prev"
+exit 0
 ]]
 
---- Records the manifest and switches `current` to the version.
+--- Records the manifest, switches `current` to the version, and prunes.
 -- @param verified {sha256, size, mtime[, tarball_sha256]} of versions/v<ver>/rch-wkr, from transfer, pull or
 --   preflight; tarball_sha256 (a pulled release tarball) goes into the manifest too
-function M.install(session, root, version, verified, deployment_id, now, timeout)
+-- @param prune nil, or {keep = [deploy] keep_versions, previous = "v…" or ""}: old version directories go
+-- @return true, {removed = names, error = why pruning failed or nil}; or nil, err
+function M.install(session, root, version, verified, deployment_id, now, timeout, prune)
   local r, err = session:exec(script(INSTALL, root, version, verified.sha256, verified.size, verified.mtime,
-    deployment_id, now, verified.tarball_sha256 or ""), { timeout = timeout })
+    deployment_id, now, verified.tarball_sha256 or "", prune and prune.keep or 0, prune and prune.previous or ""),
+    { timeout = timeout })
   if not r then return nil, err end
   if r.code ~= 0 or r.timed_out then return nil, M.failure("install", r, timeout) end
-  return true
+  local pruned = { removed = {} }
+  for k, v in r.out:gmatch("([%w_]+)=([^\n]*)") do
+    if k == "pruned" then pruned.removed[#pruned.removed + 1] = v elseif k == "prune_error" then pruned.error = v end
+  end
+  return true, pruned
 end
 
 -- Back to the previous `current` target, or to no agent at all when there was none.
@@ -668,41 +750,6 @@ function M.toolchain(session, toolchain, update, timeout)
   if r.code == 10 then return nil, ("toolchain %s is missing and could not be installed%s"):format(toolchain, why) end
   if r.code == 11 then return nil, ("toolchain %s is installed but was not updated%s"):format(toolchain, why) end
   return util.chomp(r.out)
-end
-
--- Keeps the `keep` most recently installed versions (by manifest, else
--- directory, mtime), always counting CUR and PREV among them; removes the
--- others and prints each removed name. Only plain version directories are
--- touched, and only under a root that passes the ownership rule.
-local PRUNE = GUARD .. [[
-root=$1; keep=$2; cur=$3; prev=$4
-v="$root/versions"
-if why=$(unsafe "$v"); then refuse "$why"; fi
-[ "$prev" != "$cur" ] || prev=
-for d in "$cur" "$prev"; do if [ -n "$d" ] && [ -d "$v/$d" ]; then keep=$((keep - 1)); fi; done
-for d in "$v"/v*; do
-  name=${d##*/}
-  case $name in *[!A-Za-z0-9._+-]*) continue ;; esac
-  [ -d "$d" ] && [ ! -L "$d" ] && [ "$name" != "$cur" ] && [ "$name" != "$prev" ] || continue
-  if [ -f "$d/manifest.json" ]; then t=$(stat -c %.9Y -- "$d/manifest.json"); else t=$(stat -c %.9Y -- "$d"); fi
-  echo "$t $name"
-done | sort -rn | while read -r _ name; do
-  if [ "$keep" -gt 0 ]; then keep=$((keep - 1)); continue; fi
-  rm -rf -- "${v:?}/${name:?}" || exit 3
-  echo "$name"
-done
-]]
-
---- Removes old version directories: keeps `keep` of them, current and previous always.
--- @param current, previous version directory names ("v1.2.0"); previous may be ""
--- @return list of removed names, or nil, err
-function M.prune(session, root, keep, current, previous, timeout)
-  local r, err = session:exec(script(PRUNE, root, keep, current, previous or ""), { timeout = timeout })
-  if not r then return nil, err end
-  if r.code ~= 0 or r.timed_out then return nil, M.failure("pruning old versions", r, timeout) end
-  local removed = {}
-  for name in r.out:gmatch("[^\n]+") do removed[#removed + 1] = name end
-  return removed
 end
 
 -- The controller lease: an flock on <root>/controller.lock, held by this

@@ -6,10 +6,10 @@
 --   ("~/…" resolved on the worker, reported as facts.root) or resolved,
 --   transfer(root, version, artifact, timeout, progress, enc) -> verified {sha256, size, mtime}
 --   (enc: a compressed or patch upload, where encoded_uploads is true),
---   install(root, version, verified, deployment_id, now, timeout), rollback(root, previous_link, timeout),
+--   install(root, version, verified, deployment_id, now, timeout, prune) -> true, {removed, error} (prune:
+--   nil or {keep, previous}: old version dirs go in the same round trip), rollback(root, previous_link, timeout),
 --   pull_probe(params, timeout), pull(root, version, params, timeout) -> verified (pull mode; SSH only),
 --   drain(root, timeout_s), undrain(root, timeout), toolchain(name, update, timeout) -> what it did,
---   prune(root, keep, current_dir, previous_dir, timeout) -> removed version dirs,
 --   probe_agent(root, with_health, timeout), installed_version(root, timeout) (false: none),
 --   inspect(root, timeout) (links, binary sha256, manifest, health: for fleet verify),
 --   put(local_path, remote_path, sha256, timeout, {mode, mkdirs}) (any file: fleet copy, rch run scripts),

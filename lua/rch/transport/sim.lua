@@ -58,8 +58,13 @@ function Handle:transfer(_, version, artifact)
   return { sha256 = artifact.sha256, size = artifact.size }
 end
 
+-- Not modelled: pruning. A simulated worker keeps every version it was sent, where a real one keeps
+-- [deploy] keep_versions (at least 2, so the two versions of tests/e2e/sim_conformance_test.sh
+-- never tell them apart).
 function Handle:install(_, version, verified, deployment_id)
-  return self.fleet:install(self.worker.id, version, verified.sha256, deployment_id)
+  local ok, err = self.fleet:install(self.worker.id, version, verified.sha256, deployment_id)
+  if not ok then return nil, err end
+  return true, { removed = {} }
 end
 
 function Handle:rollback(_, previous_link)
@@ -73,10 +78,6 @@ function Handle:toolchain(name)
   if not ok then return nil, err end
   return "already installed"
 end
--- Not modelled: a simulated worker keeps every version it was sent, where a real one keeps
--- [deploy] keep_versions (at least 2, so the two versions of tests/e2e/sim_conformance_test.sh
--- never tell them apart).
-function Handle.prune() return {} end
 function Handle:probe_agent(_, with_health) return self.fleet:probe_agent(self.worker.id, with_health) end
 
 --- The installed version, false when no agent is installed, or nil, err.

@@ -58,7 +58,6 @@ function Handle:rollback(...) return steps.rollback(self.session, ...) end
 function Handle:drain(...) return steps.drain(self.session, ...) end
 function Handle:undrain(...) return steps.undrain(self.session, ...) end
 function Handle:toolchain(...) return steps.toolchain(self.session, ...) end
-function Handle:prune(...) return steps.prune(self.session, ...) end
 function Handle:probe_agent(...) return steps.probe_agent(self.session, ...) end
 function Handle:installed_version(...) return remote.installed_version(self.session, ...) end
 function Handle:inspect(...) return steps.inspect(self.session, ...) end
