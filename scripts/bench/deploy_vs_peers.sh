@@ -16,7 +16,7 @@
 #      server starts in that worker's root (`sftp-server -d`), so a relative
 #      scp destination lands in the right root for every host of one
 #      parallel-scp / clush invocation (rch does not use sftp);
-#   4. makes the payload: build/rch-wkr with random bytes appended up to
+#   4. makes the payload: build/rch-wkr, stripped, with random bytes appended up to
 #      15 MiB (an ELF ignores trailing data, `--version` still works), at
 #      $RCH_HOME/versions/v<ver>/rch-wkr, so `rch fleet deploy --version <ver>`
 #      ships it;

@@ -75,7 +75,9 @@ bench_setup() {
   [[ -n $ver ]] || die "cannot read the version of $build/rch-wkr"
   payload=$RCH_HOME/versions/v$ver/rch-wkr
   mkdir -p "$(dirname "$payload")"
-  cp "$bench_dir/bin/rch-wkr" "$payload"
+  # Stripped: the build's debug info (most of its 7 MB) compresses, and rch sends a payload that
+  # compresses as a zstd frame; this one is to be the incompressible full copy.
+  strip -o "$payload" "$bench_dir/bin/rch-wkr" 2>/dev/null || cp "$bench_dir/bin/rch-wkr" "$payload"
   elf_size=$(stat -c %s "$payload")
   ((elf_size < payload_bytes)) || die "rch-wkr ($elf_size bytes) is larger than the payload size"
   # An ELF ignores trailing bytes: still a working rch-wkr, now 15 MiB, mostly incompressible.
