@@ -18,6 +18,7 @@ class Executor {
   using BlockingJob = std::function<Completion()>;
 
   // pool_threads bounds how many blocking jobs run at once; the rest queue.
+  // Threads start as jobs need them (none idle), up to that bound.
   explicit Executor(std::size_t pool_threads);
   ~Executor();
   Executor(const Executor&) = delete;

@@ -52,8 +52,10 @@ class Resolver {
 struct EngineOptions {
   std::vector<std::filesystem::path> script_dirs;
   std::filesystem::path config_dir;
-  int verbosity = 0;             // -v count: traceback depth in error messages
-  std::size_t pool_threads = 8;  // bound on concurrent blocking jobs
+  int verbosity = 0;  // -v count: traceback depth in error messages
+  // Bound on concurrent blocking jobs (SSH, hashing, fsync); threads start as needed. The Lua
+  // side keeps its own bounds ([defaults] parallel and probe_parallel), which this must not cap.
+  std::size_t pool_threads = 1024;
 };
 
 class Engine {
