@@ -487,19 +487,131 @@ int l_json_encode(lua_State* L) {
   return 1;
 }
 
+// Builds the Lua value straight from the parser's events (no DOM in
+// between: decoding a journal or result.json allocates only the Lua
+// tables). The same values as push_json: null is nil, arrays are marked,
+// {"$b64": "…"} gives back its bytes.
+class LuaSax {
+ public:
+  explicit LuaSax(lua_State* L) : L_(L) {}
+
+  bool null() {
+    lua_pushnil(L_);
+    return done(false);
+  }
+  bool boolean(bool b) {
+    lua_pushboolean(L_, b ? 1 : 0);
+    return done(false);
+  }
+  bool number_integer(std::int64_t n) { return number(static_cast<lua_Number>(n)); }
+  bool number_unsigned(std::uint64_t n) { return number(static_cast<lua_Number>(n)); }
+  bool number_float(double n, const std::string&) { return number(n); }
+  bool string(std::string& s) {
+    push(s);
+    return done(true);
+  }
+  bool binary(nlohmann::json::binary_t&) {
+    lua_pushnil(L_);
+    return done(false);
+  }
+  bool start_object(std::size_t) {
+    luaL_checkstack(L_, 4, "json nesting too deep");
+    lua_newtable(L_);
+    frames_.push_back({false, 0, 0, false});
+    return true;
+  }
+  bool key(std::string& k) {
+    push(k);
+    frames_.back().bytes_key = k == kBytesKey;
+    return true;
+  }
+  bool end_object() {
+    const Frame f = frames_.back();
+    frames_.pop_back();
+    if (f.count == 1 && f.bytes_string) {
+      lua_getfield(L_, -1, kBytesKey.data());
+      std::size_t len = 0;
+      const char* text = lua_tolstring(L_, -1, &len);
+      auto bytes = base64_decode({text, len});
+      if (!bytes) throw std::runtime_error("rch.json.decode: {\"$b64\": …} does not hold base64");
+      lua_pop(L_, 2);
+      lua_pushlstring(L_, bytes->data(), bytes->size());
+    }
+    return done(false);
+  }
+  bool start_array(std::size_t) {
+    luaL_checkstack(L_, 4, "json nesting too deep");
+    lua_newtable(L_);
+    luaL_getmetatable(L_, kArrayMeta);
+    lua_setmetatable(L_, -2);
+    frames_.push_back({true, 0, 0, false});
+    return true;
+  }
+  bool end_array() {
+    frames_.pop_back();
+    return done(false);
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) { return false; }
+
+ private:
+  struct Frame {
+    bool array;
+    int count;          // items (array index) or members so far
+    bool bytes_key;     // object: the member being read is "$b64"
+    bool bytes_string;  // object: its "$b64" member is a string
+  };
+
+  void push(const std::string& s) {
+    luaL_checkstack(L_, 2, "json nesting too deep");
+    lua_pushlstring(L_, s.data(), s.size());
+  }
+  bool number(lua_Number n) {
+    lua_pushnumber(L_, n);
+    return done(false);
+  }
+  // The value on top of the stack goes into its container (a top-level value stays).
+  bool done(bool is_string) {
+    if (frames_.empty()) return true;
+    Frame& f = frames_.back();
+    ++f.count;
+    if (f.array) {
+      lua_rawseti(L_, -2, f.count);
+    } else {
+      if (f.bytes_key) f.bytes_string = is_string;
+      lua_rawset(L_, -3);
+    }
+    return true;
+  }
+
+  lua_State* L_;
+  std::vector<Frame> frames_;
+};
+
+// Pushes the value of `text`; false (nothing pushed) when it is not valid JSON.
+bool push_parsed(lua_State* L, std::string_view text) {
+  const int top = lua_gettop(L);
+  LuaSax sax(L);
+  if (nlohmann::json::sax_parse(text, &sax, nlohmann::json::input_format_t::json, true, false)) return true;
+  lua_settop(L, top);
+  return false;
+}
+
+}  // namespace
+
+bool push_json_text(lua_State* L, std::string_view text) {
+  if (push_parsed(L, text)) return true;
+  // A record written before {"$b64"} existed holds the raw bytes: read it
+  // with those bytes as U+FFFD rather than lose the whole record.
+  return !valid_utf8(text) && push_parsed(L, replace_invalid_utf8(text));
+}
+
+namespace {
+
 // decode(string) -> value | nil, error. {"$b64": "…"} gives back its bytes.
 int l_json_decode(lua_State* L) {
   std::size_t len = 0;
   const char* s = luaL_checklstring(L, 1, &len);
-  const std::string_view text(s, len);
-  nlohmann::json value = nlohmann::json::parse(text, nullptr, false);
-  if (value.is_discarded() && !valid_utf8(text)) {
-    // A record written before {"$b64"} existed holds the raw bytes: read it
-    // with those bytes as U+FFFD rather than lose the whole record.
-    value = nlohmann::json::parse(replace_invalid_utf8(text), nullptr, false);
-  }
-  if (value.is_discarded()) return push_failure(L, "rch.json.decode: invalid JSON");
-  push_json(L, value);
+  if (!push_json_text(L, {s, len})) return push_failure(L, "rch.json.decode: invalid JSON");
   return 1;
 }
 
