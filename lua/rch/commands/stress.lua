@@ -18,21 +18,20 @@ local CLOSES = {
   WorkerInstallStarted = "WorkerInstallCompleted", WorkerVerifyStarted = "WorkerVerifyCompleted",
 }
 
--- Every *Started event must be followed by its completion or a WorkerFailed.
+-- An intact hash chain, and every *Started event followed by its completion
+-- or a WorkerFailed (one pass: the chain check hands over each entry it decoded).
 local function check_audit(path)
-  local ok, err = audit.verify_file(path)
-  if not ok then return false, err end
   local open = {}
-  for _, line in ipairs(rch.store.read_lines(path)) do
-    local e = rch.json.decode(line)
+  local ok, err = audit.verify_file(path, function(e)
     local w = e.worker_id
     if CLOSES[e.event_type] then
       open[w] = open[w] or {}
       open[w][CLOSES[e.event_type]] = true
-    elseif w ~= rch.json.null and w and open[w] then
+    elseif w and open[w] then
       if e.event_type == "WorkerFailed" then open[w] = nil else open[w][e.event_type] = nil end
     end
-  end
+  end)
+  if not ok then return false, err end
   for w, events in pairs(open) do
     local missing = next(events)
     if missing then
