@@ -470,6 +470,17 @@ void encode(lua_State* L, int idx, std::string& out, const EncodeOptions& option
   out += '}';
 }
 
+}  // namespace
+
+std::string encode_json(lua_State* L, int idx) {
+  std::string out;
+  out.reserve(256);
+  encode(L, idx, out, EncodeOptions{}, 0, nullptr);
+  return out;
+}
+
+namespace {
+
 // encode(value [, {pretty = true, invalid_utf8 = "b64" | "replace"}]) -> string
 int l_json_encode(lua_State* L) {
   luaL_checkany(L, 1);

@@ -89,7 +89,7 @@ function M:log(event_type, worker_id, details, opts)
       user = self.user,
       machine = self.machine,
     }
-    local ok, err = chain.journal:append(json.encode(entry), opts)
+    local ok, err = chain.journal:append(entry, opts)
     if not ok then error("audit log " .. chain.journal:path() .. ": " .. err, 0) end
     -- (checked first: at 10k workers the message alone costs more than the entry)
     if log.enabled("info") then

@@ -27,6 +27,10 @@ do
   local stats = journal:stats()
   assert(stats.lines == 200, "lines written: " .. stats.lines)
   assert(stats.flushes < 20, "expected group commits, got " .. stats.flushes .. " flushes for 200 lines")
+  -- A table is written as rch.json.encode writes it.
+  local entry = { worker = "w1", status = "Preflight", steps = rch.json.array(), note = "x\ny" }
+  assert(journal:append(entry))
+  assert(rch.store.last_line(path) == rch.json.encode(entry), rch.store.last_line(path))
   local ok, err = pcall(journal.append, journal, "a\nb")
   assert(not ok and err:find("cannot contain a newline"), err)
 end

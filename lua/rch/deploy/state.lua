@@ -203,7 +203,7 @@ end
 -- @param entry {worker=, step=, event=, status=, …}
 function Deployment:record(entry, opts)
   entry.ts = util.iso_now()
-  local ok, err = self.journal:append(rch.json.encode(entry), opts)
+  local ok, err = self.journal:append(entry, opts)
   if not ok then error("deployment journal: " .. err, 0) end
 end
 
