@@ -7,7 +7,6 @@
 -- Written to state/audit.jsonl and to the --audit-log file when given; each
 -- line is fsync'd (group commit).
 local json = require "rch.json"
-local crypto = require "rch.crypto"
 local store = require "rch.store"
 local sys = require "rch.sys"
 local log = require "rch.log"
@@ -133,7 +132,6 @@ end
 -- @return true, report {entries=, first_seq=, files=, head=, beyond_head=},
 -- or false, message naming the file (and line) and what is wrong
 function M.verify_file(path, each)
-  local fs = require "rch.fs"
   local files = util.rotated_files(path)
   -- Read first so that only the newest file's entry at head.seq is kept to compare.
   local head, head_err = store.chain_head(path)
@@ -141,34 +139,36 @@ function M.verify_file(path, each)
   local head_hash, head_line -- the newest file's entry at head.seq
   local total = 0
   for fi, file in ipairs(files) do
-    local lines, err = store.read_lines(file)
-    if not lines then return false, err end
-    -- read_lines keeps complete lines only: bytes beyond them are a torn last line.
-    local size, consumed = fs.size(file), 0
-    for _, line in ipairs(lines) do consumed = consumed + #line + 1 end
-    if size and size > consumed then
-      return false, ("%s:%d: torn last line (%d bytes without a newline): a write was cut off"):format(file,
-        #lines + 1, size - consumed)
-    end
-    for i, line in ipairs(lines) do
-      local entry = json.decode(line)
-      if type(entry) ~= "table" then return false, ("%s:%d: not a JSON object"):format(file, i) end
-      local seq = store.chain_seq(line)
+    local bad -- the first problem in this file; the rest of it is not checked
+    local lines, torn = store.each_json_line(file, function(entry, i, seq, sha256)
+      if bad then return end
+      if type(entry) ~= "table" then
+        bad = ("%s:%d: not a JSON object"):format(file, i)
+        return
+      end
       -- The oldest entry kept may follow pruned files (seq > 1): its prev_hash is taken on trust.
       local want_prev = prev or (seq == 1 and GENESIS) or entry.prev_hash
       if entry.prev_hash ~= want_prev then
-        return false, ("%s:%d: hash chain broken: this entry (or the one before it) was altered, removed or"
+        bad = ("%s:%d: hash chain broken: this entry (or the one before it) was altered, removed or"
           .. " reordered"):format(file, i)
+        return
       end
       if not seq or (prev and seq ~= last_seq + 1) then
-        return false, ("%s:%d: seq is %s, expected %d: entries were removed, added or reordered"):format(file, i,
+        bad = ("%s:%d: seq is %s, expected %d: entries were removed, added or reordered"):format(file, i,
           tostring(entry.seq), last_seq + 1)
+        return
       end
       first_seq = first_seq or seq
-      prev, last_seq, total = crypto.sha256(line), seq, total + 1
+      prev, last_seq, total = sha256, seq, total + 1
       if fi == #files and head and seq == head.seq then head_hash, head_line = prev, i end
       if each then each(entry, file, i) end
+    end, { chain = true })
+    if not lines then return false, torn end
+    if torn > 0 then
+      return false, ("%s:%d: torn last line (%d bytes without a newline): a write was cut off"):format(file,
+        lines + 1, torn)
     end
+    if bad then return false, bad end
   end
   if head_err then return false, head_err end
   local report = { entries = total, first_seq = first_seq or 1, files = #files, head = head, beyond_head = 0 }

@@ -31,6 +31,14 @@ do
   local entry = { worker = "w1", status = "Preflight", steps = rch.json.array(), note = "x\ny" }
   assert(journal:append(entry))
   assert(rch.store.last_line(path) == rch.json.encode(entry), rch.store.last_line(path))
+  -- each_json_line: every complete line decoded (false when it is not JSON), the torn tail counted.
+  local f = assert(io.open(path, "ab"))
+  f:write("not json\n", '{"tail":')
+  f:close()
+  local seen, last = {}, nil
+  local count, torn = rch.store.each_json_line(path, function(v, i) seen[i], last = v, i end)
+  assert(count == 202 and last == 202 and torn == 8, ("%s lines, %s torn bytes"):format(count, torn))
+  assert(seen[1].n and seen[201].worker == "w1" and seen[202] == false, "values by line")
   local ok, err = pcall(journal.append, journal, "a\nb")
   assert(not ok and err:find("cannot contain a newline"), err)
 end
@@ -59,6 +67,11 @@ do
   local again = assert(audit.open({ path }, "dep-2"))
   again:log("DeploymentStarted", nil, {})
   local ok2, report2 = audit.verify_file(path)
+  -- With chain, each line's seq and sha256 as chain_seq and crypto.sha256 read them.
+  local raw = assert(rch.store.read_lines(path))
+  rch.store.each_json_line(path, function(_, i, seq, sha256)
+    assert(seq == rch.store.chain_seq(raw[i]) and sha256 == rch.crypto.sha256(raw[i]), "line " .. i)
+  end, { chain = true })
   assert(ok2 and report2.entries == 6 and report2.head.seq == 6, tostring(report2))
   for i, line in ipairs(assert(rch.store.read_lines(path))) do
     assert(rch.store.chain_seq(line) == i, line)

@@ -45,10 +45,9 @@ end
 -- preflight (which runs wider, at probe_parallel) to its terminal status, in the
 -- order the loop wrote them. @return number of lines, peak number of workers in flight
 local function journal_concurrency(path)
-  local count, active, in_flight, peak = 0, {}, 0, 0
-  for line in io.lines(path) do
-    count = count + 1
-    local w, status = line:match('"worker":"([^"]*)"'), line:match('"status":"(%a+)"')
+  local active, in_flight, peak = {}, 0, 0
+  local count = assert(rch.store.each_json_line(path, function(e)
+    local w, status = e and e.worker, e and e.status
     if w and status and status ~= "Preflight" then
       local terminal = status == "Completed" or status == "Failed" or status == "Skipped" or status == "RolledBack"
       if terminal and active[w] then
@@ -58,7 +57,7 @@ local function journal_concurrency(path)
         if in_flight > peak then peak = in_flight end
       end
     end
-  end
+  end))
   return count, peak
 end
 
@@ -116,13 +115,14 @@ local function resume_problem(deployment, statuses, deploy_opts, workers, journa
   os.rename(deployment.dir .. "/result.json", deployment.dir .. "/result.first.json")
   deploy_opts.resume = true
   run_deploy(deploy_opts, workers)
-  local after = rch.store.read_lines(deployment.dir .. "/journal.jsonl")
-  for i = journal_lines + 1, #after do
-    local e = rch.json.decode(after[i])
-    if e.worker and (statuses[e.worker] == "Completed" or (statuses[e.worker] == "Skipped" and not e.aborted)) then
-      return "resume touched finished worker " .. e.worker
+  local touched
+  assert(rch.store.each_json_line(deployment.dir .. "/journal.jsonl", function(e, i)
+    if i > journal_lines and not touched and e.worker
+      and (statuses[e.worker] == "Completed" or (statuses[e.worker] == "Skipped" and not e.aborted)) then
+      touched = e.worker
     end
-  end
+  end))
+  if touched then return "resume touched finished worker " .. touched end
 end
 
 -- Every invariant of the run, each {name, ok, detail}.

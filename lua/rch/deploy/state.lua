@@ -219,10 +219,8 @@ end
 -- @return workers (id -> state), events (name -> true)
 function Deployment:replay()
   local path = self.dir .. "/journal.jsonl"
-  local lines = store.read_lines(path) or {}
   local workers, events = {}, {}
-  for i, line in ipairs(lines) do
-    local e = rch.json.decode(line)
+  store.each_json_line(path, function(e, i)
     if type(e) ~= "table" then error(("%s:%d: not a JSON object (a damaged journal line)"):format(path, i), 0) end
     if e.worker then
       local w = workers[e.worker] or { steps = {} }
@@ -236,7 +234,7 @@ function Deployment:replay()
     elseif e.deployment_event then
       events[e.deployment_event] = true
     end
-  end
+  end)
   return workers, events
 end
 
