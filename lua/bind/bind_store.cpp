@@ -9,7 +9,6 @@
 #include "core/crypto/hash_chain.hpp"
 #include "core/crypto/sha256.hpp"
 #include "core/log/log.hpp"
-#include "core/store/atomic_file.hpp"
 #include "core/store/file_lock.hpp"
 #include "core/store/jsonl.hpp"
 #include "lua/bind/bind_util.hpp"
@@ -258,13 +257,9 @@ int l_store_each_json_line(lua_State* L) {
   const std::string path = check_std_string(L, 1);
   luaL_checktype(L, 2, LUA_TFUNCTION);
   const bool chain = opt_bool_field(L, 3, "chain", false);
-  auto text = read_file(path);
-  if (!text.ok()) return push_failure(L, text.error());
-  std::string_view rest = *text;
-  lua_Number count = 0;
   const int top = lua_gettop(L);
-  for (std::size_t eol; (eol = rest.find('\n')) != std::string_view::npos; rest.remove_prefix(eol + 1)) {
-    const std::string_view line = rest.substr(0, eol);
+  lua_Number count = 0;
+  auto torn = for_each_jsonl_line(path, [&](std::string_view line) {
     ++count;
     lua_pushvalue(L, 2);
     bool decoded = false;
@@ -288,9 +283,10 @@ int l_store_each_json_line(lua_State* L) {
       nargs = 4;
     }
     lua_call(L, nargs, 0);
-  }
+  });
+  if (!torn.ok()) return push_failure(L, torn.error());
   lua_pushnumber(L, count);
-  lua_pushnumber(L, static_cast<lua_Number>(rest.size()));
+  lua_pushnumber(L, static_cast<lua_Number>(*torn));
   return 2;
 }
 

@@ -78,29 +78,40 @@ local function run_deploy(deploy_opts, workers)
   return engine.execute(job)
 end
 
+-- What the checks need of the deployment's result and its workers' states,
+-- so that those (most of the memory at 100k workers) can go before the checks run.
+local function outcome_of(result, d)
+  local terminal = { Completed = true, Failed = true, Skipped = true, RolledBack = true }
+  local o = { id = result.id, target_version = result.target_version, counts = result.counts,
+    peak_in_flight = d.peak_in_flight, count = #result.workers, order = {}, statuses = {}, previous = {} }
+  for i, w in ipairs(result.workers) do
+    if o.statuses[w.worker_id] or not terminal[w.status] then o.bad = w.worker_id .. " " .. tostring(w.status) end
+    o.order[i], o.statuses[w.worker_id] = w.worker_id, w.status
+  end
+  for _, ws in ipairs(d.workers) do o.previous[ws.id] = ws.previous_link end
+  return o
+end
+
 -- What each simulated worker really runs now (read from the model, past its
 -- injected faults: a worker failing at verify cannot be probed), against what
 -- its status claims. @return nil, or the first worker whose version is wrong
-local function wrong_version(result, d, workers, p)
+local function wrong_version(o, workers, p)
   local sim_transport = require "rch.transport.sim"
   local fleet_state = {}
   local _, probe_errors = rch.parallel(workers, p, function(w)
     fleet_state[w.id] = assert(sim_transport.inspect(w.id)).current_link
   end)
   if probe_errors then return "cannot inspect a simulated worker: " .. tostring(select(2, next(probe_errors))) end
-  local previous_link = {}
-  for _, ws in ipairs(d.workers) do previous_link[ws.id] = ws.previous_link end
-  local target_link = "versions/v" .. result.target_version
-  for _, w in ipairs(result.workers) do
-    local link = fleet_state[w.worker_id]
+  local target_link = "versions/v" .. o.target_version
+  for _, id in ipairs(o.order) do
+    local link, status = fleet_state[id], o.statuses[id]
     -- What preflight found ("" = no agent; also for a worker it never reached: the simulated fleet starts empty).
-    local previous = previous_link[w.worker_id] or ""
-    if w.status == "Completed" and link ~= target_link then
-      return w.worker_id .. " completed but its current is " .. tostring(link)
+    local previous = o.previous[id] or ""
+    if status == "Completed" and link ~= target_link then
+      return id .. " completed but its current is " .. tostring(link)
     end
-    if (w.status == "RolledBack" or w.status == "Failed") and link ~= previous then
-      return ("%s %s but its current is '%s', not its previous '%s'"):format(w.worker_id, w.status, tostring(link),
-        previous)
+    if (status == "RolledBack" or status == "Failed") and link ~= previous then
+      return ("%s %s but its current is '%s', not its previous '%s'"):format(id, status, tostring(link), previous)
     end
   end
 end
@@ -125,8 +136,8 @@ local function resume_problem(deployment, statuses, deploy_opts, workers, journa
   if touched then return "resume touched finished worker " .. touched end
 end
 
--- Every invariant of the run, each {name, ok, detail}.
-local function invariants(result, d, workers, deploy_opts)
+-- Every invariant of the run (o: outcome_of the deployment), each {name, ok, detail}.
+local function invariants(o, workers, deploy_opts)
   local p, n = deploy_opts.parallel, #workers
   local checks = {}
   local function check(name, ok, detail)
@@ -134,27 +145,20 @@ local function invariants(result, d, workers, deploy_opts)
   end
   -- Concurrency also from the journal, independently of the executor's own counter (a
   -- strategy that runs the pipeline itself bypasses it).
-  local deployment = assert(state.load(result.id))
+  local deployment = assert(state.load(o.id))
   local journal_lines, journal_peak = journal_concurrency(deployment.dir .. "/journal.jsonl")
-  check("peak in-flight <= --parallel", d.peak_in_flight <= p and journal_peak <= p,
-    ("peak %d, cap %d; journal peak %d"):format(d.peak_in_flight, p, journal_peak))
-  local terminal = { Completed = true, Failed = true, Skipped = true, RolledBack = true }
-  local seen, bad, statuses = {}, nil, {}
-  for _, w in ipairs(result.workers) do
-    if seen[w.worker_id] or not terminal[w.status] then bad = w.worker_id .. " " .. tostring(w.status) end
-    seen[w.worker_id] = true
-    statuses[w.worker_id] = w.status
-  end
-  check("every worker in exactly one terminal state", not bad and #result.workers == n,
-    bad or ("%d workers"):format(#result.workers))
-  local wrong = wrong_version(result, d, workers, p)
+  check("peak in-flight <= --parallel", o.peak_in_flight <= p and journal_peak <= p,
+    ("peak %d, cap %d; journal peak %d"):format(o.peak_in_flight, p, journal_peak))
+  check("every worker in exactly one terminal state", not o.bad and o.count == n,
+    o.bad or ("%d workers"):format(o.count))
+  local wrong = wrong_version(o, workers, p)
   check("failed workers are back on their previous version", not wrong, wrong)
   -- The checks read whole files: collect between them, so that their garbage does not
   -- pile up into the peak RSS this command reports.
   collectgarbage()
   local audit_ok, audit_err = check_audit(state.state_dir() .. "/audit.jsonl")
   check("every Started audit event completed or failed", audit_ok, audit_err)
-  local problem = resume_problem(deployment, statuses, deploy_opts, workers, journal_lines)
+  local problem = resume_problem(deployment, o.statuses, deploy_opts, workers, journal_lines)
   check("journal replays to the final states; --resume leaves finished workers alone", not problem, problem)
   return checks
 end
@@ -201,7 +205,9 @@ function M.run(opts)
     ui.error("the deployment did not run: " .. tostring(d))
     return 1
   end
-  local checks = invariants(result, d, workers, deploy_opts)
+  local o = outcome_of(result, d)
+  result, d = nil, nil -- luacheck: no unused (let the collector have them before the checks)
+  local checks = invariants(o, workers, deploy_opts)
   local faults, verdict = 0, true
   for _, w in ipairs(workers) do
     if require("rch.transport.sim").fault(w.id) ~= "none" then faults = faults + 1 end
@@ -210,7 +216,7 @@ function M.run(opts)
   local report = {
     workers = n, parallel = p, strategy = opts.strategy, fault_rate = opts.fault_rate, latency_ms = opts.latency_ms,
     seed = opts.seed, faults_injected = faults, seconds = elapsed, workers_per_second = n / elapsed,
-    peak_in_flight = d.peak_in_flight, peak_rss_mb = rch.sys.peak_rss_mb(), counts = result.counts,
+    peak_in_flight = o.peak_in_flight, peak_rss_mb = rch.sys.peak_rss_mb(), counts = o.counts,
     invariants = checks, verdict = verdict and "pass" or "fail", state_dir = dir,
   }
   if verdict then
