@@ -472,10 +472,12 @@ void encode(lua_State* L, int idx, std::string& out, const EncodeOptions& option
 
 }  // namespace
 
-std::string encode_json(lua_State* L, int idx) {
+std::string encode_json(lua_State* L, int idx, bool pretty) {
+  EncodeOptions options;
+  options.indent = pretty ? 2 : 0;
   std::string out;
   out.reserve(256);
-  encode(L, idx, out, EncodeOptions{}, 0, nullptr);
+  encode(L, idx, out, options, 0, nullptr);
   return out;
 }
 

@@ -107,4 +107,13 @@ do
   assert(lok and lreport.beyond_head == 1, tostring(lreport))
 end
 
+-- write_json_atomic writes what rch.json.encode(value, {pretty = true}) .. "\n" would.
+do
+  local doc = { id = "d1", workers = { { worker_id = "w1", steps = rch.json.array() } }, note = "caf\xc3\xa9" }
+  assert(rch.fs.write_json_atomic(dir .. "/doc.json", doc))
+  assert(rch.fs.read(dir .. "/doc.json") == rch.json.encode(doc, { pretty = true }) .. "\n")
+  assert(not pcall(rch.fs.write_json_atomic, dir .. "/bad.json", { f = print }), "unencodable values raise")
+  assert(not rch.fs.exists(dir .. "/bad.json"), "nothing written for them")
+end
+
 os.execute("rm -rf '" .. dir .. "'")

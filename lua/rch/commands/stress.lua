@@ -182,6 +182,10 @@ end
 
 function M.run(opts)
   local n, p = opts.workers, opts.parallel
+  -- The whole simulated fleet's state is live until the deployment ends (about 4 KB a worker):
+  -- start a collection at 1.5x the live heap, not 2x, for a lower peak (measured: 10k, RSS
+  -- -7 %, CPU +3 %).
+  collectgarbage("setpause", 150)
   -- Injected faults are the point here; the report counts them instead of a warning each.
   if not rch.log.enabled("info") then rch.log.set_level("error") end
   local dir = rch.config.paths().state_dir .. "/stress/" .. rch.sys.uuid()
@@ -207,6 +211,10 @@ function M.run(opts)
   end
   local o = outcome_of(result, d)
   result, d = nil, nil -- luacheck: no unused (let the collector have them before the checks)
+  -- A trace anchors the closures it was recorded on, and through their upvalues (the executor's
+  -- `self`, rch.parallel's item list) the whole deployment: 290 MB at 100k workers, kept through
+  -- the checks unless the deployment's traces go too.
+  require("jit").flush()
   local checks = invariants(o, workers, deploy_opts)
   local faults, verdict = 0, true
   for _, w in ipairs(workers) do

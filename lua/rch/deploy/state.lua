@@ -96,7 +96,7 @@ function M.create(plan)
   local dir = M.deployments_dir() .. "/" .. plan.id
   local ok, err = rch.fs.mkdirs(dir)
   if not ok then return nil, err end
-  ok, err = rch.fs.write_atomic(dir .. "/plan.json", rch.json.encode(plan, { pretty = true }) .. "\n")
+  ok, err = rch.fs.write_json_atomic(dir .. "/plan.json", plan)
   if not ok then return nil, err end
   local deployment
   deployment, err = open(dir, plan)
@@ -245,12 +245,12 @@ end
 function Deployment:add_artifact(arch, record)
   self.plan.artifacts = self.plan.artifacts or {}
   self.plan.artifacts[arch] = record
-  return rch.fs.write_atomic(self.dir .. "/plan.json", rch.json.encode(self.plan, { pretty = true }) .. "\n")
+  return rch.fs.write_json_atomic(self.dir .. "/plan.json", self.plan)
 end
 
 --- Writes result.json and the history record: the deployment is finished.
 function Deployment:finish(result, history_record)
-  local ok, err = rch.fs.write_atomic(self.dir .. "/result.json", rch.json.encode(result, { pretty = true }) .. "\n")
+  local ok, err = rch.fs.write_json_atomic(self.dir .. "/result.json", result)
   if not ok then return nil, err end
   local history
   history, err = store.open_journal(M.history_path())
