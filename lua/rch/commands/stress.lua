@@ -184,7 +184,7 @@ function M.run(opts)
   local n, p = opts.workers, opts.parallel
   -- The whole simulated fleet's state is live until the deployment ends (about 4 KB a worker):
   -- start a collection at 1.5x the live heap, not 2x, for a lower peak (measured: 10k, RSS
-  -- -7 %, CPU +3 %).
+  -- -7 %, CPU within noise).
   collectgarbage("setpause", 150)
   -- Injected faults are the point here; the report counts them instead of a warning each.
   if not rch.log.enabled("info") then rch.log.set_level("error") end
