@@ -16,6 +16,7 @@
 
 #include "core/store/atomic_file.hpp"
 #include "core/store/dirs.hpp"
+#include "core/util/unique_fd.hpp"
 
 namespace rch {
 namespace {
@@ -292,6 +293,34 @@ Result<std::vector<std::string>> read_jsonl_lines(const std::filesystem::path& p
     rest.remove_prefix(eol + 1);
   }
   return lines;
+}
+
+Result<std::size_t> for_each_jsonl_line(const std::filesystem::path& path,
+                                        const std::function<void(std::string_view)>& fn) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return Error{"cannot read " + path.string() + ": " + std::strerror(errno)};
+  std::string pending;  // the start of a line whose newline is in a later block
+  std::vector<char> block(1 << 20);
+  for (;;) {
+    const ssize_t n = ::read(fd.get(), block.data(), block.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Error{"cannot read " + path.string() + ": " + std::strerror(errno)};
+    }
+    if (n == 0) break;
+    std::string_view rest(block.data(), static_cast<std::size_t>(n));
+    for (std::size_t eol; (eol = rest.find('\n')) != std::string_view::npos; rest.remove_prefix(eol + 1)) {
+      if (pending.empty()) {
+        fn(rest.substr(0, eol));
+      } else {
+        pending.append(rest.substr(0, eol));
+        fn(pending);
+        pending.clear();
+      }
+    }
+    pending.append(rest);
+  }
+  return pending.size();
 }
 
 Result<std::string> read_last_jsonl_line(const std::filesystem::path& path) {

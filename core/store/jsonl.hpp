@@ -73,6 +73,12 @@ std::filesystem::path rotated_path(const std::filesystem::path& path, int n);
 // '\n' (a crash mid-write) is dropped, not an error.
 Result<std::vector<std::string>> read_jsonl_lines(const std::filesystem::path& path);
 
+// Calls fn with every complete line of the file, in order, reading it a block
+// at a time (a 100k-worker audit log is never whole in memory).
+// @return the bytes after the last newline (a torn last line: 0 when none)
+Result<std::size_t> for_each_jsonl_line(const std::filesystem::path& path,
+                                        const std::function<void(std::string_view)>& fn);
+
 // The last complete line of a JSONL file ("" when the file is missing or has
 // none), read backwards from the end so a long audit log costs nothing.
 Result<std::string> read_last_jsonl_line(const std::filesystem::path& path);

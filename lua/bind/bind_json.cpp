@@ -470,6 +470,19 @@ void encode(lua_State* L, int idx, std::string& out, const EncodeOptions& option
   out += '}';
 }
 
+}  // namespace
+
+std::string encode_json(lua_State* L, int idx, bool pretty) {
+  EncodeOptions options;
+  options.indent = pretty ? 2 : 0;
+  std::string out;
+  out.reserve(256);
+  encode(L, idx, out, options, 0, nullptr);
+  return out;
+}
+
+namespace {
+
 // encode(value [, {pretty = true, invalid_utf8 = "b64" | "replace"}]) -> string
 int l_json_encode(lua_State* L) {
   luaL_checkany(L, 1);
@@ -487,19 +500,336 @@ int l_json_encode(lua_State* L) {
   return 1;
 }
 
+// Builds the Lua value straight from the parser's events (no DOM in
+// between: decoding a journal or result.json allocates only the Lua
+// tables). The same values as push_json: null is nil, arrays are marked,
+// {"$b64": "…"} gives back its bytes.
+class LuaSax {
+ public:
+  explicit LuaSax(lua_State* L) : L_(L) {}
+
+  bool null() {
+    lua_pushnil(L_);
+    return done(false);
+  }
+  bool boolean(bool b) {
+    lua_pushboolean(L_, b ? 1 : 0);
+    return done(false);
+  }
+  bool number_integer(std::int64_t n) { return number(static_cast<lua_Number>(n)); }
+  bool number_unsigned(std::uint64_t n) { return number(static_cast<lua_Number>(n)); }
+  bool number_float(double n, const std::string&) { return number(n); }
+  bool string(std::string& s) {
+    push(s);
+    return done(true);
+  }
+  bool binary(nlohmann::json::binary_t&) {
+    lua_pushnil(L_);
+    return done(false);
+  }
+  bool start_object(std::size_t) {
+    luaL_checkstack(L_, 4, "json nesting too deep");
+    lua_newtable(L_);
+    frames_.push_back({false, 0, 0, false});
+    return true;
+  }
+  bool key(std::string& k) {
+    push(k);
+    frames_.back().bytes_key = k == kBytesKey;
+    return true;
+  }
+  bool end_object() {
+    const Frame f = frames_.back();
+    frames_.pop_back();
+    if (f.count == 1 && f.bytes_string) {
+      lua_getfield(L_, -1, kBytesKey.data());
+      std::size_t len = 0;
+      const char* text = lua_tolstring(L_, -1, &len);
+      auto bytes = base64_decode({text, len});
+      if (!bytes) throw std::runtime_error("rch.json.decode: {\"$b64\": …} does not hold base64");
+      lua_pop(L_, 2);
+      lua_pushlstring(L_, bytes->data(), bytes->size());
+    }
+    return done(false);
+  }
+  bool start_array(std::size_t) {
+    luaL_checkstack(L_, 4, "json nesting too deep");
+    lua_newtable(L_);
+    luaL_getmetatable(L_, kArrayMeta);
+    lua_setmetatable(L_, -2);
+    frames_.push_back({true, 0, 0, false});
+    return true;
+  }
+  bool end_array() {
+    frames_.pop_back();
+    return done(false);
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) { return false; }
+
+ private:
+  struct Frame {
+    bool array;
+    int count;          // items (array index) or members so far
+    bool bytes_key;     // object: the member being read is "$b64"
+    bool bytes_string;  // object: its "$b64" member is a string
+  };
+
+  void push(const std::string& s) {
+    luaL_checkstack(L_, 2, "json nesting too deep");
+    lua_pushlstring(L_, s.data(), s.size());
+  }
+  bool number(lua_Number n) {
+    lua_pushnumber(L_, n);
+    return done(false);
+  }
+  // The value on top of the stack goes into its container (a top-level value stays).
+  bool done(bool is_string) {
+    if (frames_.empty()) return true;
+    Frame& f = frames_.back();
+    ++f.count;
+    if (f.array) {
+      lua_rawseti(L_, -2, f.count);
+    } else {
+      if (f.bytes_key) f.bytes_string = is_string;
+      lua_rawset(L_, -3);
+    }
+    return true;
+  }
+
+  lua_State* L_;
+  std::vector<Frame> frames_;
+};
+
+// The common case, fast: a document of ASCII strings without \u escapes
+// (journals, audit logs, result.json). It reads what the parser reads, to
+// the same values, or gives up (false, the stack as it was) on anything else
+// (other bytes, \u, "$b64", deep nesting, invalid JSON): the parser then decides.
+class FastJson {
+ public:
+  FastJson(lua_State* L, std::string_view text) : L_(L), p_(text.data()), end_(text.data() + text.size()) {}
+
+  bool parse() {
+    const int top = lua_gettop(L_);
+    if (value(0)) {
+      space();
+      if (p_ == end_) return true;
+    }
+    lua_settop(L_, top);
+    return false;
+  }
+
+ private:
+  static constexpr int kMaxDepth = 200;
+
+  void space() {
+    while (p_ != end_ && (*p_ == ' ' || *p_ == '\n' || *p_ == '\r' || *p_ == '\t')) ++p_;
+  }
+  bool literal(std::string_view word) {
+    if (static_cast<std::size_t>(end_ - p_) < word.size() || std::string_view(p_, word.size()) != word) return false;
+    p_ += word.size();
+    return true;
+  }
+  // A string without \u and with printable ASCII only, pushed.
+  bool string() {
+    ++p_;  // the opening quote
+    const char* start = p_;
+    while (p_ != end_ && *p_ != '"' && *p_ != '\\') {
+      const auto c = static_cast<unsigned char>(*p_);
+      if (c < 0x20 || c >= 0x80) return false;
+      ++p_;
+    }
+    if (p_ == end_) return false;
+    if (*p_ == '"') {
+      lua_pushlstring(L_, start, static_cast<std::size_t>(p_ - start));
+      ++p_;
+      return true;
+    }
+    buffer_.assign(start, p_);
+    while (p_ != end_ && *p_ != '"') {
+      auto c = static_cast<unsigned char>(*p_++);
+      if (c == '\\') {
+        if (p_ == end_) return false;
+        switch (*p_++) {
+          case '"':
+            c = '"';
+            break;
+          case '\\':
+            c = '\\';
+            break;
+          case '/':
+            c = '/';
+            break;
+          case 'b':
+            c = '\b';
+            break;
+          case 'f':
+            c = '\f';
+            break;
+          case 'n':
+            c = '\n';
+            break;
+          case 'r':
+            c = '\r';
+            break;
+          case 't':
+            c = '\t';
+            break;
+          default:
+            return false;  // \u and invalid escapes: the parser's call
+        }
+      } else if (c < 0x20 || c >= 0x80) {
+        return false;
+      }
+      buffer_ += static_cast<char>(c);
+    }
+    if (p_ == end_) return false;
+    ++p_;
+    lua_pushlstring(L_, buffer_.data(), buffer_.size());
+    return true;
+  }
+  // JSON's number grammar; the value as the parser gives it (an integer -0 is 0).
+  bool number() {
+    const char* start = p_;
+    bool integer = true;
+    if (*p_ == '-') ++p_;
+    if (p_ == end_ || *p_ < '0' || *p_ > '9') return false;
+    if (*p_ == '0') {
+      ++p_;
+    } else {
+      while (p_ != end_ && *p_ >= '0' && *p_ <= '9') ++p_;
+    }
+    if (p_ != end_ && *p_ == '.') {
+      integer = false;
+      ++p_;
+      if (p_ == end_ || *p_ < '0' || *p_ > '9') return false;
+      while (p_ != end_ && *p_ >= '0' && *p_ <= '9') ++p_;
+    }
+    if (p_ != end_ && (*p_ == 'e' || *p_ == 'E')) {
+      integer = false;
+      ++p_;
+      if (p_ != end_ && (*p_ == '+' || *p_ == '-')) ++p_;
+      if (p_ == end_ || *p_ < '0' || *p_ > '9') return false;
+      while (p_ != end_ && *p_ >= '0' && *p_ <= '9') ++p_;
+    }
+    double value = 0;
+    const auto [ptr, ec] = std::from_chars(start, p_, value);
+    if (ec != std::errc() || ptr != p_) return false;  // out of range: the parser's call
+    lua_pushnumber(L_, integer && value == 0 ? 0.0 : value);
+    return true;
+  }
+  bool value(int depth) {
+    space();
+    if (p_ == end_) return false;
+    switch (*p_) {
+      case '"':
+        return string();
+      case '{':
+        return object(depth + 1);
+      case '[':
+        return array(depth + 1);
+      case 't':
+        if (!literal("true")) return false;
+        lua_pushboolean(L_, 1);
+        return true;
+      case 'f':
+        if (!literal("false")) return false;
+        lua_pushboolean(L_, 0);
+        return true;
+      case 'n':
+        if (!literal("null")) return false;
+        lua_pushnil(L_);
+        return true;
+      default:
+        return number();
+    }
+  }
+  bool object(int depth) {
+    if (depth > kMaxDepth) return false;
+    ++p_;
+    luaL_checkstack(L_, 4, "json nesting too deep");
+    lua_newtable(L_);
+    space();
+    if (p_ != end_ && *p_ == '}') {
+      ++p_;
+      return true;
+    }
+    for (;;) {
+      space();
+      if (p_ == end_ || *p_ != '"' || !string()) return false;
+      std::size_t len = 0;
+      const char* key = lua_tolstring(L_, -1, &len);
+      if (std::string_view(key, len) == kBytesKey) return false;  // bytes: the parser's call
+      space();
+      if (p_ == end_ || *p_ != ':') return false;
+      ++p_;
+      if (!value(depth)) return false;
+      lua_rawset(L_, -3);
+      space();
+      if (p_ == end_) return false;
+      if (*p_ == '}') {
+        ++p_;
+        return true;
+      }
+      if (*p_++ != ',') return false;
+    }
+  }
+  bool array(int depth) {
+    if (depth > kMaxDepth) return false;
+    ++p_;
+    luaL_checkstack(L_, 4, "json nesting too deep");
+    lua_newtable(L_);
+    luaL_getmetatable(L_, kArrayMeta);
+    lua_setmetatable(L_, -2);
+    space();
+    if (p_ != end_ && *p_ == ']') {
+      ++p_;
+      return true;
+    }
+    for (int i = 1;; ++i) {
+      if (!value(depth)) return false;
+      lua_rawseti(L_, -2, i);
+      space();
+      if (p_ == end_) return false;
+      if (*p_ == ']') {
+        ++p_;
+        return true;
+      }
+      if (*p_++ != ',') return false;
+    }
+  }
+
+  lua_State* L_;
+  const char* p_;
+  const char* end_;
+  std::string buffer_;
+};
+
+// Pushes the value of `text`; false (nothing pushed) when it is not valid JSON.
+bool push_parsed(lua_State* L, std::string_view text) {
+  if (FastJson(L, text).parse()) return true;
+  const int top = lua_gettop(L);
+  LuaSax sax(L);
+  if (nlohmann::json::sax_parse(text, &sax, nlohmann::json::input_format_t::json, true, false)) return true;
+  lua_settop(L, top);
+  return false;
+}
+
+}  // namespace
+
+bool push_json_text(lua_State* L, std::string_view text) {
+  if (push_parsed(L, text)) return true;
+  // A record written before {"$b64"} existed holds the raw bytes: read it
+  // with those bytes as U+FFFD rather than lose the whole record.
+  return !valid_utf8(text) && push_parsed(L, replace_invalid_utf8(text));
+}
+
+namespace {
+
 // decode(string) -> value | nil, error. {"$b64": "…"} gives back its bytes.
 int l_json_decode(lua_State* L) {
   std::size_t len = 0;
   const char* s = luaL_checklstring(L, 1, &len);
-  const std::string_view text(s, len);
-  nlohmann::json value = nlohmann::json::parse(text, nullptr, false);
-  if (value.is_discarded() && !valid_utf8(text)) {
-    // A record written before {"$b64"} existed holds the raw bytes: read it
-    // with those bytes as U+FFFD rather than lose the whole record.
-    value = nlohmann::json::parse(replace_invalid_utf8(text), nullptr, false);
-  }
-  if (value.is_discarded()) return push_failure(L, "rch.json.decode: invalid JSON");
-  push_json(L, value);
+  if (!push_json_text(L, {s, len})) return push_failure(L, "rch.json.decode: invalid JSON");
   return 1;
 }
 

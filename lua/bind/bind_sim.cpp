@@ -41,7 +41,7 @@ int finish(lua_State* L, const char* api, FleetBox& box, SimOp op, bool mutates)
         lua_pushboolean(co, 1);
         return 1;
       }
-      push_json(co, nlohmann::json::parse(op.value));
+      if (!push_json_text(co, op.value)) return push_failure(co, "simulated fleet: invalid JSON from the model");
       return 1;
     });
   });

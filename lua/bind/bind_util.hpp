@@ -10,6 +10,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -69,6 +70,10 @@ inline int push_failure(lua_State* L, const std::string& message) {
 }
 
 void push_json(lua_State* L, const nlohmann::json& value);
+// Pushes the value of a JSON text (as rch.json.decode); false, nothing pushed, when it is not valid JSON.
+bool push_json_text(lua_State* L, std::string_view text);
+// The Lua value at idx as JSON, as rch.json.encode (with pretty: {pretty = true}).
+std::string encode_json(lua_State* L, int idx, bool pretty = false);
 // Converts the Lua value at idx; tables with keys 1..n become arrays.
 nlohmann::json to_json(lua_State* L, int idx);
 

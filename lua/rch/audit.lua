@@ -7,9 +7,10 @@
 -- Written to state/audit.jsonl and to the --audit-log file when given; each
 -- line is fsync'd (group commit).
 local json = require "rch.json"
-local crypto = require "rch.crypto"
 local store = require "rch.store"
 local sys = require "rch.sys"
+local log = require "rch.log"
+local util = require "rch.util"
 
 local M = {}
 M.__index = M
@@ -35,7 +36,7 @@ end
 function M.rotate(journal, settings)
   local r, err = journal:rotate(math.floor(settings.audit.rotate_mb * 1048576), settings.audit.keep_files)
   if r and r.rotated then
-    require("rch.log").info(("rotated %s to %s.1%s"):format(journal:path(), journal:path(),
+    log.info(("rotated %s to %s.1%s"):format(journal:path(), journal:path(),
       #r.removed > 0 and ("; removed " .. table.concat(r.removed, ", ")) or ""))
   end
   return r, err
@@ -76,9 +77,10 @@ end
 -- @param details table
 function M:log(event_type, worker_id, details, opts)
   self.counts[event_type] = (self.counts[event_type] or 0) + 1
+  local timestamp = util.iso_now()
   for _, chain in ipairs(self.chains) do
     local entry = {
-      timestamp = require("rch.util").iso_now(),
+      timestamp = timestamp,
       deployment_id = self.deployment_id,
       event_type = event_type,
       worker_id = worker_id or json.null,
@@ -86,10 +88,13 @@ function M:log(event_type, worker_id, details, opts)
       user = self.user,
       machine = self.machine,
     }
-    local ok, err = chain.journal:append(json.encode(entry), opts)
+    local ok, err = chain.journal:append(entry, opts)
     if not ok then error("audit log " .. chain.journal:path() .. ": " .. err, 0) end
-    require("rch.log").info(("audit event %s%s written to %s"):format(event_type,
-      worker_id and (" (worker " .. worker_id .. ")") or "", chain.journal:path()))
+    -- (checked first: at 10k workers the message alone costs more than the entry)
+    if log.enabled("info") then
+      log.info(("audit event %s%s written to %s"):format(event_type,
+        worker_id and (" (worker " .. worker_id .. ")") or "", chain.journal:path()))
+    end
   end
 end
 
@@ -122,54 +127,59 @@ end
 
 --- Checks the hash chain of an audit log (with its rotated files, oldest
 -- first: the chain and seq continue across them) and its head.
+-- @param each optional function(entry, file, line_number) called with every
+--   decoded entry in order (one pass for the caller's own checks)
 -- @return true, report {entries=, first_seq=, files=, head=, beyond_head=},
 -- or false, message naming the file (and line) and what is wrong
-function M.verify_file(path)
-  local fs = require "rch.fs"
-  local files = require("rch.util").rotated_files(path)
+function M.verify_file(path, each)
+  local files = util.rotated_files(path)
+  -- Read first so that only the newest file's entry at head.seq is kept to compare.
+  local head, head_err = store.chain_head(path)
   local prev, last_seq, first_seq = nil, 0, nil
-  local hashes, line_of = {}, {} -- of the newest file's entries, by seq
+  local head_hash, head_line -- the newest file's entry at head.seq
   local total = 0
   for fi, file in ipairs(files) do
-    local text, err = fs.read(file)
-    if not text then return false, err end
-    local lines
-    lines, err = store.read_lines(file)
-    if not lines then return false, err end
-    if #text > 0 and text:sub(-1) ~= "\n" then
-      return false, ("%s:%d: torn last line (%d bytes without a newline): a write was cut off"):format(file,
-        #lines + 1, #text - (text:match("^.*\n()") or 1) + 1)
-    end
-    for i, line in ipairs(lines) do
-      local entry = json.decode(line)
-      if type(entry) ~= "table" then return false, ("%s:%d: not a JSON object"):format(file, i) end
-      local seq = store.chain_seq(line)
+    local bad -- the first problem in this file; the rest of it is not checked
+    local lines, torn = store.each_json_line(file, function(entry, i, seq, sha256)
+      if bad then return end
+      if type(entry) ~= "table" then
+        bad = ("%s:%d: not a JSON object"):format(file, i)
+        return
+      end
       -- The oldest entry kept may follow pruned files (seq > 1): its prev_hash is taken on trust.
       local want_prev = prev or (seq == 1 and GENESIS) or entry.prev_hash
       if entry.prev_hash ~= want_prev then
-        return false, ("%s:%d: hash chain broken: this entry (or the one before it) was altered, removed or"
+        bad = ("%s:%d: hash chain broken: this entry (or the one before it) was altered, removed or"
           .. " reordered"):format(file, i)
+        return
       end
       if not seq or (prev and seq ~= last_seq + 1) then
-        return false, ("%s:%d: seq is %s, expected %d: entries were removed, added or reordered"):format(file, i,
+        bad = ("%s:%d: seq is %s, expected %d: entries were removed, added or reordered"):format(file, i,
           tostring(entry.seq), last_seq + 1)
+        return
       end
       first_seq = first_seq or seq
-      prev, last_seq, total = crypto.sha256(line), seq, total + 1
-      if fi == #files then hashes[seq], line_of[seq] = prev, i end
+      prev, last_seq, total = sha256, seq, total + 1
+      if fi == #files and head and seq == head.seq then head_hash, head_line = prev, i end
+      if each then each(entry, file, i) end
+    end, { chain = true })
+    if not lines then return false, torn end
+    if torn > 0 then
+      return false, ("%s:%d: torn last line (%d bytes without a newline): a write was cut off"):format(file,
+        lines + 1, torn)
     end
+    if bad then return false, bad end
   end
-  local head, err = store.chain_head(path)
-  if err then return false, err end
+  if head_err then return false, head_err end
   local report = { entries = total, first_seq = first_seq or 1, files = #files, head = head, beyond_head = 0 }
   if not head then return true, report end
   if head.seq > last_seq then
     return false, ("%s: its head (%s.head) says %d entries, the file has %d: the last %d were removed"):format(path,
       path, head.seq, last_seq, head.seq - last_seq)
   end
-  if head.seq > 0 and hashes[head.seq] and hashes[head.seq] ~= head.sha256 then
+  if head.seq > 0 and head_hash and head_hash ~= head.sha256 then
     return false, ("%s:%d: this entry does not match the head (%s.head): the log was rewritten"):format(path,
-      line_of[head.seq], path)
+      head_line, path)
   end
   -- A writer killed between its fsync and the head update leaves the head one batch behind.
   report.beyond_head = last_seq - head.seq

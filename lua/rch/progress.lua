@@ -136,7 +136,9 @@ function M:note(text)
   self:line(ui.paint("bold", "==> ") .. text)
 end
 
+-- Silent (--json, stress): nothing is shown, so nothing is tracked either.
 function M:started(ws)
+  if self.mode == "silent" then return end
   if self.active[ws.id] == nil then self.order[#self.order + 1] = ws.id end
   self.id_width = math.min(math.max(self.id_width, #ws.id), 24)
   self.active[ws.id] = { step = "starting", since = rch.monotonic(), started = rch.monotonic() }
@@ -145,6 +147,7 @@ function M:started(ws)
 end
 
 function M:step(ws, name)
+  if self.mode == "silent" then return end
   local a = self.active[ws.id]
   if a then
     a.step, a.since, a.counter = name, rch.monotonic(), nil
@@ -162,6 +165,7 @@ function M:transfer(ws)
 end
 
 function M:finished(ws)
+  if self.mode == "silent" then return end
   local a = self.active[ws.id]
   self.active[ws.id] = nil
   -- A canary rolled back after completing finishes twice: count it once.

@@ -27,6 +27,18 @@ do
   local stats = journal:stats()
   assert(stats.lines == 200, "lines written: " .. stats.lines)
   assert(stats.flushes < 20, "expected group commits, got " .. stats.flushes .. " flushes for 200 lines")
+  -- A table is written as rch.json.encode writes it.
+  local entry = { worker = "w1", status = "Preflight", steps = rch.json.array(), note = "x\ny" }
+  assert(journal:append(entry))
+  assert(rch.store.last_line(path) == rch.json.encode(entry), rch.store.last_line(path))
+  -- each_json_line: every complete line decoded (false when it is not JSON), the torn tail counted.
+  local f = assert(io.open(path, "ab"))
+  f:write("not json\n", '{"tail":')
+  f:close()
+  local seen, last = {}, nil
+  local count, torn = rch.store.each_json_line(path, function(v, i) seen[i], last = v, i end)
+  assert(count == 202 and last == 202 and torn == 8, ("%s lines, %s torn bytes"):format(count, torn))
+  assert(seen[1].n and seen[201].worker == "w1" and seen[202] == false, "values by line")
   local ok, err = pcall(journal.append, journal, "a\nb")
   assert(not ok and err:find("cannot contain a newline"), err)
 end
@@ -55,6 +67,11 @@ do
   local again = assert(audit.open({ path }, "dep-2"))
   again:log("DeploymentStarted", nil, {})
   local ok2, report2 = audit.verify_file(path)
+  -- With chain, each line's seq and sha256 as chain_seq and crypto.sha256 read them.
+  local raw = assert(rch.store.read_lines(path))
+  rch.store.each_json_line(path, function(_, i, seq, sha256)
+    assert(seq == rch.store.chain_seq(raw[i]) and sha256 == rch.crypto.sha256(raw[i]), "line " .. i)
+  end, { chain = true })
   assert(ok2 and report2.entries == 6 and report2.head.seq == 6, tostring(report2))
   for i, line in ipairs(assert(rch.store.read_lines(path))) do
     assert(rch.store.chain_seq(line) == i, line)
@@ -88,6 +105,15 @@ do
   f:close()
   local lok, lreport = audit.verify_file(lagging)
   assert(lok and lreport.beyond_head == 1, tostring(lreport))
+end
+
+-- write_json_atomic writes what rch.json.encode(value, {pretty = true}) .. "\n" would.
+do
+  local doc = { id = "d1", workers = { { worker_id = "w1", steps = rch.json.array() } }, note = "caf\xc3\xa9" }
+  assert(rch.fs.write_json_atomic(dir .. "/doc.json", doc))
+  assert(rch.fs.read(dir .. "/doc.json") == rch.json.encode(doc, { pretty = true }) .. "\n")
+  assert(not pcall(rch.fs.write_json_atomic, dir .. "/bad.json", { f = print }), "unencodable values raise")
+  assert(not rch.fs.exists(dir .. "/bad.json"), "nothing written for them")
 end
 
 os.execute("rm -rf '" .. dir .. "'")

@@ -218,3 +218,22 @@ TEST_CASE("rotate_if_larger shifts files, keeps keep_files, and other writers fo
   CHECK(*rch::read_jsonl_lines(rch::rotated_path(path, 2)) == std::vector<std::string>{"three<-two"});
   CHECK_FALSE(fs::exists(rch::rotated_path(path, 3)));
 }
+
+TEST_CASE("for_each_jsonl_line reads every complete line across its read blocks", "[jsonl]") {
+  TempDir dir;
+  const fs::path path = dir.path / "journal.jsonl";
+  // Lines of several lengths, one longer than a read block, then a torn tail.
+  Lines want;
+  std::string text;
+  for (std::size_t len : {0u, 1u, 700000u, 5u, 1500000u, 3u}) {
+    want.push_back(std::string(len, 'x') + std::to_string(len));
+    text += want.back() + "\n";
+  }
+  append_raw(path, text + "{\"torn");
+  Lines got;
+  auto torn = rch::for_each_jsonl_line(path, [&](std::string_view line) { got.emplace_back(line); });
+  REQUIRE(torn.ok());
+  CHECK(*torn == 6);
+  CHECK(got == want);
+  CHECK(!rch::for_each_jsonl_line(dir.path / "missing.jsonl", [](std::string_view) {}).ok());
+}

@@ -319,12 +319,14 @@ local function run_strategy(job, d, run, pending)
   return ran
 end
 
+-- The worker's steps become the result's as they are (a step holds exactly the
+-- result's fields; what is unset is filled in as null): no second copy of
+-- every step while result.json is written.
 local function worker_result(ws)
   local null = rch.json.null
-  local steps = rch.json.array()
-  for i, s in ipairs(ws.steps) do
-    steps[i] = { name = s.name, status = s.status, started_at = s.started_at or null,
-      completed_at = s.completed_at or null, output = s.output or null }
+  local steps = rch.json.array(ws.steps)
+  for _, s in ipairs(steps) do
+    s.started_at, s.completed_at, s.output = s.started_at or null, s.completed_at or null, s.output or null
   end
   return {
     worker_id = ws.id, status = ws.status, current_version = ws.current_version or null,

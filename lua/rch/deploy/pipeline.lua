@@ -78,7 +78,7 @@ local function begin_step(d, ws, name, extra)
   if AUDIT_STARTED[name] then audit(d, AUDIT_STARTED[name], ws.id, extra or {}) end
   sync(d)
   d.progress:step(ws, name)
-  rch.log.info(("worker %s: %s"):format(ws.id, name))
+  if rch.log.enabled("info") then rch.log.info(("worker %s: %s"):format(ws.id, name)) end
 end
 
 local function end_step(d, ws, details, output)

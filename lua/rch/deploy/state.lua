@@ -96,7 +96,7 @@ function M.create(plan)
   local dir = M.deployments_dir() .. "/" .. plan.id
   local ok, err = rch.fs.mkdirs(dir)
   if not ok then return nil, err end
-  ok, err = rch.fs.write_atomic(dir .. "/plan.json", rch.json.encode(plan, { pretty = true }) .. "\n")
+  ok, err = rch.fs.write_json_atomic(dir .. "/plan.json", plan)
   if not ok then return nil, err end
   local deployment
   deployment, err = open(dir, plan)
@@ -203,7 +203,7 @@ end
 -- @param entry {worker=, step=, event=, status=, …}
 function Deployment:record(entry, opts)
   entry.ts = util.iso_now()
-  local ok, err = self.journal:append(rch.json.encode(entry), opts)
+  local ok, err = self.journal:append(entry, opts)
   if not ok then error("deployment journal: " .. err, 0) end
 end
 
@@ -219,10 +219,8 @@ end
 -- @return workers (id -> state), events (name -> true)
 function Deployment:replay()
   local path = self.dir .. "/journal.jsonl"
-  local lines = store.read_lines(path) or {}
   local workers, events = {}, {}
-  for i, line in ipairs(lines) do
-    local e = rch.json.decode(line)
+  store.each_json_line(path, function(e, i)
     if type(e) ~= "table" then error(("%s:%d: not a JSON object (a damaged journal line)"):format(path, i), 0) end
     if e.worker then
       local w = workers[e.worker] or { steps = {} }
@@ -236,7 +234,7 @@ function Deployment:replay()
     elseif e.deployment_event then
       events[e.deployment_event] = true
     end
-  end
+  end)
   return workers, events
 end
 
@@ -247,12 +245,12 @@ end
 function Deployment:add_artifact(arch, record)
   self.plan.artifacts = self.plan.artifacts or {}
   self.plan.artifacts[arch] = record
-  return rch.fs.write_atomic(self.dir .. "/plan.json", rch.json.encode(self.plan, { pretty = true }) .. "\n")
+  return rch.fs.write_json_atomic(self.dir .. "/plan.json", self.plan)
 end
 
 --- Writes result.json and the history record: the deployment is finished.
 function Deployment:finish(result, history_record)
-  local ok, err = rch.fs.write_atomic(self.dir .. "/result.json", rch.json.encode(result, { pretty = true }) .. "\n")
+  local ok, err = rch.fs.write_json_atomic(self.dir .. "/result.json", result)
   if not ok then return nil, err end
   local history
   history, err = store.open_journal(M.history_path())

@@ -49,6 +49,7 @@ function Handle:preflight(_, target, _, _, with_health)
     local probe = self.fleet:probe_agent(self.worker.id, true)
     facts.health = probe and probe.health or nil
   end
+  self.facts = facts
   return facts
 end
 
@@ -113,7 +114,14 @@ end
 Handle.compare = Handle.put
 
 -- One process simulates the whole fleet: no other controller to exclude.
-function Handle.lease() return 1 end
+-- Asked to read under the lease (as the real one does in the same round
+-- trip), it gives the facts this handle's preflight just read: nothing else
+-- changes a simulated worker in between.
+function Handle:lease(_, _, _, _, read)
+  local facts = read and self.facts or nil
+  self.facts = nil
+  return 1, facts
+end
 function Handle.has_lease() return true end
 function Handle.release_lease() end
 function Handle:alive() return self.open end
