@@ -91,6 +91,22 @@ contains "$ERR" "worker w1: pruning old versions: cannot remove $r1/versions/v0.
 [[ -d $r1/versions/v0.0.4/locked ]] || fail "the locked version dir is gone"
 rm -rf "$r1/versions/v0.0.4"
 
+# ---- An old version whose removal never ends (an `rm -rf` stuck on a dead
+# mount: w1's rm, shimmed, sleeps): the removal is stopped at half the
+# command timeout, the install stands and the worker completes, not rolled
+# back by the install's own timeout; the warning says what happened.
+write_config $'command_timeout = 8\n[deploy]\nkeep_versions = 2\n'
+mkv 0.0.5 2020-01-05 manifest
+printf '#!/bin/sh\ncase $1 in -rf) exec sleep 3600 ;; esac\nexec /bin/rm "$@"\n' >"$TB/w1/shim/rm"
+chmod 755 "$TB/w1/shim/rm"
+RCH_LOG_LEVEL=info deploy 0 --worker w1 --version "$OWN"
+rm -f "$TB/w1/shim/rm"
+installed 1 "$OWN" "$OWN_SHA"
+json 'assert st["w1"]["status"] == "Completed", st["w1"]'
+contains "$ERR" "worker w1: pruning old versions: cannot remove $r1/versions/v0.0.5: not done within 4 s, stopped"
+[[ -d $r1/versions/v$NEXT ]] || fail "the previous version was pruned"
+rm -rf "$r1/versions/v0.0.5"
+
 # Other workers were never touched.
 [[ ! -e $(root_of 2)/versions ]] || fail "w2 has versions: $(ls "$(root_of 2)/versions")"
 echo "PASS"

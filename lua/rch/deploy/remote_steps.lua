@@ -584,9 +584,15 @@ end
 -- Only plain version directories are touched. The caller has checked the
 -- root (and so ROOT/versions) against the ownership rule. A directory that
 -- cannot be removed stops it, printing prune_error=.
+-- Each removal may take at most LIMIT seconds (half the install's timeout,
+-- then SIGKILL): an `rm -rf` stuck on a dead mount must not fail an install
+-- that has already switched `current`; it is only reported.
 local PRUNE = [[
+within() {
+  if command -v timeout >/dev/null 2>&1; then timeout -s KILL "$@"; else shift; "$@"; fi
+}
 prune_versions() {
-  local v="$1/versions" keep=$2 cur=$3 prev=$4 d name t list=""
+  local v="$1/versions" keep=$2 cur=$3 prev=$4 limit=$5 d name t list=""
   [ "$prev" != "$cur" ] || prev=
   for d in "$cur" "$prev"; do if [ -n "$d" ] && [ -d "$v/$d" ]; then keep=$((keep - 1)); fi; done
   for d in "$v"/v*; do
@@ -600,8 +606,12 @@ prune_versions() {
   [ -n "$list" ] || return 0
   printf '%s' "$list" | sort -rn | while read -r _ name; do
     if [ "$keep" -gt 0 ]; then keep=$((keep - 1)); continue; fi
-    err=$(rm -rf -- "${v:?}/${name:?}" 2>&1) || { echo "prune_error=cannot remove $v/$name: ${err%%"
-"*}"; exit 3; }
+    err=$(within "$limit" rm -rf -- "${v:?}/${name:?}" 2>&1) || {
+      [ $? != 137 ] || err="not done within $limit s, stopped"
+      echo "prune_error=cannot remove $v/$name: ${err%%"
+"*}"
+      exit 3
+    }
     echo "pruned=$name"
   done
 }
@@ -616,7 +626,7 @@ prune_versions() {
 -- new one or PREV, the rollback target); that failing is only reported
 -- (prune_error=): the worker runs the new version either way.
 local INSTALL = GUARD .. PRUNE .. [[
-root=$1; ver=$2; sha=$3; size=$4; mtime=$5; dep=$6; now=$7; tar_sha=$8; keep=$9; prev=${10}
+root=$1; ver=$2; sha=$3; size=$4; mtime=$5; dep=$6; now=$7; tar_sha=$8; keep=$9; prev=${10}; limit=${11}
 dir="$root/versions/v$ver"
 f="$dir/rch-wkr"
 [ -f "$f" ] && [ -x "$f" ] || { echo "missing $f" >&2; exit 3; }
@@ -637,7 +647,7 @@ switch_link "versions/v$ver" "$root/current" || exit 3
 if [ "$(readlink "$root/bin/rch-wkr" 2>/dev/null)" != "../current/rch-wkr" ]; then
   switch_link ../current/rch-wkr "$root/bin/rch-wkr" || exit 3
 fi
-[ "$keep" = 0 ] || prune_versions "$root" "$keep" "v$ver" "$prev"
+[ "$keep" = 0 ] || prune_versions "$root" "$keep" "v$ver" "$prev" "$limit"
 exit 0
 ]]
 
@@ -648,7 +658,8 @@ exit 0
 -- @return true, {removed = names, error = why pruning failed or nil}; or nil, err
 function M.install(session, root, version, verified, deployment_id, now, timeout, prune)
   local r, err = session:exec(script(INSTALL, root, version, verified.sha256, verified.size, verified.mtime,
-    deployment_id, now, verified.tarball_sha256 or "", prune and prune.keep or 0, prune and prune.previous or ""),
+    deployment_id, now, verified.tarball_sha256 or "", prune and prune.keep or 0, prune and prune.previous or "",
+    math.max(1, math.floor(timeout / 2))),
     { timeout = timeout })
   if not r then return nil, err end
   if r.code ~= 0 or r.timed_out then return nil, M.failure("install", r, timeout) end
