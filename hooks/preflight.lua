@@ -9,6 +9,9 @@
 --   options = deploy options }
 -- In pull mode facts also has fetch_tool ("curl", "wget" or nil), fetch_missing ("tar gzip"…),
 -- fetch_reachable and fetch_error (a HEAD of the tarball URL from the worker).
+-- Called once per read of the facts: a worker that is to change is read twice (without the
+-- lease, then under it, since another controller may have changed it meanwhile), so a
+-- replacement must only judge the facts it is given (no side effects, no counting of calls).
 -- @return list of { severity, check, message, remediation }
 local machine_arch = require("rch.deploy.artifact").machine_arch
 
