@@ -117,13 +117,15 @@ Handle.compare = Handle.put
 -- Asked to read under the lease (as the real one does in the same round
 -- trip), it gives the facts this handle's preflight just read: nothing else
 -- changes a simulated worker in between.
+-- Held until released, as the real one: a pipeline asking again gets true from
+-- lease.take without a new lease (and without facts).
 function Handle:lease(_, _, _, _, read)
   local facts = read and self.facts or nil
-  self.facts = nil
+  self.facts, self.leased = nil, true
   return 1, facts
 end
-function Handle.has_lease() return true end
-function Handle.release_lease() end
+function Handle:has_lease() return self.leased == true end
+function Handle:release_lease() self.leased = nil end
 function Handle:alive() return self.open end
 function Handle:close() self.open = false end
 
