@@ -246,10 +246,11 @@ int l_store_read_lines(lua_State* L) {
   return 1;
 }
 
-// each_json_line(path, fn [, {chain = true}]) -> lines, torn | nil, err
+// each_json_line(path, fn [, {chain = true, after = N}]) -> lines, torn | nil, err
 // Calls fn(value, line_number [, seq, sha256]) for every complete line, in
 // order: value is the decoded line or false when it is not JSON; with chain,
-// the seq it carries (nil without one) and the sha256 of the line. No Lua
+// the seq it carries (nil without one) and the sha256 of the line; with
+// after, only for the lines past line N (those are counted, not decoded). No Lua
 // string is made of the lines (at 100k workers the journal and audit log
 // hold ~10^6 of them). fn must not yield. Returns the number of complete
 // lines and the bytes after the last newline (a torn last line).
@@ -257,10 +258,11 @@ int l_store_each_json_line(lua_State* L) {
   const std::string path = check_std_string(L, 1);
   luaL_checktype(L, 2, LUA_TFUNCTION);
   const bool chain = opt_bool_field(L, 3, "chain", false);
+  const lua_Number after = opt_number_field(L, 3, "after", 0);
   const int top = lua_gettop(L);
   lua_Number count = 0;
   auto torn = for_each_jsonl_line(path, [&](std::string_view line) {
-    ++count;
+    if (++count <= after) return;
     lua_pushvalue(L, 2);
     bool decoded = false;
     try {

@@ -39,6 +39,11 @@ do
   local count, torn = rch.store.each_json_line(path, function(v, i) seen[i], last = v, i end)
   assert(count == 202 and last == 202 and torn == 8, ("%s lines, %s torn bytes"):format(count, torn))
   assert(seen[1].n and seen[201].worker == "w1" and seen[202] == false, "values by line")
+  -- after = N: the lines past N only, numbered as in the file; all of them counted.
+  local past = {}
+  count, torn = rch.store.each_json_line(path, function(v, i) past[#past + 1] = { v, i } end, { after = 200 })
+  assert(count == 202 and torn == 8 and #past == 2, ("%s lines, %s torn bytes, %d seen"):format(count, torn, #past))
+  assert(past[1][2] == 201 and past[1][1].worker == "w1" and past[2][2] == 202 and past[2][1] == false, "lines past 200")
   local ok, err = pcall(journal.append, journal, "a\nb")
   assert(not ok and err:find("cannot contain a newline"), err)
 end

@@ -127,12 +127,13 @@ local function resume_problem(deployment, statuses, deploy_opts, workers, journa
   deploy_opts.resume = true
   run_deploy(deploy_opts, workers)
   local touched
-  assert(rch.store.each_json_line(deployment.dir .. "/journal.jsonl", function(e, i)
-    if i > journal_lines and not touched and e.worker
+  -- Only what the --resume run appended (the lines before it were read twice already).
+  assert(rch.store.each_json_line(deployment.dir .. "/journal.jsonl", function(e)
+    if not touched and e.worker
       and (statuses[e.worker] == "Completed" or (statuses[e.worker] == "Skipped" and not e.aborted)) then
       touched = e.worker
     end
-  end))
+  end, { after = journal_lines }))
   if touched then return "resume touched finished worker " .. touched end
 end
 
