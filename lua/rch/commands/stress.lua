@@ -43,11 +43,12 @@ end
 
 -- A worker is in flight (holds a --parallel slot) from its first record past
 -- preflight (which runs wider, at probe_parallel) to its terminal status, in the
--- order the loop wrote them. @return number of lines, peak number of workers in flight
-local function journal_concurrency(path)
+-- order the loop wrote them. @return function(entry) to call with each journal
+-- entry in order, function() -> peak number of workers in flight
+local function concurrency_counter()
   local active, in_flight, peak = {}, 0, 0
-  local count = assert(rch.store.each_json_line(path, function(e)
-    local w, status = e and e.worker, e and e.status
+  return function(e)
+    local w, status = e.worker, e.status
     if w and status and status ~= "Preflight" then
       local terminal = status == "Completed" or status == "Failed" or status == "Skipped" or status == "RolledBack"
       if terminal and active[w] then
@@ -57,13 +58,11 @@ local function journal_concurrency(path)
         if in_flight > peak then peak = in_flight end
       end
     end
-  end))
-  return count, peak
+  end, function() return peak end
 end
 
--- @return the first worker whose journal replays to another status than the result's, or nil
-local function replay_mismatch(deployment, statuses)
-  local replayed = deployment:replay()
+-- @return the first worker whose replayed journal has another status than the result's, or nil
+local function replay_mismatch(replayed, statuses)
   for id, status in pairs(statuses) do
     local journaled = (replayed[id] or {}).status
     if journaled ~= status then return ("%s: journal %s, result %s"):format(id, tostring(journaled), status) end
@@ -116,11 +115,10 @@ local function wrong_version(o, workers, p)
   end
 end
 
--- Replays the journal as if rch had died at the end, runs --resume, and
--- checks that finished workers are not touched again. @return nil, or what went wrong
-local function resume_problem(deployment, statuses, deploy_opts, workers, journal_lines)
-  collectgarbage()
-  local mismatch = replay_mismatch(deployment, statuses)
+-- Runs --resume as if rch had died at the end (the journal's first
+-- `journal_lines` lines replayed to `mismatch`), and checks that finished
+-- workers are not touched again. @return nil, or what went wrong
+local function resume_problem(deployment, statuses, deploy_opts, workers, journal_lines, mismatch)
   if mismatch then return mismatch end
   collectgarbage()
   os.rename(deployment.dir .. "/result.json", deployment.dir .. "/result.first.json")
@@ -146,8 +144,15 @@ local function invariants(o, workers, deploy_opts)
   end
   -- Concurrency also from the journal, independently of the executor's own counter (a
   -- strategy that runs the pipeline itself bypasses it).
+  -- One pass over the journal: the replay --resume relies on, and the concurrency.
   local deployment = assert(state.load(o.id))
-  local journal_lines, journal_peak = journal_concurrency(deployment.dir .. "/journal.jsonl")
+  local count_in_flight, peak = concurrency_counter()
+  local journal_lines = 0
+  local mismatch = replay_mismatch(deployment:replay(function(e, i)
+    journal_lines = i
+    count_in_flight(e)
+  end), o.statuses)
+  local journal_peak = peak()
   check("peak in-flight <= --parallel", o.peak_in_flight <= p and journal_peak <= p,
     ("peak %d, cap %d; journal peak %d"):format(o.peak_in_flight, p, journal_peak))
   check("every worker in exactly one terminal state", not o.bad and o.count == n,
@@ -159,7 +164,7 @@ local function invariants(o, workers, deploy_opts)
   collectgarbage()
   local audit_ok, audit_err = check_audit(state.state_dir() .. "/audit.jsonl")
   check("every Started audit event completed or failed", audit_ok, audit_err)
-  local problem = resume_problem(deployment, o.statuses, deploy_opts, workers, journal_lines)
+  local problem = resume_problem(deployment, o.statuses, deploy_opts, workers, journal_lines, mismatch)
   check("journal replays to the final states; --resume leaves finished workers alone", not problem, problem)
   return checks
 end

@@ -216,12 +216,15 @@ end
 -- resumed run needs (the version to roll back to), plus deployment events.
 -- A line that does not decode is an error: skipping it would forget a
 -- step (or the version to roll back to) that really happened.
+-- @param each optional function(entry, line_number) called with every entry
+--   in order (one pass for the caller's own checks: rch fleet stress)
 -- @return workers (id -> state), events (name -> true)
-function Deployment:replay()
+function Deployment:replay(each)
   local path = self.dir .. "/journal.jsonl"
   local workers, events = {}, {}
   store.each_json_line(path, function(e, i)
     if type(e) ~= "table" then error(("%s:%d: not a JSON object (a damaged journal line)"):format(path, i), 0) end
+    if each then each(e, i) end
     if e.worker then
       local w = workers[e.worker] or { steps = {} }
       workers[e.worker] = w
