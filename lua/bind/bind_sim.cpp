@@ -127,6 +127,16 @@ int l_fleet_inspect(lua_State* L) {
   return finish(L, "rch.sim inspect", box, box.fleet->inspect(check_std_string(L, 2)), false);
 }
 
+// truth(worker) -> what inspect reads, at once: the model's ground truth for
+// rch fleet stress's checks (no simulated latency, no task needed).
+int l_fleet_truth(lua_State* L) {
+  FleetBox& box = check_fleet(L);
+  const SimOp op = box.fleet->inspect(check_std_string(L, 2));
+  if (!op.ok) return push_failure(L, op.error);
+  if (!push_json_text(L, op.value)) return push_failure(L, "simulated fleet: invalid JSON from the model");
+  return 1;
+}
+
 // exec(worker, argv, timeout) -> {code, out, err, timed_out, …} | nil, err (RCH_SIM_EXEC)
 int l_fleet_exec(lua_State* L) {
   FleetBox& box = check_fleet(L);
@@ -166,6 +176,7 @@ int luaopen_rch_sim(lua_State* L) {
       {"probe_agent", guarded<l_fleet_probe_agent>},
       {"fault", guarded<l_fleet_fault>},
       {"inspect", guarded<l_fleet_inspect>},
+      {"truth", guarded<l_fleet_truth>},
       {"exec", guarded<l_fleet_exec>},
       {nullptr, nullptr},
   };

@@ -94,16 +94,13 @@ end
 -- What each simulated worker really runs now (read from the model, past its
 -- injected faults: a worker failing at verify cannot be probed), against what
 -- its status claims. @return nil, or the first worker whose version is wrong
-local function wrong_version(o, workers, p)
+local function wrong_version(o)
   local sim_transport = require "rch.transport.sim"
-  local fleet_state = {}
-  local _, probe_errors = rch.parallel(workers, p, function(w)
-    fleet_state[w.id] = assert(sim_transport.inspect(w.id)).current_link
-  end)
-  if probe_errors then return "cannot inspect a simulated worker: " .. tostring(select(2, next(probe_errors))) end
   local target_link = "versions/v" .. o.target_version
   for _, id in ipairs(o.order) do
-    local link, status = fleet_state[id], o.statuses[id]
+    local facts, err = sim_transport.inspect(id)
+    if not facts then return ("cannot inspect simulated worker %s: %s"):format(id, tostring(err)) end
+    local link, status = facts.current_link, o.statuses[id]
     -- What preflight found ("" = no agent; also for a worker it never reached: the simulated fleet starts empty).
     local previous = o.previous[id] or ""
     if status == "Completed" and link ~= target_link then
@@ -157,7 +154,7 @@ local function invariants(o, workers, deploy_opts)
     ("peak %d, cap %d; journal peak %d"):format(o.peak_in_flight, p, journal_peak))
   check("every worker in exactly one terminal state", not o.bad and o.count == n,
     o.bad or ("%d workers"):format(o.count))
-  local wrong = wrong_version(o, workers, p)
+  local wrong = wrong_version(o)
   check("failed workers are back on their previous version", not wrong, wrong)
   -- The checks read whole files: collect between them, so that their garbage does not
   -- pile up into the peak RSS this command reports.

@@ -133,7 +133,7 @@ function Handle:close() self.open = false end
 function M.fault(worker_id) return the_fleet():fault(worker_id) end
 
 --- What a simulated worker really has (current_link, bin_link, …), without a
--- connection and without its injected faults: ground truth for rch fleet stress.
-function M.inspect(worker_id) return the_fleet():inspect(worker_id) end
+-- connection, its injected faults or a simulated delay: ground truth for rch fleet stress.
+function M.inspect(worker_id) return the_fleet():truth(worker_id) end
 
 return M
