@@ -30,7 +30,7 @@ local function check_audit(path)
     elseif w and open[w] then
       if e.event_type == "WorkerFailed" then open[w] = nil else open[w][e.event_type] = nil end
     end
-  end)
+  end, { "event_type", "worker_id" })
   if not ok then return false, err end
   for w, events in pairs(open) do
     local missing = next(events)
