@@ -127,13 +127,13 @@ int l_fleet_inspect(lua_State* L) {
   return finish(L, "rch.sim inspect", box, box.fleet->inspect(check_std_string(L, 2)), false);
 }
 
-// truth(worker) -> what inspect reads, at once: the model's ground truth for
-// rch fleet stress's checks (no simulated latency, no task needed).
-int l_fleet_truth(lua_State* L) {
+// current_link(worker) -> where its current link points ("" = none), at once:
+// the model's ground truth for rch fleet stress's checks (no simulated
+// latency, no fault, no task needed).
+int l_fleet_current_link(lua_State* L) {
   FleetBox& box = check_fleet(L);
-  const SimOp op = box.fleet->inspect(check_std_string(L, 2));
-  if (!op.ok) return push_failure(L, op.error);
-  if (!push_json_text(L, op.value)) return push_failure(L, "simulated fleet: invalid JSON from the model");
+  const std::string link = box.fleet->current_link(check_std_string(L, 2));
+  lua_pushlstring(L, link.data(), link.size());
   return 1;
 }
 
@@ -176,7 +176,7 @@ int luaopen_rch_sim(lua_State* L) {
       {"probe_agent", guarded<l_fleet_probe_agent>},
       {"fault", guarded<l_fleet_fault>},
       {"inspect", guarded<l_fleet_inspect>},
-      {"truth", guarded<l_fleet_truth>},
+      {"current_link", guarded<l_fleet_current_link>},
       {"exec", guarded<l_fleet_exec>},
       {nullptr, nullptr},
   };

@@ -98,9 +98,7 @@ local function wrong_version(o)
   local sim_transport = require "rch.transport.sim"
   local target_link = "versions/v" .. o.target_version
   for _, id in ipairs(o.order) do
-    local facts, err = sim_transport.inspect(id)
-    if not facts then return ("cannot inspect simulated worker %s: %s"):format(id, tostring(err)) end
-    local link, status = facts.current_link, o.statuses[id]
+    local link, status = sim_transport.current_link(id), o.statuses[id]
     -- What preflight found ("" = no agent; also for a worker it never reached: the simulated fleet starts empty).
     local previous = o.previous[id] or ""
     if status == "Completed" and link ~= target_link then

@@ -133,7 +133,11 @@ function Handle:close() self.open = false end
 function M.fault(worker_id) return the_fleet():fault(worker_id) end
 
 --- What a simulated worker really has (current_link, bin_link, …), without a
+-- connection and without its injected faults: ground truth for tests.
+function M.inspect(worker_id) return the_fleet():inspect(worker_id) end
+
+--- Where a simulated worker's current link really points ("" = none), without a
 -- connection, its injected faults or a simulated delay: ground truth for rch fleet stress.
-function M.inspect(worker_id) return the_fleet():truth(worker_id) end
+function M.current_link(worker_id) return the_fleet():current_link(worker_id) end
 
 return M
