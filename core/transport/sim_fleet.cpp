@@ -358,10 +358,14 @@ SimOp SimFleet::probe_agent(const std::string& id, bool with_health) {
   return op;
 }
 
+std::string SimFleet::current_link(const std::string& id) {
+  const Worker& w = worker(id);
+  return w.current.empty() ? "" : "versions/v" + w.current;
+}
+
 SimOp SimFleet::inspect(const std::string& id) {
   const Worker& w = worker(id);
-  nlohmann::json facts = {{"current_link", w.current.empty() ? "" : "versions/v" + w.current},
-                          {"bin_link", w.bin_link ? "../current/rch-wkr" : ""}};
+  nlohmann::json facts = {{"current_link", current_link(id)}, {"bin_link", w.bin_link ? "../current/rch-wkr" : ""}};
   if (auto it = w.versions.find(w.current); it != w.versions.end()) {
     facts["binary_sha256"] = it->second;
     facts["manifest"] = {{"version", w.current}, {"sha256", it->second}};

@@ -67,6 +67,8 @@ class SimFleet {
   SimOp toolchain(const std::string& worker, const std::string& toolchain);
   SimOp probe_agent(const std::string& worker, bool with_health);
   SimOp inspect(const std::string& worker);  // what fleet verify checks
+  // Where the worker's current link points ("" without one), at once: ground truth for rch fleet stress.
+  std::string current_link(const std::string& worker);
   // A remote command, answered by the first matching RCH_SIM_EXEC rule:
   // {code, out, err, timed_out} after its delay (cut at the timeout, as a real one).
   SimOp exec(const std::string& worker, const std::vector<std::string>& argv, int timeout_s);

@@ -604,9 +604,12 @@ class LuaSax {
 // (journals, audit logs, result.json). It reads what the parser reads, to
 // the same values, or gives up (false, the stack as it was) on anything else
 // (other bytes, \u, "$b64", deep nesting, invalid JSON): the parser then decides.
+// With `only`, a top-level object gets just those keys: the others are read
+// (and must be valid) but make no Lua value.
 class FastJson {
  public:
-  FastJson(lua_State* L, std::string_view text) : L_(L), p_(text.data()), end_(text.data() + text.size()) {}
+  FastJson(lua_State* L, std::string_view text, const std::vector<std::string>* only = nullptr)
+      : L_(L), p_(text.data()), end_(text.data() + text.size()), only_(only) {}
 
   bool parse() {
     const int top = lua_gettop(L_);
@@ -629,8 +632,15 @@ class FastJson {
     p_ += word.size();
     return true;
   }
-  // A string without \u and with printable ASCII only, pushed.
+  // A string without \u and with printable ASCII only, pushed when emitting.
   bool string() {
+    std::string_view text;
+    if (!string(text)) return false;
+    if (emit_) lua_pushlstring(L_, text.data(), text.size());
+    return true;
+  }
+  // The same, into `out` (valid until the next string is read).
+  bool string(std::string_view& out) {
     ++p_;  // the opening quote
     const char* start = p_;
     while (p_ != end_ && *p_ != '"' && *p_ != '\\') {
@@ -640,7 +650,7 @@ class FastJson {
     }
     if (p_ == end_) return false;
     if (*p_ == '"') {
-      lua_pushlstring(L_, start, static_cast<std::size_t>(p_ - start));
+      out = std::string_view(start, static_cast<std::size_t>(p_ - start));
       ++p_;
       return true;
     }
@@ -684,7 +694,7 @@ class FastJson {
     }
     if (p_ == end_) return false;
     ++p_;
-    lua_pushlstring(L_, buffer_.data(), buffer_.size());
+    out = buffer_;
     return true;
   }
   // JSON's number grammar; the value as the parser gives it (an integer -0 is 0).
@@ -714,7 +724,7 @@ class FastJson {
     double value = 0;
     const auto [ptr, ec] = std::from_chars(start, p_, value);
     if (ec != std::errc() || ptr != p_) return false;  // out of range: the parser's call
-    lua_pushnumber(L_, integer && value == 0 ? 0.0 : value);
+    if (emit_) lua_pushnumber(L_, integer && value == 0 ? 0.0 : value);
     return true;
   }
   bool value(int depth) {
@@ -729,15 +739,15 @@ class FastJson {
         return array(depth + 1);
       case 't':
         if (!literal("true")) return false;
-        lua_pushboolean(L_, 1);
+        if (emit_) lua_pushboolean(L_, 1);
         return true;
       case 'f':
         if (!literal("false")) return false;
-        lua_pushboolean(L_, 0);
+        if (emit_) lua_pushboolean(L_, 0);
         return true;
       case 'n':
         if (!literal("null")) return false;
-        lua_pushnil(L_);
+        if (emit_) lua_pushnil(L_);
         return true;
       default:
         return number();
@@ -746,24 +756,29 @@ class FastJson {
   bool object(int depth) {
     if (depth > kMaxDepth) return false;
     ++p_;
-    luaL_checkstack(L_, 4, "json nesting too deep");
-    lua_newtable(L_);
+    if (emit_) {
+      luaL_checkstack(L_, 4, "json nesting too deep");
+      lua_newtable(L_);
+    }
     space();
     if (p_ != end_ && *p_ == '}') {
       ++p_;
       return true;
     }
+    const bool outer = emit_;
     for (;;) {
       space();
-      if (p_ == end_ || *p_ != '"' || !string()) return false;
-      std::size_t len = 0;
-      const char* key = lua_tolstring(L_, -1, &len);
-      if (std::string_view(key, len) == kBytesKey) return false;  // bytes: the parser's call
+      std::string_view key;
+      if (p_ == end_ || *p_ != '"' || !string(key)) return false;
+      if (key == kBytesKey) return false;  // bytes: the parser's call
+      emit_ = outer && (depth > 1 || only_ == nullptr || std::find(only_->begin(), only_->end(), key) != only_->end());
+      if (emit_) lua_pushlstring(L_, key.data(), key.size());
       space();
       if (p_ == end_ || *p_ != ':') return false;
       ++p_;
       if (!value(depth)) return false;
-      lua_rawset(L_, -3);
+      if (emit_) lua_rawset(L_, -3);
+      emit_ = outer;
       space();
       if (p_ == end_) return false;
       if (*p_ == '}') {
@@ -776,10 +791,12 @@ class FastJson {
   bool array(int depth) {
     if (depth > kMaxDepth) return false;
     ++p_;
-    luaL_checkstack(L_, 4, "json nesting too deep");
-    lua_newtable(L_);
-    luaL_getmetatable(L_, kArrayMeta);
-    lua_setmetatable(L_, -2);
+    if (emit_) {
+      luaL_checkstack(L_, 4, "json nesting too deep");
+      lua_newtable(L_);
+      luaL_getmetatable(L_, kArrayMeta);
+      lua_setmetatable(L_, -2);
+    }
     space();
     if (p_ != end_ && *p_ == ']') {
       ++p_;
@@ -787,7 +804,7 @@ class FastJson {
     }
     for (int i = 1;; ++i) {
       if (!value(depth)) return false;
-      lua_rawseti(L_, -2, i);
+      if (emit_) lua_rawseti(L_, -2, i);
       space();
       if (p_ == end_) return false;
       if (*p_ == ']') {
@@ -801,6 +818,8 @@ class FastJson {
   lua_State* L_;
   const char* p_;
   const char* end_;
+  const std::vector<std::string>* only_;
+  bool emit_ = true;  // false inside a top-level value that `only_` leaves out
   std::string buffer_;
 };
 
@@ -821,6 +840,10 @@ bool push_json_text(lua_State* L, std::string_view text) {
   // A record written before {"$b64"} existed holds the raw bytes: read it
   // with those bytes as U+FFFD rather than lose the whole record.
   return !valid_utf8(text) && push_parsed(L, replace_invalid_utf8(text));
+}
+
+bool push_json_fields(lua_State* L, std::string_view text, const std::vector<std::string>& fields) {
+  return FastJson(L, text, &fields).parse() || push_json_text(L, text);
 }
 
 namespace {

@@ -127,6 +127,16 @@ int l_fleet_inspect(lua_State* L) {
   return finish(L, "rch.sim inspect", box, box.fleet->inspect(check_std_string(L, 2)), false);
 }
 
+// current_link(worker) -> where its current link points ("" = none), at once:
+// the model's ground truth for rch fleet stress's checks (no simulated
+// latency, no fault, no task needed).
+int l_fleet_current_link(lua_State* L) {
+  FleetBox& box = check_fleet(L);
+  const std::string link = box.fleet->current_link(check_std_string(L, 2));
+  lua_pushlstring(L, link.data(), link.size());
+  return 1;
+}
+
 // exec(worker, argv, timeout) -> {code, out, err, timed_out, …} | nil, err (RCH_SIM_EXEC)
 int l_fleet_exec(lua_State* L) {
   FleetBox& box = check_fleet(L);
@@ -166,6 +176,7 @@ int luaopen_rch_sim(lua_State* L) {
       {"probe_agent", guarded<l_fleet_probe_agent>},
       {"fault", guarded<l_fleet_fault>},
       {"inspect", guarded<l_fleet_inspect>},
+      {"current_link", guarded<l_fleet_current_link>},
       {"exec", guarded<l_fleet_exec>},
       {nullptr, nullptr},
   };

@@ -246,10 +246,12 @@ int l_store_read_lines(lua_State* L) {
   return 1;
 }
 
-// each_json_line(path, fn [, {chain = true}]) -> lines, torn | nil, err
+// each_json_line(path, fn [, {chain = true, after = N, fields = {NAME…}}]) -> lines, torn | nil, err
 // Calls fn(value, line_number [, seq, sha256]) for every complete line, in
 // order: value is the decoded line or false when it is not JSON; with chain,
-// the seq it carries (nil without one) and the sha256 of the line. No Lua
+// the seq it carries (nil without one) and the sha256 of the line; with
+// after, only for the lines past line N (those are counted, not decoded); with
+// fields, an object line needs only those fields (push_json_fields). No Lua
 // string is made of the lines (at 100k workers the journal and audit log
 // hold ~10^6 of them). fn must not yield. Returns the number of complete
 // lines and the bytes after the last newline (a torn last line).
@@ -257,14 +259,21 @@ int l_store_each_json_line(lua_State* L) {
   const std::string path = check_std_string(L, 1);
   luaL_checktype(L, 2, LUA_TFUNCTION);
   const bool chain = opt_bool_field(L, 3, "chain", false);
+  const lua_Number after = opt_number_field(L, 3, "after", 0);
+  std::vector<std::string> fields;
+  if (lua_istable(L, 3)) {
+    lua_getfield(L, 3, "fields");
+    if (!lua_isnil(L, -1)) fields = check_string_list(L, lua_gettop(L));
+    lua_pop(L, 1);
+  }
   const int top = lua_gettop(L);
   lua_Number count = 0;
   auto torn = for_each_jsonl_line(path, [&](std::string_view line) {
-    ++count;
+    if (++count <= after) return;
     lua_pushvalue(L, 2);
     bool decoded = false;
     try {
-      decoded = push_json_text(L, line);
+      decoded = fields.empty() ? push_json_text(L, line) : push_json_fields(L, line, fields);
     } catch (const std::runtime_error&) {  // {"$b64"} that is not base64: not JSON either, as for rch.json.decode
       lua_settop(L, top + 1);
     }

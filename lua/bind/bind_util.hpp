@@ -72,6 +72,9 @@ inline int push_failure(lua_State* L, const std::string& message) {
 void push_json(lua_State* L, const nlohmann::json& value);
 // Pushes the value of a JSON text (as rch.json.decode); false, nothing pushed, when it is not valid JSON.
 bool push_json_text(lua_State* L, std::string_view text);
+// The same, but a top-level object needs only `fields` (JSON that the fast
+// path leaves to the parser still comes whole): less to build and collect.
+bool push_json_fields(lua_State* L, std::string_view text, const std::vector<std::string>& fields);
 // The Lua value at idx as JSON, as rch.json.encode (with pretty: {pretty = true}).
 std::string encode_json(lua_State* L, int idx, bool pretty = false);
 // Converts the Lua value at idx; tables with keys 1..n become arrays.

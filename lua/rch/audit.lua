@@ -129,9 +129,16 @@ end
 -- first: the chain and seq continue across them) and its head.
 -- @param each optional function(entry, file, line_number) called with every
 --   decoded entry in order (one pass for the caller's own checks)
+-- @param fields optional list of the entry fields `each` reads: only those
+--   (and prev_hash) are decoded (at 100k workers, 800k entries' details)
 -- @return true, report {entries=, first_seq=, files=, head=, beyond_head=},
 -- or false, message naming the file (and line) and what is wrong
-function M.verify_file(path, each)
+function M.verify_file(path, each, fields)
+  local read_opts = { chain = true }
+  if fields then
+    read_opts.fields = { "prev_hash" }
+    for _, f in ipairs(fields) do read_opts.fields[#read_opts.fields + 1] = f end
+  end
   local files = util.rotated_files(path)
   -- Read first so that only the newest file's entry at head.seq is kept to compare.
   local head, head_err = store.chain_head(path)
@@ -162,7 +169,7 @@ function M.verify_file(path, each)
       prev, last_seq, total = sha256, seq, total + 1
       if fi == #files and head and seq == head.seq then head_hash, head_line = prev, i end
       if each then each(entry, file, i) end
-    end, { chain = true })
+    end, read_opts)
     if not lines then return false, torn end
     if torn > 0 then
       return false, ("%s:%d: torn last line (%d bytes without a newline): a write was cut off"):format(file,

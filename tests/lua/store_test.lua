@@ -39,6 +39,25 @@ do
   local count, torn = rch.store.each_json_line(path, function(v, i) seen[i], last = v, i end)
   assert(count == 202 and last == 202 and torn == 8, ("%s lines, %s torn bytes"):format(count, torn))
   assert(seen[1].n and seen[201].worker == "w1" and seen[202] == false, "values by line")
+  -- after = N: the lines past N only, numbered as in the file; all of them counted.
+  local past = {}
+  count, torn = rch.store.each_json_line(path, function(v, i) past[#past + 1] = { v, i } end, { after = 200 })
+  assert(count == 202 and torn == 8 and #past == 2, ("%s lines, %s torn bytes, %d seen"):format(count, torn, #past))
+  assert(past[1][2] == 201 and past[1][1].worker == "w1" and past[2][2] == 202 and past[2][1] == false, "lines past 200")
+  -- fields: an object line gets only the fields named; what it leaves out must still be valid JSON.
+  local fpath = dir .. "/fields.jsonl"
+  assert(rch.fs.write_atomic(fpath, table.concat({
+    '{"a":1,"skip":{"deep":[1,{"x":"y\\n"}],"t":true},"b":"two","c":null}',
+    '{"a":1,"skip":{"deep":[1,}}',
+    '[1,2]',
+    '{"skip":"\\u00e9","a":"\\u00e9"}',
+  }, "\n") .. "\n"))
+  local got = {}
+  rch.store.each_json_line(fpath, function(v, i) got[i] = v end, { fields = { "a", "b" } })
+  assert(got[1].a == 1 and got[1].b == "two" and got[1].skip == nil and got[1].c == nil, rch.json.encode(got[1]))
+  assert(got[2] == false, "invalid JSON in a field left out must still be refused")
+  assert(got[3][1] == 1 and got[3][2] == 2, "a line that is not an object comes whole")
+  assert(got[4].a == "\195\169", "the parser's path (\\u) decodes the fields too")
   local ok, err = pcall(journal.append, journal, "a\nb")
   assert(not ok and err:find("cannot contain a newline"), err)
 end

@@ -30,7 +30,7 @@ local function check_audit(path)
     elseif w and open[w] then
       if e.event_type == "WorkerFailed" then open[w] = nil else open[w][e.event_type] = nil end
     end
-  end)
+  end, { "event_type", "worker_id" })
   if not ok then return false, err end
   for w, events in pairs(open) do
     local missing = next(events)
@@ -43,11 +43,12 @@ end
 
 -- A worker is in flight (holds a --parallel slot) from its first record past
 -- preflight (which runs wider, at probe_parallel) to its terminal status, in the
--- order the loop wrote them. @return number of lines, peak number of workers in flight
-local function journal_concurrency(path)
+-- order the loop wrote them. @return function(entry) to call with each journal
+-- entry in order, function() -> peak number of workers in flight
+local function concurrency_counter()
   local active, in_flight, peak = {}, 0, 0
-  local count = assert(rch.store.each_json_line(path, function(e)
-    local w, status = e and e.worker, e and e.status
+  return function(e)
+    local w, status = e.worker, e.status
     if w and status and status ~= "Preflight" then
       local terminal = status == "Completed" or status == "Failed" or status == "Skipped" or status == "RolledBack"
       if terminal and active[w] then
@@ -57,13 +58,11 @@ local function journal_concurrency(path)
         if in_flight > peak then peak = in_flight end
       end
     end
-  end))
-  return count, peak
+  end, function() return peak end
 end
 
--- @return the first worker whose journal replays to another status than the result's, or nil
-local function replay_mismatch(deployment, statuses)
-  local replayed = deployment:replay()
+-- @return the first worker whose replayed journal has another status than the result's, or nil
+local function replay_mismatch(replayed, statuses)
   for id, status in pairs(statuses) do
     local journaled = (replayed[id] or {}).status
     if journaled ~= status then return ("%s: journal %s, result %s"):format(id, tostring(journaled), status) end
@@ -95,16 +94,11 @@ end
 -- What each simulated worker really runs now (read from the model, past its
 -- injected faults: a worker failing at verify cannot be probed), against what
 -- its status claims. @return nil, or the first worker whose version is wrong
-local function wrong_version(o, workers, p)
+local function wrong_version(o)
   local sim_transport = require "rch.transport.sim"
-  local fleet_state = {}
-  local _, probe_errors = rch.parallel(workers, p, function(w)
-    fleet_state[w.id] = assert(sim_transport.inspect(w.id)).current_link
-  end)
-  if probe_errors then return "cannot inspect a simulated worker: " .. tostring(select(2, next(probe_errors))) end
   local target_link = "versions/v" .. o.target_version
   for _, id in ipairs(o.order) do
-    local link, status = fleet_state[id], o.statuses[id]
+    local link, status = sim_transport.current_link(id), o.statuses[id]
     -- What preflight found ("" = no agent; also for a worker it never reached: the simulated fleet starts empty).
     local previous = o.previous[id] or ""
     if status == "Completed" and link ~= target_link then
@@ -116,23 +110,23 @@ local function wrong_version(o, workers, p)
   end
 end
 
--- Replays the journal as if rch had died at the end, runs --resume, and
--- checks that finished workers are not touched again. @return nil, or what went wrong
-local function resume_problem(deployment, statuses, deploy_opts, workers, journal_lines)
-  collectgarbage()
-  local mismatch = replay_mismatch(deployment, statuses)
+-- Runs --resume as if rch had died at the end (the journal's first
+-- `journal_lines` lines replayed to `mismatch`), and checks that finished
+-- workers are not touched again. @return nil, or what went wrong
+local function resume_problem(deployment, statuses, deploy_opts, workers, journal_lines, mismatch)
   if mismatch then return mismatch end
   collectgarbage()
   os.rename(deployment.dir .. "/result.json", deployment.dir .. "/result.first.json")
   deploy_opts.resume = true
   run_deploy(deploy_opts, workers)
   local touched
-  assert(rch.store.each_json_line(deployment.dir .. "/journal.jsonl", function(e, i)
-    if i > journal_lines and not touched and e.worker
+  -- Only what the --resume run appended (the lines before it were read twice already).
+  assert(rch.store.each_json_line(deployment.dir .. "/journal.jsonl", function(e)
+    if not touched and e.worker
       and (statuses[e.worker] == "Completed" or (statuses[e.worker] == "Skipped" and not e.aborted)) then
       touched = e.worker
     end
-  end))
+  end, { after = journal_lines }))
   if touched then return "resume touched finished worker " .. touched end
 end
 
@@ -145,20 +139,27 @@ local function invariants(o, workers, deploy_opts)
   end
   -- Concurrency also from the journal, independently of the executor's own counter (a
   -- strategy that runs the pipeline itself bypasses it).
+  -- One pass over the journal: the replay --resume relies on, and the concurrency.
   local deployment = assert(state.load(o.id))
-  local journal_lines, journal_peak = journal_concurrency(deployment.dir .. "/journal.jsonl")
+  local count_in_flight, peak = concurrency_counter()
+  local journal_lines = 0
+  local mismatch = replay_mismatch(deployment:replay(function(e, i)
+    journal_lines = i
+    count_in_flight(e)
+  end), o.statuses)
+  local journal_peak = peak()
   check("peak in-flight <= --parallel", o.peak_in_flight <= p and journal_peak <= p,
     ("peak %d, cap %d; journal peak %d"):format(o.peak_in_flight, p, journal_peak))
   check("every worker in exactly one terminal state", not o.bad and o.count == n,
     o.bad or ("%d workers"):format(o.count))
-  local wrong = wrong_version(o, workers, p)
+  local wrong = wrong_version(o)
   check("failed workers are back on their previous version", not wrong, wrong)
   -- The checks read whole files: collect between them, so that their garbage does not
   -- pile up into the peak RSS this command reports.
   collectgarbage()
   local audit_ok, audit_err = check_audit(state.state_dir() .. "/audit.jsonl")
   check("every Started audit event completed or failed", audit_ok, audit_err)
-  local problem = resume_problem(deployment, o.statuses, deploy_opts, workers, journal_lines)
+  local problem = resume_problem(deployment, o.statuses, deploy_opts, workers, journal_lines, mismatch)
   check("journal replays to the final states; --resume leaves finished workers alone", not problem, problem)
   return checks
 end

@@ -117,13 +117,15 @@ Handle.compare = Handle.put
 -- Asked to read under the lease (as the real one does in the same round
 -- trip), it gives the facts this handle's preflight just read: nothing else
 -- changes a simulated worker in between.
+-- Held until released, as the real one: a pipeline asking again gets true from
+-- lease.take without a new lease (and without facts).
 function Handle:lease(_, _, _, _, read)
   local facts = read and self.facts or nil
-  self.facts = nil
+  self.facts, self.leased = nil, true
   return 1, facts
 end
-function Handle.has_lease() return true end
-function Handle.release_lease() end
+function Handle:has_lease() return self.leased == true end
+function Handle:release_lease() self.leased = nil end
 function Handle:alive() return self.open end
 function Handle:close() self.open = false end
 
@@ -131,7 +133,11 @@ function Handle:close() self.open = false end
 function M.fault(worker_id) return the_fleet():fault(worker_id) end
 
 --- What a simulated worker really has (current_link, bin_link, …), without a
--- connection and without its injected faults: ground truth for rch fleet stress.
+-- connection and without its injected faults: ground truth for tests.
 function M.inspect(worker_id) return the_fleet():inspect(worker_id) end
+
+--- Where a simulated worker's current link really points ("" = none), without a
+-- connection, its injected faults or a simulated delay: ground truth for rch fleet stress.
+function M.current_link(worker_id) return the_fleet():current_link(worker_id) end
 
 return M
