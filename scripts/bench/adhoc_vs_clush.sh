@@ -40,13 +40,8 @@ usage() {
   exit 2
 }
 while (($# > 0)); do
+  if bench_option "$@"; then shift "$bench_shift"; continue; fi
   case $1 in
-    --workers) n=${2:?}; shift 2 ;;
-    --runs) runs=${2:?}; shift 2 ;;
-    --parallel) parallel=${2:?}; shift 2 ;;
-    --dir) dir=${2:?}; shift 2 ;;
-    --build) build=${2:?}; shift 2 ;;
-    --keep) keep=yes; shift ;;
     -h | --help) usage ;;
     *) echo "adhoc_vs_clush: unknown argument '$1'" >&2; usage ;;
   esac

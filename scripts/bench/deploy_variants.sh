@@ -40,13 +40,8 @@ variants=(builtin openssl openssl-nosync nohash manifest)
 redeploy_parallel=
 
 while (($# > 0)); do
+  if bench_option "$@"; then shift "$bench_shift"; continue; fi
   case $1 in
-    --workers) n=${2:?}; shift 2 ;;
-    --runs) runs=${2:?}; shift 2 ;;
-    --parallel) parallel=${2:?}; shift 2 ;;
-    --dir) dir=${2:?}; shift 2 ;;
-    --build) build=${2:?}; shift 2 ;;
-    --keep) keep=yes; shift ;;
     --redeploy-parallel) redeploy_parallel=${2:?}; shift 2 ;;
     --variants) read -r -a variants <<<"${2:?}"; shift 2 ;;
     *) sed -n '8,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;

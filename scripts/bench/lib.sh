@@ -16,6 +16,22 @@ die() {
 }
 say() { echo "${bench_name:-bench}: $*" >&2; }
 
+# bench_option ARGS…: takes one of the options every benchmark shares (--workers N, --runs N,
+# --parallel P, --dir DIR, --build DIR, --keep) into n, runs, parallel, dir, build or keep, and
+# sets bench_shift to the words it used; fails when $1 is not one of them.
+bench_option() {
+  bench_shift=2
+  case $1 in
+    --workers) n=${2:?--workers needs a value} ;;
+    --runs) runs=${2:?--runs needs a value} ;;
+    --parallel) parallel=${2:?--parallel needs a value} ;;
+    --dir) dir=${2:?--dir needs a value} ;;
+    --build) build=${2:?--build needs a value} ;;
+    --keep) keep=yes; bench_shift=1 ;;
+    *) return 1 ;;
+  esac
+}
+
 bench_install_peers() {
   if ! command -v parallel-scp >/dev/null || ! command -v clush >/dev/null; then
     say "installing pssh and clustershell"

@@ -28,13 +28,8 @@ set -euo pipefail
 umask 022
 
 bench_name=pull_bytes
-repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-testbed=$repo/scripts/testbed.sh
-die() {
-  echo "$bench_name: FAILED: $*" >&2
-  exit 1
-}
-say() { echo "$bench_name: $*" >&2; }
+# shellcheck source=scripts/bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 n=32
 runs=3
 parallel=8
@@ -42,13 +37,8 @@ dir=/tmp/rch-bench-pull
 build=$repo/build
 keep=no
 while (($# > 0)); do
+  if bench_option "$@"; then shift "$bench_shift"; continue; fi
   case $1 in
-    --workers) n=${2:?}; shift 2 ;;
-    --runs) runs=${2:?}; shift 2 ;;
-    --parallel) parallel=${2:?}; shift 2 ;;
-    --dir) dir=${2:?}; shift 2 ;;
-    --build) build=${2:?}; shift 2 ;;
-    --keep) keep=yes; shift ;;
     -h | --help) sed -n '9,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
     *) die "unknown argument '$1'" ;;
   esac

@@ -32,15 +32,8 @@ bench_name=ssh_floor
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 n=32 runs=3 parallel=8 dir=/tmp/rch-bench-floor build=$repo/build keep=no
 while (($# > 0)); do
-  case $1 in
-    --workers) n=${2:?}; shift 2 ;;
-    --runs) runs=${2:?}; shift 2 ;;
-    --parallel) parallel=${2:?}; shift 2 ;;
-    --dir) dir=${2:?}; shift 2 ;;
-    --build) build=${2:?}; shift 2 ;;
-    --keep) keep=yes; shift ;;
-    *) die "unknown argument '$1'" ;;
-  esac
+  bench_option "$@" || die "unknown argument '$1'"
+  shift "$bench_shift"
 done
 [[ -x $build/tests/rch-wkr-next ]] || die "no $build/tests/rch-wkr-next (cmake --build $build)"
 cores=$(nproc)

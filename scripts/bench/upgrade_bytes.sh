@@ -41,13 +41,8 @@ build=$repo/build
 keep=no
 args=("$@")
 while (($# > 0)); do
+  if bench_option "$@"; then shift "$bench_shift"; continue; fi
   case $1 in
-    --workers) n=${2:?}; shift 2 ;;
-    --runs) runs=${2:?}; shift 2 ;;
-    --parallel) parallel=${2:?}; shift 2 ;;
-    --dir) dir=${2:?}; shift 2 ;;
-    --build) build=${2:?}; shift 2 ;;
-    --keep) keep=yes; shift ;;
     -h | --help) sed -n '9,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
     *) die "unknown argument '$1'" ;;
   esac
