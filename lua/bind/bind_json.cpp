@@ -779,13 +779,9 @@ class FastJson {
       if (!value(depth)) return false;
       if (emit_) lua_rawset(L_, -3);
       emit_ = outer;
-      space();
-      if (p_ == end_) return false;
-      if (*p_ == '}') {
-        ++p_;
-        return true;
-      }
-      if (*p_++ != ',') return false;
+      bool closed = false;
+      if (!after_item('}', closed)) return false;
+      if (closed) return true;
     }
   }
   bool array(int depth) {
@@ -805,14 +801,19 @@ class FastJson {
     for (int i = 1;; ++i) {
       if (!value(depth)) return false;
       if (emit_) lua_rawseti(L_, -2, i);
-      space();
-      if (p_ == end_) return false;
-      if (*p_ == ']') {
-        ++p_;
-        return true;
-      }
-      if (*p_++ != ',') return false;
+      bool closed = false;
+      if (!after_item(']', closed)) return false;
+      if (closed) return true;
     }
+  }
+  // After an object member or array element: the closing bracket (closed) or a ','; anything else fails.
+  bool after_item(char close, bool& closed) {
+    space();
+    if (p_ == end_) return false;
+    closed = *p_ == close;
+    if (!closed && *p_ != ',') return false;
+    ++p_;
+    return true;
   }
 
   lua_State* L_;
